@@ -1,0 +1,117 @@
+//! Throughput of `nervesr` x2 (640x360 I420 -> 1280x720) with the default model, beside
+//! `videoscale method=lanczos` in the same run; the conversion overhead alone (model excluded);
+//! the pipeline's peak resident memory. Run with `cargo bench -p gst-nerve`.
+//!
+//! Frames are real video (the bundled talking-head sample, downscaled to 640x360), decoded once
+//! and pushed from memory so the decoder's cost is not counted.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+const FRAMES: usize = 300;
+const W: usize = 640;
+const H: usize = 360;
+
+fn sample_frames() -> Vec<gst::Buffer> {
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/talking_head_720p.264");
+    let desc = format!(
+        "filesrc location={} ! h264parse ! avdec_h264 ! videoscale method=bilinear ! videoconvert ! \
+         video/x-raw,format=I420,width={W},height={H} ! appsink name=sink sync=false",
+        sample.display()
+    );
+    let pipeline = gst::parse::launch(&desc).expect("decode pipeline").downcast::<gst::Pipeline>().unwrap();
+    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut frames = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        frames.push(sample.buffer_owned().unwrap());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(!frames.is_empty(), "the sample decodes");
+    frames
+}
+
+/// Pushes FRAMES frames through `filter` into a fakesink as fast as possible; returns fps.
+fn run(filter: &str, frames: &[gst::Buffer]) -> f64 {
+    let desc = format!(
+        "appsrc name=src format=time is-live=false caps=video/x-raw,format=I420,width={W},height={H},framerate=30/1 ! \
+         {filter} ! fakesink sync=false"
+    );
+    let pipeline = gst::parse::launch(&desc).expect("bench pipeline").downcast::<gst::Pipeline>().unwrap();
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    src.set_max_bytes(64 << 20);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let started = Instant::now();
+    for i in 0..FRAMES {
+        let mut b = frames[i % frames.len()].copy();
+        let b_mut = b.make_mut();
+        b_mut.set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+        src.push_buffer(b).unwrap();
+    }
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]).unwrap();
+    let elapsed = started.elapsed();
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("{filter}: {} ({:?})", e.error(), e.debug());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    FRAMES as f64 / elapsed.as_secs_f64()
+}
+
+fn conversion_overhead(frame: &gst::Buffer) -> Duration {
+    use gstnerve::engine::convert::{luma_to_tensor, tensor_to_luma};
+    use gstnerve::engine::resample::{PlaneGeometry, Resampler};
+    let map = frame.map_readable().unwrap();
+    let (luma, chroma) = map.split_at(W * H);
+    let mut tensor = vec![0f32; W * H];
+    let out_tensor = vec![0.5f32; 4 * W * H];
+    let mut out_luma = vec![0u8; 4 * W * H];
+    let mut out_chroma = vec![0u8; W * H];
+    let g = |w, h| PlaneGeometry { width: w, height: h, comps: 1 };
+    let mut chroma_up = Resampler::new(g(W / 2, H / 2), g(W, H));
+    let n = 200;
+    let started = Instant::now();
+    for _ in 0..n {
+        luma_to_tensor(luma, W, W, H, &mut tensor);
+        tensor_to_luma(&out_tensor, 2 * W, 2 * H, &mut out_luma, 2 * W);
+        for plane in [&chroma[..W * H / 4], &chroma[W * H / 4..]] {
+            chroma_up.run(plane, W / 2, &mut out_chroma, W);
+        }
+    }
+    started.elapsed() / n
+}
+
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    gst::init().unwrap();
+    gstnerve::plugin_register_static().unwrap();
+    let frames = sample_frames();
+    if std::env::args().any(|a| a == "--child-memory") {
+        // Run alone in a fresh process so its peak memory is the pipeline's own.
+        let fps = run("nervesr", &frames);
+        println!("{fps:.1} {}", peak_rss_kib());
+        return;
+    }
+    let lanczos = run("videoscale method=lanczos ! video/x-raw,width=1280,height=720", &frames);
+    let nervesr = run("nervesr", &frames);
+    let overhead = conversion_overhead(&frames[0]);
+    let child = std::process::Command::new(std::env::current_exe().unwrap()).arg("--child-memory").output().unwrap();
+    let child_out = String::from_utf8_lossy(&child.stdout);
+    let peak_mib = child_out.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN) / 1024.0;
+    println!("nervesr x2 benchmark: {FRAMES} frames of 640x360 I420 -> 1280x720, default model, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("  nervesr (default model)      {nervesr:7.1} fps");
+    println!("  videoscale method=lanczos    {lanczos:7.1} fps");
+    println!("  conversion overhead          {:7.2} ms/frame (luma in/out + chroma upscale, model excluded)", overhead.as_secs_f64() * 1e3);
+    println!("  peak resident memory         {peak_mib:7.1} MiB (nervesr pipeline alone, whole process)");
+}

@@ -1,0 +1,288 @@
+//! The model manifest: what each shipped model is, so nothing is inferred from a file name.
+//!
+//! `models/manifest.toml` holds one `[[model]]` table per model. The engine reads the task, the
+//! scale, the tensor layout and the number of frames from here, checks the file's sha256, and
+//! checks the real input/output shapes of the network against these fields.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::EngineError;
+
+pub const MANIFEST_FILE: &str = "manifest.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    SuperResolution,
+    Recovery,
+}
+
+/// How a tensor maps onto a frame.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TensorSpec {
+    /// Name of the graph input or output.
+    pub name: String,
+    /// Only "NCHW" is produced by the training side today.
+    pub layout: String,
+    /// Colour planes carried: "Y" (luma only, chroma handled classically) is what ships.
+    pub planes: String,
+    /// Value range of the samples: "unit" means 0.0..=1.0 for 0..=255.
+    #[serde(default = "unit")]
+    pub range: String,
+}
+
+fn unit() -> String {
+    "unit".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub file: String,
+    pub task: Task,
+    /// Upscale factor (1 for models that keep the size).
+    pub scale: u32,
+    /// Frames fed at once: 1 for single-frame models, N for the current frame and N-1 previous
+    /// ones, stacked on the channel axis oldest first.
+    #[serde(default = "one")]
+    pub frames: u32,
+    pub input: TensorSpec,
+    pub output: TensorSpec,
+    pub sha256: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub card: Option<String>,
+    /// True for the model `nervesr` uses when no model is named, for its scale.
+    #[serde(default)]
+    pub default: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestFile {
+    #[serde(rename = "model", default)]
+    models: Vec<ModelEntry>,
+}
+
+/// A manifest and the directory its relative file names are resolved in.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub dir: PathBuf,
+    pub models: Vec<ModelEntry>,
+}
+
+/// A model ready to load: its entry and the file on disk.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub entry: ModelEntry,
+    pub path: PathBuf,
+}
+
+impl Manifest {
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| EngineError::Manifest(format!("cannot read {}: {e}", path.display())))?;
+        let file: ManifestFile = toml::from_str(&text)
+            .map_err(|e| EngineError::Manifest(format!("{} is malformed: {e}", path.display())))?;
+        for m in &file.models {
+            m.validate().map_err(|e| EngineError::Manifest(format!("{}: {e}", path.display())))?;
+        }
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self { dir, models: file.models })
+    }
+
+    pub fn path_of(&self, entry: &ModelEntry) -> PathBuf {
+        self.dir.join(&entry.file)
+    }
+
+    fn resolved(&self, entry: &ModelEntry) -> ResolvedModel {
+        ResolvedModel { entry: entry.clone(), path: self.path_of(entry) }
+    }
+}
+
+impl ModelEntry {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=8).contains(&self.scale) {
+            return Err(format!("model {}: scale {} is outside 1..=8", self.name, self.scale));
+        }
+        if !(1..=8).contains(&self.frames) {
+            return Err(format!("model {}: frames {} is outside 1..=8", self.name, self.frames));
+        }
+        for t in [&self.input, &self.output] {
+            if t.layout != "NCHW" || t.planes != "Y" || t.range != "unit" {
+                return Err(format!(
+                    "model {}: tensor {} has layout {}/{}/{}; only NCHW/Y/unit is supported",
+                    self.name, t.name, t.layout, t.planes, t.range
+                ));
+            }
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("model {}: sha256 must be 64 hex digits", self.name));
+        }
+        Ok(())
+    }
+}
+
+/// Directories that may hold a `manifest.toml`, in order: `NERVE_MODEL_PATH` (colon separated),
+/// the directory installed by meson, then the source tree's `models/`.
+pub fn manifest_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("NERVE_MODEL_PATH")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    if let Some(dir) = option_env!("NERVE_MODELS_INSTALL_DIR") {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    dirs
+}
+
+/// Finds the model a `model` property names: empty means the default for `task` and `scale`, a
+/// value with a path separator or an `.onnx` suffix is a file (its entry is looked up in the
+/// manifest beside it), anything else is a manifest name.
+pub fn resolve(spec: &str, task: Task, scale: u32) -> Result<ResolvedModel, EngineError> {
+    resolve_in(spec, task, scale, &manifest_dirs())
+}
+
+pub fn resolve_in(spec: &str, task: Task, scale: u32, dirs: &[PathBuf]) -> Result<ResolvedModel, EngineError> {
+    let is_file = spec.contains('/') || spec.ends_with(".onnx");
+    if is_file {
+        let path = PathBuf::from(spec);
+        if !path.is_file() {
+            return Err(EngineError::ModelMissing(path));
+        }
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if !manifest_path.is_file() {
+            return Err(EngineError::Manifest(format!(
+                "model {} has no {} beside it; every model needs a manifest entry (task, scale, layout, frames, sha256)",
+                path.display(),
+                MANIFEST_FILE
+            )));
+        }
+        let manifest = Manifest::load(&manifest_path)?;
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let entry = manifest
+            .models
+            .iter()
+            .find(|m| Path::new(&m.file).file_name().and_then(|n| n.to_str()) == Some(file_name))
+            .ok_or_else(|| {
+                EngineError::Manifest(format!("{} has no entry for {}", manifest_path.display(), file_name))
+            })?;
+        return Ok(ResolvedModel { entry: entry.clone(), path });
+    }
+    let mut searched = Vec::new();
+    for dir in dirs {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if !manifest_path.is_file() {
+            continue;
+        }
+        searched.push(manifest_path.display().to_string());
+        let manifest = Manifest::load(&manifest_path)?;
+        let found = if spec.is_empty() {
+            manifest.models.iter().find(|m| m.task == task && m.scale == scale && m.default)
+        } else {
+            manifest.models.iter().find(|m| m.name == spec)
+        };
+        if let Some(entry) = found {
+            return Ok(manifest.resolved(entry));
+        }
+    }
+    let what = if spec.is_empty() {
+        format!("no default {task:?} model for scale {scale}")
+    } else {
+        format!("no model named '{spec}'")
+    };
+    Err(EngineError::Manifest(if searched.is_empty() {
+        format!("{what}: no {MANIFEST_FILE} found (set NERVE_MODEL_PATH or give a model path)")
+    } else {
+        format!("{what} in {}", searched.join(", "))
+    }))
+}
+
+/// Reads the model file and checks it against the manifest's sha256.
+pub fn read_verified(model: &ResolvedModel) -> Result<Vec<u8>, EngineError> {
+    let bytes = std::fs::read(&model.path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            EngineError::ModelMissing(model.path.clone())
+        } else {
+            EngineError::Model(format!("cannot read {}: {e}", model.path.display()))
+        }
+    })?;
+    let digest = Sha256::digest(&bytes);
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    if !hex.eq_ignore_ascii_case(&model.entry.sha256) {
+        return Err(EngineError::Model(format!(
+            "{} has sha256 {hex}, but the manifest entry '{}' says {}",
+            model.path.display(),
+            model.entry.name,
+            model.entry.sha256
+        )));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENTRY: &str = r#"
+[[model]]
+name = "sr-x2-test"
+file = "x2.onnx"
+task = "super-resolution"
+scale = 2
+default = true
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+input = { name = "lr", layout = "NCHW", planes = "Y" }
+output = { name = "hr", layout = "NCHW", planes = "Y" }
+"#;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("nerve-manifest-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn default_and_named_lookup() {
+        let dir = temp_dir("lookup");
+        std::fs::write(dir.join(MANIFEST_FILE), ENTRY).unwrap();
+        let m = resolve_in("", Task::SuperResolution, 2, &[dir.clone()]).unwrap();
+        assert_eq!(m.entry.name, "sr-x2-test");
+        assert_eq!(m.entry.frames, 1);
+        assert!(resolve_in("", Task::SuperResolution, 3, &[dir.clone()]).is_err());
+        assert!(resolve_in("sr-x2-test", Task::SuperResolution, 3, &[dir.clone()]).is_ok());
+        let err = resolve_in("nope", Task::SuperResolution, 2, &[dir.clone()]).unwrap_err();
+        assert!(err.to_string().contains("'nope'"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn malformed_manifest_is_reported_with_its_path() {
+        let dir = temp_dir("bad");
+        std::fs::write(dir.join(MANIFEST_FILE), "[[model]]\nname = 3\n").unwrap();
+        let err = resolve_in("", Task::SuperResolution, 2, &[dir.clone()]).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sha256_mismatch_is_refused() {
+        let dir = temp_dir("sha");
+        std::fs::write(dir.join(MANIFEST_FILE), ENTRY).unwrap();
+        std::fs::write(dir.join("x2.onnx"), b"not the model").unwrap();
+        let m = resolve_in(dir.join("x2.onnx").to_str().unwrap(), Task::SuperResolution, 2, &[]).unwrap();
+        let err = read_verified(&m).unwrap_err();
+        assert!(err.to_string().contains("sha256"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

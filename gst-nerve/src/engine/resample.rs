@@ -1,0 +1,154 @@
+//! Classical bicubic (Catmull-Rom) resampling of one image plane.
+//!
+//! Used for chroma on every frame (the models see luma only) and for luma when `nervesr` falls
+//! back under QoS pressure, so it must be cheap: taps are computed once per geometry, the
+//! horizontal pass runs once per source row, and the vertical pass is a straight 4-row blend that
+//! the compiler vectorises.
+
+/// Four source indices and weights for one destination sample.
+#[derive(Clone, Copy, Debug)]
+struct Tap {
+    idx: [usize; 4],
+    w: [f32; 4],
+}
+
+/// Catmull-Rom kernel (a = -0.5), the same kernel the models' built-in upscale uses.
+fn cubic(x: f32) -> f32 {
+    let a = -0.5f32;
+    let x = x.abs();
+    if x <= 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
+/// Taps mapping `dst` samples onto `src` samples with pixel centres aligned (half-pixel offset).
+fn taps(src: usize, dst: usize) -> Vec<Tap> {
+    let ratio = src as f64 / dst as f64;
+    let last = src.saturating_sub(1) as isize;
+    (0..dst)
+        .map(|o| {
+            let centre = (o as f64 + 0.5) * ratio - 0.5;
+            let base = centre.floor();
+            let t = (centre - base) as f32;
+            let base = base as isize;
+            let mut idx = [0usize; 4];
+            for (k, i) in idx.iter_mut().enumerate() {
+                *i = (base - 1 + k as isize).clamp(0, last) as usize;
+            }
+            let w = [cubic(t + 1.0), cubic(t), cubic(1.0 - t), cubic(2.0 - t)];
+            let sum: f32 = w.iter().sum();
+            Tap { idx, w: w.map(|v| v / sum) }
+        })
+        .collect()
+}
+
+/// A plane as stored in a video frame: `comps` interleaved components (1 for I420 planes and
+/// luma, 2 for NV12's UV plane) of `width` x `height` samples, rows `stride` bytes apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlaneGeometry {
+    pub width: usize,
+    pub height: usize,
+    pub comps: usize,
+}
+
+/// Resamples planes of one source geometry to one destination geometry.
+pub struct Resampler {
+    src: PlaneGeometry,
+    dst: PlaneGeometry,
+    tx: Vec<Tap>,
+    ty: Vec<Tap>,
+    /// Horizontally filtered source rows, `src.height` x `dst.width * comps`.
+    rows: Vec<f32>,
+}
+
+impl Resampler {
+    pub fn new(src: PlaneGeometry, dst: PlaneGeometry) -> Self {
+        assert_eq!(src.comps, dst.comps, "resampling keeps the component count"); // ok: callers pass matching planes
+        Self {
+            tx: taps(src.width, dst.width),
+            ty: taps(src.height, dst.height),
+            rows: vec![0.0; src.height * dst.width * dst.comps],
+            src,
+            dst,
+        }
+    }
+
+    pub fn src(&self) -> PlaneGeometry {
+        self.src
+    }
+
+    pub fn dst(&self) -> PlaneGeometry {
+        self.dst
+    }
+
+    /// Resamples `src` (rows `src_stride` apart) into `dst` (rows `dst_stride` apart).
+    pub fn run(&mut self, src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize) {
+        let c = self.src.comps;
+        let row_len = self.dst.width * c;
+        for (y, row) in self.rows.chunks_exact_mut(row_len).enumerate() {
+            let line = &src[y * src_stride..y * src_stride + self.src.width * c];
+            for (x, tap) in self.tx.iter().enumerate() {
+                for k in 0..c {
+                    let px = |i: usize| line[tap.idx[i] * c + k] as f32;
+                    row[x * c + k] =
+                        tap.w[0] * px(0) + tap.w[1] * px(1) + tap.w[2] * px(2) + tap.w[3] * px(3);
+                }
+            }
+        }
+        for (y, tap) in self.ty.iter().enumerate() {
+            let r = |i: usize| &self.rows[tap.idx[i] * row_len..(tap.idx[i] + 1) * row_len];
+            let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+            let out = &mut dst[y * dst_stride..y * dst_stride + row_len];
+            for x in 0..row_len {
+                let v = tap.w[0] * r0[x] + tap.w[1] * r1[x] + tap.w[2] * r2[x] + tap.w[3] * r3[x];
+                out[x] = (v + 0.5).clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(width: usize, height: usize, comps: usize) -> PlaneGeometry {
+        PlaneGeometry { width, height, comps }
+    }
+
+    #[test]
+    fn flat_plane_stays_flat_at_any_size() {
+        for (w, h, dw, dh) in [(5, 3, 10, 6), (7, 9, 21, 27), (1, 1, 4, 4), (3, 5, 6, 10)] {
+            let src = vec![77u8; w * h];
+            let mut dst = vec![0u8; dw * dh];
+            Resampler::new(geom(w, h, 1), geom(dw, dh, 1)).run(&src, w, &mut dst, dw);
+            assert!(dst.iter().all(|&v| v == 77), "{w}x{h}->{dw}x{dh}");
+        }
+    }
+
+    #[test]
+    fn interleaved_components_do_not_mix() {
+        // NV12-style UV plane: U = 10 everywhere, V = 200 everywhere.
+        let (w, h) = (4, 3);
+        let src: Vec<u8> = (0..w * h).flat_map(|_| [10u8, 200u8]).collect();
+        let mut dst = vec![0u8; 8 * 6 * 2];
+        Resampler::new(geom(w, h, 2), geom(8, 6, 2)).run(&src, w * 2, &mut dst, 16);
+        assert!(dst.chunks(2).all(|p| p == [10, 200]));
+    }
+
+    #[test]
+    fn linear_ramp_is_reproduced_inside_the_image() {
+        // Cubic interpolation reproduces a linear ramp exactly away from the borders.
+        let w = 16;
+        let src: Vec<u8> = (0..w).map(|x| (x * 10) as u8).collect();
+        let mut dst = vec![0u8; 2 * w];
+        Resampler::new(geom(w, 1, 1), geom(2 * w, 1, 1)).run(&src, w, &mut dst, 2 * w);
+        for (x, &v) in dst.iter().enumerate().take(2 * w - 4).skip(4) {
+            let expected = ((x as f32 + 0.5) / 2.0 - 0.5) * 10.0;
+            assert!((v as f32 - expected).abs() <= 0.5, "x={x}: {v} vs {expected}");
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! nerve: neural video enhancement elements for GStreamer.
+//!
+//! - `nervesr`: real-time super-resolution of decoded video (luma through a model, chroma
+//!   upscaled classically), with a classical fallback under QoS pressure.
+
+use gst::glib;
+
+pub mod engine;
+pub mod sr;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    sr::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    nerve,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,601 @@
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_video::prelude::*;
+use gst_video::subclass::prelude::*;
+
+use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
+use crate::engine::resample::{PlaneGeometry, Resampler};
+use crate::engine::{self, EngineError, Model, Provider, SessionConfig, Task};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("nervesr", gst::DebugColorFlags::empty(), Some("nerve neural super-resolution"))
+});
+
+const DEFAULT_SCALE: u32 = 2;
+const DEFAULT_THREADS: u32 = 0;
+const DEFAULT_STATS_INTERVAL: u32 = 30;
+/// Warn about failing inference at most this often (in frames), not on every frame.
+const ERROR_WARN_INTERVAL: u64 = 100;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model: String,
+    scale: u32,
+    provider: Provider,
+    threads: u32,
+    ort_library: Option<String>,
+    stats_interval: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            model: String::new(),
+            scale: DEFAULT_SCALE,
+            provider: Provider::Cpu,
+            threads: DEFAULT_THREADS,
+            ort_library: None,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    enhanced: u64,
+    classical: u64,
+    errors: u64,
+    inference: Duration,
+    /// True while the last frame went the classical way because of QoS.
+    falling_back: bool,
+}
+
+/// Per-format plane handling, fixed when caps are set.
+struct Geometry {
+    in_w: usize,
+    in_h: usize,
+    out_w: usize,
+    out_h: usize,
+    /// Luma classical upscale (the fallback path).
+    luma: Resampler,
+    /// Chroma: one resampler used for both I420 planes, or for NV12's interleaved UV plane.
+    chroma: Resampler,
+    chroma_planes: Vec<u32>,
+}
+
+#[derive(Default)]
+struct State {
+    model: Option<Model>,
+    geometry: Option<Geometry>,
+    /// Previous LR luma tensors, oldest first, for models that take more than one frame.
+    history: VecDeque<Vec<f32>>,
+    input: Vec<f32>,
+    output: Vec<f32>,
+    counters: Counters,
+}
+
+/// QoS as last reported by downstream; written from the source pad's event thread.
+#[derive(Default)]
+struct Qos {
+    earliest: Option<gst::ClockTime>,
+}
+
+#[derive(Default)]
+pub struct NerveSr {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    qos: Mutex<Qos>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not turn every later call into one: take the data as it is.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for NerveSr {
+    const NAME: &'static str = "GstNerveSr";
+    type Type = super::NerveSr;
+    type ParentType = gst_video::VideoFilter;
+}
+
+impl ObjectImpl for NerveSr {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb(
+                        "A model name from the manifest (models/manifest.toml, or NERVE_MODEL_PATH), a path to an \
+                         .onnx file with a manifest.toml beside it, or empty for the shipped default model of `scale`",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("scale")
+                    .nick("Scale")
+                    .blurb("Upscale factor: output frames are `scale` times wider and higher")
+                    .minimum(2)
+                    .maximum(4)
+                    .default_value(DEFAULT_SCALE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("provider", Provider::Cpu)
+                    .nick("Execution provider")
+                    .blurb("Where ONNX Runtime runs the model; an unavailable provider warns and falls back to the CPU")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads (0 = one per physical core)")
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("ort-library")
+                    .nick("ONNX Runtime library")
+                    .blurb(
+                        "Path to libonnxruntime.so; empty searches ORT_DYLIB_PATH, the project's set-up, the onnxruntime \
+                         Python wheel and the system paths",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("stats-interval")
+                    .nick("Statistics interval")
+                    .blurb("Post a nervesr-stats element message every N frames (0 = only at EOS)")
+                    .default_value(DEFAULT_STATS_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Counters: frames-enhanced, frames-classical, inference-errors, mean-inference-ms, \
+                         falling-back, model, provider",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        // ok: GObject checked each value's type against its pspec before calling us.
+        match pspec.name() {
+            "model" => s.model = value.get::<Option<String>>().ok().flatten().unwrap_or_default(),
+            "scale" => s.scale = value.get().unwrap_or(DEFAULT_SCALE),
+            "provider" => s.provider = value.get().unwrap_or_default(),
+            "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
+            "ort-library" => s.ort_library = value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty()),
+            "stats-interval" => s.stats_interval = value.get().unwrap_or(DEFAULT_STATS_INTERVAL),
+            other => gst::warning!(CAT, imp = self, "no property {other}"),
+        }
+        gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = lock(&self.settings);
+        match pspec.name() {
+            "model" => s.model.to_value(),
+            "scale" => s.scale.to_value(),
+            "provider" => s.provider.to_value(),
+            "threads" => s.threads.to_value(),
+            "ort-library" => s.ort_library.to_value(),
+            "stats-interval" => s.stats_interval.to_value(),
+            "stats" => {
+                drop(s);
+                self.stats().to_value()
+            }
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for NerveSr {}
+
+impl ElementImpl for NerveSr {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Nerve neural super-resolution",
+                "Filter/Effect/Converter/Video/Scaler",
+                "Upscales decoded video x2/x3/x4 with a real-time neural network (ONNX Runtime) on luma and a \
+                 classical upscale on chroma; falls back to the classical upscale when the pipeline runs late",
+                "nerve developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list([gst_video::VideoFormat::I420, gst_video::VideoFormat::Nv12])
+                .build();
+            // ok: fixed names and directions; these cannot fail.
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(), // ok: static template
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(), // ok: static template
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+/// Multiplies (towards the source pad) or divides (towards the sink pad) a width or height.
+fn scale_dimension(value: &glib::SendValue, scale: i32, up: bool) -> Option<glib::SendValue> {
+    if let Ok(v) = value.get::<i32>() {
+        return if up {
+            v.checked_mul(scale).map(|v| v.to_send_value())
+        } else if v % scale == 0 {
+            Some((v / scale).to_send_value())
+        } else {
+            None
+        };
+    }
+    if let Ok(r) = value.get::<gst::IntRange<i32>>() {
+        let (min, max) = if up {
+            (r.min().saturating_mul(scale), r.max().saturating_mul(scale))
+        } else {
+            ((r.min() + scale - 1) / scale, r.max() / scale)
+        };
+        let min = min.max(1);
+        return (min <= max).then(|| if min == max { min.to_send_value() } else { gst::IntRange::new(min, max).to_send_value() });
+    }
+    None
+}
+
+impl NerveSr {
+    fn scale(&self) -> u32 {
+        lock(&self.settings).scale
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let state = lock(&self.state);
+        let c = &state.counters;
+        let mean_ms = if c.enhanced > 0 { c.inference.as_secs_f64() * 1000.0 / c.enhanced as f64 } else { 0.0 };
+        let (model, provider) = state
+            .model
+            .as_ref()
+            .map(|m| (m.spec.entry.name.clone(), m.provider.nick()))
+            .unwrap_or_default();
+        gst::Structure::builder("nervesr-stats")
+            .field("frames-enhanced", c.enhanced)
+            .field("frames-classical", c.classical)
+            .field("inference-errors", c.errors)
+            .field("mean-inference-ms", mean_ms)
+            .field("falling-back", c.falling_back)
+            .field("model", model)
+            .field("provider", provider)
+            .build()
+    }
+
+    fn post_stats(&self) {
+        let msg = gst::message::Element::builder(self.stats()).src(&*self.obj()).build();
+        let _ = self.obj().post_message(msg);
+    }
+
+    fn load_model(&self) -> Result<Model, gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let to_error = |e: EngineError| match &e {
+            EngineError::ModelMissing(_) => gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]),
+            EngineError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", e]),
+            _ => gst::error_msg!(gst::LibraryError::Settings, ["{}", e]),
+        };
+        let resolved = engine::manifest::resolve(&settings.model, Task::SuperResolution, settings.scale).map_err(to_error)?;
+        let entry = &resolved.entry;
+        if entry.task != Task::SuperResolution || entry.scale != settings.scale {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["model '{}' is a {:?} x{} model, but scale={}", entry.name, entry.task, entry.scale, settings.scale]
+            ));
+        }
+        let config = SessionConfig {
+            provider: settings.provider,
+            threads: settings.threads,
+            library: settings.ort_library.as_ref().map(PathBuf::from),
+        };
+        let model = Model::load(resolved, &config).map_err(to_error)?;
+        for w in &model.warnings {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", w]);
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "loaded model '{}' (x{}, {} frame(s)) from {} on {} (ONNX Runtime: {})",
+            model.spec.entry.name,
+            model.scale(),
+            model.frames(),
+            model.spec.path.display(),
+            model.provider.nick(),
+            engine::library::loaded_path().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+        Ok(model)
+    }
+
+    /// Whether the frame at `pts` is already late according to downstream QoS.
+    fn is_late(&self, pts: Option<gst::ClockTime>) -> bool {
+        if !self.obj().is_qos() {
+            return false;
+        }
+        let Some(earliest) = lock(&self.qos).earliest else { return false };
+        let segment = self.obj().segment();
+        let Some(segment) = segment.downcast_ref::<gst::format::Time>() else { return false };
+        match segment.to_running_time(pts) {
+            Some(running) => running <= earliest,
+            None => false,
+        }
+    }
+
+    fn reset_history(&self) {
+        let mut state = lock(&self.state);
+        state.history.clear();
+    }
+}
+
+impl BaseTransformImpl for NerveSr {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::NeverInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let model = self.load_model()?;
+        let mut state = lock(&self.state);
+        *state = State { model: Some(model), ..State::default() };
+        drop(state);
+        lock(&self.qos).earliest = None;
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.state) = State::default();
+        lock(&self.qos).earliest = None;
+        Ok(())
+    }
+
+    fn transform_caps(
+        &self,
+        direction: gst::PadDirection,
+        caps: &gst::Caps,
+        filter: Option<&gst::Caps>,
+    ) -> Option<gst::Caps> {
+        let scale = self.scale() as i32;
+        let up = direction == gst::PadDirection::Sink;
+        let mut out = gst::Caps::new_empty();
+        {
+            let out = out.get_mut()?;
+            for (s, features) in caps.iter_with_features() {
+                let mut s = s.to_owned();
+                let (Some(w), Some(h)) = (s.value("width").ok(), s.value("height").ok()) else {
+                    out.append_structure_full(s, Some(features.to_owned()));
+                    continue;
+                };
+                let (Some(w), Some(h)) = (scale_dimension(w, scale, up), scale_dimension(h, scale, up)) else {
+                    continue;
+                };
+                s.set_value("width", w);
+                s.set_value("height", h);
+                out.append_structure_full(s, Some(features.to_owned()));
+            }
+        }
+        gst::debug!(CAT, imp = self, "transformed {caps} ({direction:?}) into {out}");
+        Some(match filter {
+            Some(f) => f.intersect_with_mode(&out, gst::CapsIntersectMode::First),
+            None => out,
+        })
+    }
+
+    fn fixate_caps(&self, direction: gst::PadDirection, caps: &gst::Caps, othercaps: gst::Caps) -> gst::Caps {
+        let scale = self.scale() as i32;
+        let mut othercaps = othercaps;
+        othercaps.truncate();
+        if let (Some(s), Some(o)) = (caps.structure(0), othercaps.make_mut().structure_mut(0)) {
+            if let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height")) {
+                let (w, h) = if direction == gst::PadDirection::Sink {
+                    (w.saturating_mul(scale), h.saturating_mul(scale))
+                } else {
+                    (w / scale, h / scale)
+                };
+                o.fixate_field_nearest_int("width", w);
+                o.fixate_field_nearest_int("height", h);
+            }
+            if let Ok(format) = s.get::<&str>("format") {
+                o.fixate_field_str("format", format);
+            }
+        }
+        othercaps.fixate();
+        othercaps
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(qos) = event.view() {
+            let (_type, _proportion, diff, timestamp) = qos.get();
+            // Like GstVideoDecoder: when late, assume the next frames will be at least as late.
+            let earliest = timestamp.map(|ts| {
+                if diff > 0 {
+                    ts + gst::ClockTime::from_nseconds(2 * diff as u64)
+                } else {
+                    ts.saturating_sub(gst::ClockTime::from_nseconds(diff.unsigned_abs()))
+                }
+            });
+            gst::log!(CAT, imp = self, "QoS: diff {diff} ns at {timestamp:?}, earliest {earliest:?}");
+            lock(&self.qos).earliest = earliest;
+            // Forwarded directly: the base class would start dropping late buffers, and here a late
+            // frame is upscaled classically instead of being dropped.
+            return self.obj().sink_pad().push_event(event);
+        }
+        self.parent_src_event(event)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::FlushStop(_) => {
+                self.reset_history();
+                lock(&self.qos).earliest = None;
+            }
+            gst::EventView::StreamStart(_) => self.reset_history(),
+            gst::EventView::Eos(_) => self.post_stats(),
+            _ => {}
+        }
+        self.parent_sink_event(event)
+    }
+}
+
+impl VideoFilterImpl for NerveSr {
+    fn set_info(
+        &self,
+        incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        outcaps: &gst::Caps,
+        out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        let scale = self.scale();
+        if out_info.width() != in_info.width() * scale || out_info.height() != in_info.height() * scale {
+            return Err(gst::loggable_error!(CAT, "output {outcaps} is not {scale} times the input {incaps}"));
+        }
+        if in_info.format() != out_info.format() {
+            return Err(gst::loggable_error!(CAT, "input and output formats differ: {incaps} vs {outcaps}"));
+        }
+        let (in_w, in_h) = (in_info.width() as usize, in_info.height() as usize);
+        let (out_w, out_h) = (out_info.width() as usize, out_info.height() as usize);
+        let plane = |info: &gst_video::VideoInfo, p: u32, comps| PlaneGeometry {
+            width: info.comp_width(p as u8) as usize,
+            height: info.comp_height(p as u8) as usize,
+            comps,
+        };
+        let (chroma_planes, comps) = match in_info.format() {
+            gst_video::VideoFormat::I420 => (vec![1, 2], 1),
+            gst_video::VideoFormat::Nv12 => (vec![1], 2),
+            other => return Err(gst::loggable_error!(CAT, "unsupported format {other:?}")),
+        };
+        let geometry = Geometry {
+            in_w,
+            in_h,
+            out_w,
+            out_h,
+            luma: Resampler::new(plane(in_info, 0, 1), plane(out_info, 0, 1)),
+            chroma: Resampler::new(plane(in_info, 1, comps), plane(out_info, 1, comps)),
+            chroma_planes,
+        };
+        let mut state = lock(&self.state);
+        state.geometry = Some(geometry);
+        // A new geometry makes the previous frames meaningless for a temporal model.
+        state.history.clear();
+        gst::info!(CAT, imp = self, "{in_w}x{in_h} -> {out_w}x{out_h} {:?}", in_info.format());
+        Ok(())
+    }
+
+    fn transform_frame(
+        &self,
+        inframe: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        outframe: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let late = self.is_late(inframe.buffer().pts());
+        let discont = inframe.buffer().flags().contains(gst::BufferFlags::DISCONT);
+        let interval = lock(&self.settings).stats_interval as u64;
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        let Some(geo) = state.geometry.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let Some(model) = state.model.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::StateChange, ["no model loaded"]);
+            return Err(gst::FlowError::Error);
+        };
+        if discont {
+            state.history.clear();
+        }
+        let frames = model.frames();
+        let (w, h) = (geo.in_w, geo.in_h);
+        let area = w * h;
+        let y_in = inframe.plane_data(0).map_err(|_| gst::FlowError::Error)?;
+        let in_stride = inframe.plane_stride()[0] as usize;
+        let out_stride = outframe.plane_stride()[0] as usize;
+
+        // The current frame's tensor goes last; the model's earlier slots take the history,
+        // padded with the oldest frame available (the current one at a stream start).
+        state.input.resize(frames * area, 0.0);
+        let (past, current) = state.input.split_at_mut((frames - 1) * area);
+        luma_to_tensor(y_in, in_stride, w, h, current);
+        for (slot, dst) in past.chunks_exact_mut(area).enumerate() {
+            let missing = (frames - 1).saturating_sub(state.history.len());
+            let src = if slot < missing {
+                state.history.front().map(Vec::as_slice).unwrap_or(current)
+            } else {
+                &state.history[slot - missing]
+            };
+            dst.copy_from_slice(src);
+        }
+
+        let mut enhanced = false;
+        if !late {
+            match model.run(&state.input, w, h, &mut state.output) {
+                Ok(took) => {
+                    let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
+                    tensor_to_luma(&state.output, geo.out_w, geo.out_h, y_out, out_stride);
+                    state.counters.inference += took;
+                    enhanced = true;
+                }
+                Err(e) => {
+                    state.counters.errors += 1;
+                    if state.counters.errors % ERROR_WARN_INTERVAL == 1 {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::StreamError::Failed,
+                            ["inference failed ({} so far), upscaling classically: {}", state.counters.errors, e]
+                        );
+                    }
+                }
+            }
+        }
+        if !enhanced {
+            let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
+            geo.luma.run(y_in, in_stride, y_out, out_stride);
+        }
+        for &p in &geo.chroma_planes {
+            let src = inframe.plane_data(p).map_err(|_| gst::FlowError::Error)?;
+            let src_stride = inframe.plane_stride()[p as usize] as usize;
+            let dst_stride = outframe.plane_stride()[p as usize] as usize;
+            let dst = outframe.plane_data_mut(p).map_err(|_| gst::FlowError::Error)?;
+            geo.chroma.run(src, src_stride, dst, dst_stride);
+        }
+
+        if frames > 1 {
+            let mut slot = if state.history.len() >= frames - 1 {
+                state.history.pop_front().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            slot.clear();
+            slot.extend_from_slice(&state.input[(frames - 1) * area..]);
+            state.history.push_back(slot);
+        }
+
+        let c = &mut state.counters;
+        if enhanced {
+            c.enhanced += 1;
+        } else {
+            c.classical += 1;
+        }
+        let changed = c.falling_back != late;
+        c.falling_back = late;
+        let total = c.enhanced + c.classical;
+        drop(guard);
+        if changed {
+            gst::debug!(CAT, imp = self, "{} the model", if late { "late: falling back from" } else { "caught up: back to" });
+        }
+        if changed || (interval > 0 && total % interval == 0) {
+            self.post_stats();
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}

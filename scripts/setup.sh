@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs everything nerve needs on a Debian 12 machine and builds it:
+# apt packages (GStreamer 1.22, meson), Rust (if missing), a Python virtual environment in .venv
+# with the onnxruntime wheel (its libonnxruntime.so is linked into .nerve/lib, where the plugin
+# looks for it) and the learning package, then `cargo build --release --workspace`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+say() { printf '\n== %s\n' "$*"; }
+
+apt_packages=(
+  build-essential pkg-config curl ca-certificates git python3-venv python3-pip
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav meson ninja-build nasm xxd
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "apt: installing ${missing[*]}"
+  sudo_cmd=""
+  [[ $(id -u) -ne 0 ]] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  [[ -x $HOME/.cargo/bin/cargo ]] || { say "installing Rust (rustup)"; curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
+  export PATH=$HOME/.cargo/bin:$PATH
+fi
+
+say "Python environment (.venv): onnxruntime, torch (CPU use), the learning package"
+[[ -x .venv/bin/python ]] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e "learning[test]"
+
+say "ONNX Runtime library -> .nerve/lib"
+lib=$(.venv/bin/python - <<'PY'
+import glob, os, onnxruntime
+capi = os.path.join(os.path.dirname(onnxruntime.__file__), "capi")
+libs = sorted(p for p in glob.glob(os.path.join(capi, "libonnxruntime.so*")) if "providers" not in p)
+print(libs[-1])
+PY
+)
+mkdir -p .nerve/lib
+ln -sf "$lib" .nerve/lib/libonnxruntime.so
+echo "using $lib"
+
+say "cargo build --release --workspace"
+cargo build --release --workspace
+echo
+echo "Built. Use it with: GST_PLUGIN_PATH=$root/target/release gst-inspect-1.0 nervesr"

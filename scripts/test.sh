@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite: Rust (unit, element harness, ONNX Runtime absent), the plugin as
+# gst-inspect-1.0 sees it, and the learning package's pytest suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$HOME/.cargo/bin:$PATH
+cargo test --release --workspace
+GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 nervesr >/dev/null && echo "gst-inspect-1.0 nervesr: ok"
+.venv/bin/python -m pytest -q learning/tests
