@@ -16,6 +16,19 @@ fn harness(props: &[(&str, &str)]) -> Harness {
         builder = builder.property_from_str(k, v);
     }
     let element = builder.build().expect("nervesr");
+    // The harness aborts the whole test process when the element fails to start; check first
+    // so that a failure is this test's own, with the element's message.
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    if element.set_state(gst::State::Paused).is_err() {
+        let msg = match bus.pop_filtered(&[gst::MessageType::Error]).as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(e)) => format!("{} ({:?})", e.error(), e.debug()),
+            _ => String::new(),
+        };
+        panic!("nervesr does not start: {msg}");
+    }
+    element.set_state(gst::State::Null).expect("stops");
+    element.set_bus(None);
     Harness::with_element(&element, Some("sink"), Some("src"))
 }
 

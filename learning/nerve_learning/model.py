@@ -76,7 +76,7 @@ class Student(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        current = x[:, -1:, :, :]
+        current = x if self.frames == 1 else x[:, -1:, :, :]
         return F.pixel_shuffle(self.body(x) + self.upscale.phases(current), self.scale)
 
     def macs_per_pixel(self) -> int:

@@ -286,16 +286,16 @@ impl NerveSr {
     fn load_model(&self) -> Result<Model, gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
         let to_error = |e: EngineError| match &e {
-            EngineError::ModelMissing(_) => gst::error_msg!(gst::ResourceError::NotFound, ["{}", e]),
-            EngineError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ["{}", e]),
-            _ => gst::error_msg!(gst::LibraryError::Settings, ["{}", e]),
+            EngineError::ModelMissing(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)),
+            EngineError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
+            _ => gst::error_msg!(gst::LibraryError::Settings, ("{}", e)),
         };
         let resolved = engine::manifest::resolve(&settings.model, Task::SuperResolution, settings.scale).map_err(to_error)?;
         let entry = &resolved.entry;
         if entry.task != Task::SuperResolution || entry.scale != settings.scale {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                ["model '{}' is a {:?} x{} model, but scale={}", entry.name, entry.task, entry.scale, settings.scale]
+                ("model '{}' is a {:?} x{} model, but scale={}", entry.name, entry.task, entry.scale, settings.scale)
             ));
         }
         let config = SessionConfig {
@@ -305,7 +305,7 @@ impl NerveSr {
         };
         let model = Model::load(resolved, &config).map_err(to_error)?;
         for w in &model.warnings {
-            gst::element_imp_warning!(self, gst::LibraryError::Settings, ["{}", w]);
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", w));
         }
         gst::info!(
             CAT,
@@ -551,7 +551,7 @@ impl VideoFilterImpl for NerveSr {
                         gst::element_imp_warning!(
                             self,
                             gst::StreamError::Failed,
-                            ["inference failed ({} so far), upscaling classically: {}", state.counters.errors, e]
+                            ("inference failed ({} so far), upscaling classically: {}", state.counters.errors, e)
                         );
                     }
                 }

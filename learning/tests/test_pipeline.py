@@ -1,0 +1,54 @@
+"""The degradation, a tiny training run, export and the manifest entry, end to end in seconds."""
+
+import hashlib
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from nerve_learning.cli import upsert_manifest
+from nerve_learning.clips import EVAL, TRAIN
+from nerve_learning.dataset import PairConfig, build_pairs
+from nerve_learning.degrade import Codec, degrade
+from nerve_learning.export import export_onnx, manifest_entry
+from nerve_learning.metrics import psnr
+from nerve_learning.train import TrainConfig, train
+
+
+def smooth_frames(n: int, h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(128 + 100 * np.sin(x / 5.0 + k) * np.cos(y / 7.0)).astype(np.uint8) for k in range(n)])
+
+
+def test_degradation_goes_through_a_real_codec() -> None:
+    hr = smooth_frames(4, 64, 96)
+    mild, harsh = degrade(hr, 2, Codec("x264", 18)), degrade(hr, 2, Codec("x264", 45))
+    assert mild.shape == harsh.shape == (4, 32, 48)
+    plain = hr.reshape(4, 32, 2, 48, 2).mean((2, 4))
+    # Harder compression loses more: the codec really ran.
+    assert psnr(mild, plain) > psnr(harsh, plain) + 3
+
+
+def test_split_keeps_evaluation_clips_out_of_training() -> None:
+    assert not {c.path for c in TRAIN} & {c.path for c in EVAL}
+    assert {c.content for c in EVAL} >= {"talking_head", "sports", "animation", "texture", "screen"}
+
+
+def test_tiny_training_exports_a_model_the_manifest_describes(tmp_path: Path) -> None:
+    pairs = PairConfig(scale=2, codecs=(Codec("x264", 23),), frames_per_clip=2, frame_step=1, patch_lr=24,
+                       patches_per_frame=4, clips=TRAIN[:1])
+    lr, hr = build_pairs(pairs, tmp_path / "cache")
+    assert lr.shape[1:] == (24, 24) and hr.shape[1:] == (48, 48) and len(lr) == len(hr) == 8
+    model = train(TrainConfig(steps=30, batch=4), pairs, tmp_path / "cache")
+    onnx_path = tmp_path / "m.onnx"
+    sha = export_onnx(model, onnx_path)
+    assert sha == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    manifest = tmp_path / "manifest.toml"
+    upsert_manifest(manifest, "m", manifest_entry("m", "m.onnx", model, sha, True, "m.md"))
+    upsert_manifest(manifest, "m", manifest_entry("m", "m.onnx", model, sha, True, "m.md"))  # replaces, no duplicate
+    entries = tomllib.loads(manifest.read_text())["model"]
+    assert len(entries) == 1 and entries[0]["scale"] == 2 and entries[0]["sha256"] == sha
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {"lr": np.random.rand(1, 1, 21, 35).astype(np.float32)})[0]
+    assert out.shape == (1, 1, 42, 70)
