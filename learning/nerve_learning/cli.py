@@ -57,7 +57,8 @@ Speed and VMAF are measured by the project's benchmark and evaluation tools; see
 
 
 def cmd_train_sr(args: argparse.Namespace) -> int:
-    cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, batch=args.batch)
+    cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, batch=args.batch,
+                      threads=args.threads)
     pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches)
     started = time.time()
     model = train(cfg, pairs, Path(args.cache))
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--frames", type=int, default=24, help="frames per training clip")
     p.add_argument("--patches", type=int, default=24, help="patches per frame")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch (1 when sharing the machine)")
     p.add_argument("--name", default="")
     p.add_argument("--default", action="store_true", help="make it the default model for its scale")
     p.add_argument("--out", default=str(MODELS))

@@ -136,17 +136,23 @@ impl Model {
     /// Runs a small frame through the network and checks the output size against the scale.
     fn probe(&mut self) -> Result<(), EngineError> {
         let input = vec![0.5f32; self.frames() * PROBE * PROBE];
-        let mut out = Vec::new();
-        self.run(&input, PROBE, PROBE, &mut out).map_err(|e| match e {
+        self.run(&input, PROBE, PROBE, |_| ()).map_err(|e| match e {
             EngineError::Shape(m) => EngineError::Shape(format!("{m} (manifest entry '{}')", self.spec.entry.name)),
             other => other,
         })?;
         Ok(())
     }
 
-    /// Runs the model on `frames` stacked `width` x `height` luma tensors and leaves the
-    /// `scale`-times larger output in `out`. Returns the time spent inside ONNX Runtime.
-    pub fn run(&mut self, input: &[f32], width: usize, height: usize, out: &mut Vec<f32>) -> Result<Duration, EngineError> {
+    /// Runs the model on `frames` stacked `width` x `height` luma tensors and hands the
+    /// `scale`-times larger output to `consume` (straight from ONNX Runtime's buffer, no copy).
+    /// Returns the time spent inside ONNX Runtime.
+    pub fn run(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        consume: impl FnOnce(&[f32]),
+    ) -> Result<Duration, EngineError> {
         let frames = self.frames();
         let scale = self.scale();
         debug_assert_eq!(input.len(), frames * width * height);
@@ -171,8 +177,7 @@ impl Model {
                 shape.iter().collect::<Vec<_>>()
             )));
         }
-        out.clear();
-        out.extend_from_slice(data);
+        consume(data);
         Ok(elapsed)
     }
 }

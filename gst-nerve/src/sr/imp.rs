@@ -78,7 +78,6 @@ struct State {
     /// Previous LR luma tensors, oldest first, for models that take more than one frame.
     history: VecDeque<Vec<f32>>,
     input: Vec<f32>,
-    output: Vec<f32>,
     counters: Counters,
 }
 
@@ -538,10 +537,10 @@ impl VideoFilterImpl for NerveSr {
 
         let mut enhanced = false;
         if !late {
-            match model.run(&state.input, w, h, &mut state.output) {
+            let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
+            let (out_w, out_h) = (geo.out_w, geo.out_h);
+            match model.run(&state.input, w, h, |hr| tensor_to_luma(hr, out_w, out_h, y_out, out_stride)) {
                 Ok(took) => {
-                    let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
-                    tensor_to_luma(&state.output, geo.out_w, geo.out_h, y_out, out_stride);
                     state.counters.inference += took;
                     enhanced = true;
                 }
