@@ -1,0 +1,171 @@
+//! Quality tables: the displayed quality of each rung with the classical upscale (level 0) and
+//! with each enhancement level, and what each level costs the device.
+
+use serde::{Deserialize, Serialize};
+
+/// One rung's row in a shipped table file (`tables/*.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RungRow {
+    pub bitrate_kbps: f64,
+    #[serde(default)]
+    pub resolution: String,
+    /// Displayed VMAF at the target size, classical upscale.
+    pub vmaf: f64,
+    /// Enhancement levels, lightest first.
+    #[serde(default)]
+    pub levels: Vec<LevelRow>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LevelRow {
+    pub name: String,
+    /// Displayed VMAF with this enhancement.
+    pub vmaf: f64,
+    /// Frames per second the reference device enhances at this rung.
+    pub fps: f64,
+}
+
+/// A table file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TableFile {
+    pub name: String,
+    /// How the numbers were obtained (interim or measured).
+    pub method: String,
+    pub content: String,
+    pub device: String,
+    pub frame_rate: f64,
+    pub chunk_s: f64,
+    pub rungs: Vec<RungRow>,
+}
+
+/// What policies read: mean quality and compute time per (rung, level).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityTable {
+    /// `quality[rung][level]`; level 0 is the classical upscale; `None` = level not available.
+    pub quality: Vec<Vec<Option<f64>>>,
+    /// Seconds of device compute to enhance one chunk, `compute_s[rung][level]` (0 for level 0).
+    pub compute_s: Vec<Vec<f64>>,
+}
+
+impl QualityTable {
+    /// Table with no enhancement: quality per rung only.
+    pub fn classical(quality: &[f64]) -> Self {
+        Self {
+            quality: quality.iter().map(|q| vec![Some(*q)]).collect(),
+            compute_s: quality.iter().map(|_| vec![0.0]).collect(),
+        }
+    }
+
+    pub fn from_file(f: &TableFile, speed: f64) -> Self {
+        let levels = f.rungs.iter().map(|r| r.levels.len()).max().unwrap_or(0);
+        let mut quality = Vec::new();
+        let mut compute_s = Vec::new();
+        for r in &f.rungs {
+            let mut q = vec![Some(r.vmaf)];
+            let mut c = vec![0.0];
+            for i in 0..levels {
+                match r.levels.get(i) {
+                    Some(l) if l.fps > 0.0 => {
+                        q.push(Some(l.vmaf));
+                        c.push(f.frame_rate * f.chunk_s / (l.fps * speed));
+                    }
+                    _ => {
+                        q.push(None);
+                        c.push(f64::INFINITY);
+                    }
+                }
+            }
+            quality.push(q);
+            compute_s.push(c);
+        }
+        Self { quality, compute_s }
+    }
+
+    pub fn rungs(&self) -> usize {
+        self.quality.len()
+    }
+
+    pub fn levels(&self) -> usize {
+        self.quality.first().map_or(1, Vec::len)
+    }
+
+    /// Quality of (rung, level), `None` if unavailable.
+    pub fn get(&self, rung: usize, level: usize) -> Option<f64> {
+        self.quality.get(rung).and_then(|r| r.get(level)).copied().flatten()
+    }
+
+    pub fn cost(&self, rung: usize, level: usize) -> f64 {
+        self.compute_s.get(rung).and_then(|r| r.get(level)).copied().unwrap_or(f64::INFINITY)
+    }
+
+    /// Classical quality of a rung (0 if missing).
+    pub fn base(&self, rung: usize) -> f64 {
+        self.get(rung, 0).unwrap_or(0.0)
+    }
+
+    /// Best level for `rung` that costs at most `budget_s` of compute and runs at least as fast
+    /// as real time (`cost <= chunk_s`), or 0.
+    pub fn best_level_within(&self, rung: usize, budget_s: f64, chunk_s: f64) -> usize {
+        let mut best = 0;
+        let mut best_q = self.base(rung);
+        for l in 1..self.levels() {
+            let c = self.cost(rung, l);
+            if let Some(q) = self.get(rung, l) {
+                if c <= budget_s && c <= chunk_s && q > best_q {
+                    best = l;
+                    best_q = q;
+                }
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> TableFile {
+        TableFile {
+            name: "t".into(),
+            method: "test".into(),
+            content: "x".into(),
+            device: "d".into(),
+            frame_rate: 30.0,
+            chunk_s: 4.0,
+            rungs: vec![
+                RungRow {
+                    bitrate_kbps: 300.0,
+                    resolution: String::new(),
+                    vmaf: 40.0,
+                    levels: vec![
+                        LevelRow { name: "a".into(), vmaf: 50.0, fps: 60.0 },
+                        LevelRow { name: "b".into(), vmaf: 60.0, fps: 20.0 },
+                    ],
+                },
+                RungRow { bitrate_kbps: 1000.0, resolution: String::new(), vmaf: 90.0, levels: vec![] },
+            ],
+        }
+    }
+
+    #[test]
+    fn compute_time_is_frames_over_fps() {
+        let t = QualityTable::from_file(&file(), 1.0);
+        // 30 fps x 4 s = 120 frames; at 60 fps that is 2 s, at 20 fps 6 s
+        assert_eq!(t.cost(0, 1), 2.0);
+        assert_eq!(t.cost(0, 2), 6.0);
+        assert_eq!(t.get(1, 1), None);
+        assert_eq!(t.cost(1, 0), 0.0);
+    }
+
+    #[test]
+    fn best_level_respects_budget_and_real_time() {
+        let t = QualityTable::from_file(&file(), 1.0);
+        // level 2 is slower than real time (6 s for a 4 s chunk)
+        assert_eq!(t.best_level_within(0, 100.0, 4.0), 1);
+        assert_eq!(t.best_level_within(0, 1.0, 4.0), 0);
+        // a device twice as fast makes level 2 real time
+        let fast = QualityTable::from_file(&file(), 2.0);
+        assert_eq!(fast.best_level_within(0, 100.0, 4.0), 2);
+    }
+}
