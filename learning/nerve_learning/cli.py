@@ -9,12 +9,23 @@ import sys
 import time
 from pathlib import Path
 
-from .dataset import PairConfig
+from .dataset import PairConfig, build_pairs
 from .degrade import Codec
 from .export import export_onnx, manifest_entry
+from .model import Student, Teacher
 from .train import TrainConfig, evaluate, train
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_CODECS = "x264:18,x264:23,x264:28,x264:33"
+
+
+def parse_codecs(text: str) -> tuple[Codec, ...]:
+    """`x264:23,x265:28,vp9:40,av1:45` -> codecs."""
+    out = []
+    for item in text.split(","):
+        name, crf = item.split(":")
+        out.append(Codec(name.strip(), int(crf)))
+    return tuple(out)
 
 
 def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
@@ -25,55 +36,111 @@ def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
     manifest.write_text("".join(kept).rstrip("\n") + "\n\n" + entry)
 
 
-def card(name: str, model_cfg: TrainConfig, macs: int, params: int, metrics: dict, pairs: PairConfig, seconds: float) -> str:
-    rows = "\n".join(
+def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    return "\n".join(
         f"| {k} | {v['psnr_y_bicubic']:.2f} | {v['psnr_y']:.2f} | {v['psnr_y'] - v['psnr_y_bicubic']:+.2f} |"
         for k, v in sorted(metrics.items())
     )
+
+
+def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: PairConfig, seconds: float,
+         extra: list[str]) -> str:
     from .clips import EVAL, TRAIN
 
-    return f"""# {name}
-
-Real-time super-resolution student, x{model_cfg.scale}, luma in, residual on a built-in
-Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback).
-
-- Architecture: conv3x3(1->{model_cfg.channels}), {model_cfg.depth} x conv3x3({model_cfg.channels}->{model_cfg.channels}), conv3x3(->{model_cfg.scale**2}), ReLU, pixel shuffle
-- Parameters: {params}
-- MACs per input (LR) pixel: {macs}
-- Training data: {', '.join(c.path for c in TRAIN)} ({pairs.frames_per_clip} frames per clip, every {pairs.frame_step}th)
-- Degradation: bicubic downscale x{pairs.scale}, then {', '.join(f'{c.name} CRF {c.crf}' for c in pairs.codecs)} (preset medium), decoded
-- Training: L1, Adam, {model_cfg.steps} steps of {model_cfg.batch} {pairs.patch_lr}px LR patches, {seconds/60:.0f} min on 2 CPU cores
-- Held-out evaluation clips (never trained on): {', '.join(c.path for c in EVAL)}.
-  The screen-content clip is a different capture of the same PDF page as the training one.
-
-## Metrics on the held-out clips (PSNR-Y, dB, first 8 frames)
-
-| clip / rung | Catmull-Rom | this model | gain |
-|---|---|---|---|
-{rows}
-
-Speed and VMAF are measured by the project's benchmark and evaluation tools; see the README.
-"""
+    params = sum(p.numel() for p in model.parameters())
+    arch = (f"conv3x3({cfg.frames}->{cfg.channels}), {cfg.depth} x conv3x3({cfg.channels}->{cfg.channels}), "
+            f"conv3x3(->{cfg.scale ** 2}), ReLU, pixel shuffle")
+    frames = "the current frame" if cfg.frames == 1 else f"the current and {cfg.frames - 1} previous frame(s), unaligned"
+    lines = [
+        f"# {name}",
+        "",
+        f"Real-time super-resolution student, x{cfg.scale}, luma in ({frames}), residual on a built-in",
+        "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback).",
+        "",
+        f"- Architecture: {arch}",
+        f"- Parameters: {params}",
+        f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
+        f"- Training data: {', '.join(c.path for c in TRAIN)}",
+        f"  ({pairs.frames_per_clip} frames per clip, every {pairs.frame_step}th; {pairs.patches_per_frame} patches of {pairs.patch_lr} px per frame)",
+        f"- Degradation: bicubic downscale x{pairs.scale}, then {', '.join(f'{c.name} CRF {c.crf}' for c in pairs.codecs)}, decoded",
+        f"- Training: L1{f' + {cfg.distill} x L1 to the teacher (distillation)' if cfg.distill else ''}, Adam {cfg.lr}, "
+        f"cosine schedule, {cfg.steps} steps of {cfg.batch}; {seconds / 60:.0f} min on this machine's CPU",
+        f"- Held-out evaluation clips (never trained on): {', '.join(c.path for c in EVAL)}.",
+        "  The screen-content clip is a different capture of the same PDF page as the training one.",
+        *extra,
+        "",
+        "## PSNR-Y on the held-out clips (dB, first 8 frames, x264 preset medium)",
+        "",
+        "| clip / rung | Catmull-Rom | this model | gain |",
+        "|---|---|---|---|",
+        metrics_table(metrics),
+        "",
+        "VMAF, VMAF NEG and frames per second inside nervesr: `nerve-eval sr` (see the README).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def cmd_train_sr(args: argparse.Namespace) -> int:
+    from .quantize import quantize, seconds_per_frame, upscale_onnx
+
+    codecs = parse_codecs(args.codecs)
     cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, batch=args.batch,
-                      threads=args.threads)
-    pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches)
+                      threads=args.threads, frames=args.frames_in, distill=args.distill if args.teacher_steps else 0.0)
+    pairs = PairConfig(scale=args.scale, codecs=codecs, frames_per_clip=args.frames, patches_per_frame=args.patches,
+                       temporal=args.frames_in > 1)
+    cache = Path(args.cache)
     started = time.time()
-    model = train(cfg, pairs, Path(args.cache))
+    extra: list[str] = []
+    teacher = None
+    if args.teacher_steps:
+        t_cfg = TrainConfig(scale=args.scale, steps=args.teacher_steps, batch=args.batch, threads=args.threads)
+        t_pairs = PairConfig(scale=args.scale, codecs=codecs, frames_per_clip=args.frames, patches_per_frame=args.patches)
+        teacher = train(t_cfg, t_pairs, cache, model=Teacher(args.scale, args.teacher_channels, args.teacher_blocks))
+        t_metrics = evaluate(teacher, (Codec("x264", 23), Codec("x264", 33)))
+        t_gain = sum(v["psnr_y"] - v["psnr_y_bicubic"] for v in t_metrics.values()) / len(t_metrics)
+        extra.append(f"- Teacher: {args.teacher_blocks} residual blocks of {args.teacher_channels} channels, "
+                     f"{args.teacher_steps} steps; its mean held-out PSNR-Y gain {t_gain:+.2f} dB")
+        print(f"teacher: mean held-out PSNR-Y gain {t_gain:+.2f} dB")
+    model = train(cfg, pairs, cache, teacher=teacher)
+    assert isinstance(model, Student)
     seconds = time.time() - started
     metrics = evaluate(model, (Codec("x264", 23), Codec("x264", 33)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = args.name or f"nerve-sr-x{args.scale}"
-    sha = export_onnx(model, out / f"{name}.onnx")
-    params = sum(p.numel() for p in model.parameters())
-    (out / f"{name}.md").write_text(card(name, cfg, model.macs_per_pixel(), params, metrics, pairs, seconds))
+    onnx_path = out / f"{name}.onnx"
+    sha = export_onnx(model, onnx_path)
+    lw, lh = 1280 // args.scale, 720 // args.scale
+    float_s = seconds_per_frame(onnx_path, lw, lh)
+    extra.append(f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {1 / float_s:.1f} fps")
+    if args.int8 and args.frames_in == 1:
+        int8_name = f"{name}-int8"
+        int8_path = out / f"{int8_name}.onnx"
+        lr_np, _ = build_pairs(pairs, cache)
+        quantize(onnx_path, int8_path, lr_np)
+        int8_s = seconds_per_frame(int8_path, lw, lh)
+        from .dataset import eval_frames
+        from .metrics import psnr
+
+        deltas = []
+        for clip, lr, hr in eval_frames(args.scale, Codec("x264", 23), 4):
+            deltas.append(psnr(upscale_onnx(int8_path, lr), hr) - psnr(upscale_onnx(onnx_path, lr), hr))
+        loss = -sum(deltas) / len(deltas)
+        import hashlib
+
+        int8_sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()
+        extra.append(f"- int8 variant `{int8_name}` (static QDQ, per-channel, calibrated on 64 training patches): "
+                     f"{1 / int8_s:.1f} fps ({float_s / int8_s:.2f}x float), {loss:+.3f} dB PSNR-Y lost at CRF 23")
+        upsert_manifest(out / "manifest.toml", int8_name,
+                        manifest_entry(int8_name, int8_path.name, model, int8_sha, False, f"{name}.md"))
+    (out / f"{name}.md").write_text(card(name, cfg, model, metrics, pairs, seconds, extra))
     (out / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=2))
-    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, f"{name}.onnx", model, sha, args.default, f"{name}.md"))
+    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model, sha, args.default, f"{name}.md"))
     mean_gain = sum(v["psnr_y"] - v["psnr_y_bicubic"] for v in metrics.values()) / len(metrics)
-    print(f"{name}: mean PSNR-Y gain over Catmull-Rom on held-out clips {mean_gain:+.2f} dB; wrote {out / (name + '.onnx')}")
+    print(f"{name}: mean PSNR-Y gain over Catmull-Rom on held-out clips {mean_gain:+.2f} dB; wrote {onnx_path}")
+    for line in extra:
+        print(line)
     return 0
 
 
@@ -96,8 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: temporal student (previous frame too)")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--codecs", default=DEFAULT_CODECS, help="degradations as codec:crf, codecs x264, x265, vp9, av1")
+    p.add_argument("--teacher-steps", type=int, default=0, help="train a teacher first and distil from it")
+    p.add_argument("--teacher-channels", type=int, default=32)
+    p.add_argument("--teacher-blocks", type=int, default=4)
+    p.add_argument("--distill", type=float, default=0.5, help="weight of the teacher term")
+    p.add_argument("--int8", action="store_true", help="also export an int8 variant and measure it")
     p.add_argument("--frames", type=int, default=24, help="frames per training clip")
     p.add_argument("--patches", type=int, default=24, help="patches per frame")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch (1 when sharing the machine)")

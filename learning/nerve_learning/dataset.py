@@ -24,6 +24,9 @@ class PairConfig:
     patches_per_frame: int = 24
     seed: int = 0
     clips: tuple[Clip, ...] = field(default=TRAIN)
+    # Temporal pairs: each LR patch comes with the same patch of the previous decoded frame,
+    # stacked (previous, current) on axis 1.
+    temporal: bool = False
 
     def key(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True, default=str)
@@ -31,7 +34,8 @@ class PairConfig:
 
 
 def build_pairs(cfg: PairConfig, cache_dir: Path, root: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (lr, hr) uint8 patch stacks (N, p, p) and (N, p*s, p*s), from the cache if there."""
+    """Returns (lr, hr) uint8 patch stacks, from the cache if there: lr is (N, p, p), or
+    (N, 2, p, p) for temporal pairs; hr is (N, p*s, p*s)."""
     root = root or data_root()
     cache = cache_dir / f"pairs-{cfg.key()}.npz"
     if cache.exists():
@@ -44,17 +48,26 @@ def build_pairs(cfg: PairConfig, cache_dir: Path, root: Path | None = None) -> t
     hr_frames: dict[str, np.ndarray] = {}
     for clip, codec in tqdm(jobs, desc=f"pairs x{s}", unit="rung"):
         if clip.path not in hr_frames:
-            hr_frames[clip.path] = read_luma(clip, root, s, cfg.frames_per_clip, cfg.frame_step)
+            if cfg.temporal:
+                # Consecutive frames, so each sampled frame has its real predecessor; the codec
+                # sees the whole run, as in a stream.
+                hr_frames[clip.path] = read_luma(clip, root, s, cfg.frames_per_clip * cfg.frame_step, 1)
+            else:
+                hr_frames[clip.path] = read_luma(clip, root, s, cfg.frames_per_clip, cfg.frame_step)
         hr = hr_frames[clip.path]
         lr = degrade(hr, s, codec, clip.fps)
         _, lh, lw = lr.shape
         if lh < p or lw < p:
             continue
-        for f in range(lr.shape[0]):
+        picked = range(1, lr.shape[0], cfg.frame_step) if cfg.temporal else range(lr.shape[0])
+        for f in picked:
             ys = rng.integers(0, lh - p + 1, cfg.patches_per_frame)
             xs = rng.integers(0, lw - p + 1, cfg.patches_per_frame)
             for y, x in zip(ys, xs):
-                lrs.append(lr[f, y : y + p, x : x + p])
+                if cfg.temporal:
+                    lrs.append(lr[f - 1 : f + 1, y : y + p, x : x + p])
+                else:
+                    lrs.append(lr[f, y : y + p, x : x + p])
                 hrs.append(hr[f, y * s : (y + p) * s, x * s : (x + p) * s])
     lr_arr, hr_arr = np.stack(lrs), np.stack(hrs)
     cache_dir.mkdir(parents=True, exist_ok=True)

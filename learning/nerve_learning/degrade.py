@@ -28,11 +28,11 @@ class Codec:
         if self.name == "x264":
             return ["-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf)]
         if self.name == "x265":
-            return ["-c:v", "libx265", "-preset", "medium", "-crf", str(self.crf), "-x265-params", "log-level=error"]
+            return ["-c:v", "libx265", "-preset", "fast", "-crf", str(self.crf), "-x265-params", "log-level=error"]
         if self.name == "vp9":
             return ["-c:v", "libvpx-vp9", "-crf", str(self.crf), "-b:v", "0", "-row-mt", "1", "-cpu-used", "4"]
         if self.name == "av1":
-            return ["-c:v", "libaom-av1", "-crf", str(self.crf), "-cpu-used", "6", "-row-mt", "1"]
+            return ["-c:v", "libsvtav1", "-crf", str(self.crf), "-preset", "10", "-svtav1-params", "verbosity=0"]
         raise ValueError(f"unknown codec {self.name}")
 
     @property

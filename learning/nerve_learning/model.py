@@ -91,7 +91,7 @@ class Teacher(nn.Module):
 
     def __init__(self, scale: int, channels: int = 48, blocks: int = 6) -> None:
         super().__init__()
-        self.scale = scale
+        self.scale, self.frames = scale, 1
         self.head = nn.Conv2d(1, channels, 3, padding=1)
         self.blocks = nn.ModuleList(
             nn.Sequential(

@@ -1,0 +1,180 @@
+//! `nerve-eval`: measure quality and speed.
+//!
+//! - `nerve-eval compare --reference R --distorted D`: PSNR-Y, SSIM, VMAF, VMAF NEG.
+//! - `nerve-eval sr --scale 2 --crf 23,33`: the streaming ladder protocol on the held-out clips
+//!   (or `--clips`), classical scalers beside nervesr with each model; table, `--json`, `--plot`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use nerve_eval::ladder::{self, ClipSpec, Upscaler};
+use nerve_eval::{frame, init, plot, vid4};
+
+#[derive(Parser)]
+#[command(name = "nerve-eval", about = "Quality and speed of nerve's enhancement, measured against the original")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compare a distorted video with its reference (same size): PSNR-Y, SSIM, VMAF, VMAF NEG.
+    Compare {
+        #[arg(long)]
+        reference: PathBuf,
+        #[arg(long)]
+        distorted: Vec<PathBuf>,
+        #[arg(long, default_value_t = 10_000)]
+        frames: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The ladder protocol: downscale + x264 at each CRF, decode, upscale, score.
+    Sr {
+        /// Clips as PATH or CONTENT=PATH; default: the held-out evaluation clips.
+        #[arg(long, value_delimiter = ',')]
+        clips: Vec<String>,
+        #[arg(long, default_value_t = 2)]
+        scale: usize,
+        #[arg(long, value_delimiter = ',', default_value = "23,33")]
+        crf: Vec<u32>,
+        /// nervesr models (manifest names or paths); empty string = the default for the scale.
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        models: Vec<String>,
+        /// Classical upscalers (videoscale methods) to run beside it; `catrom` is the bicubic baseline.
+        #[arg(long, value_delimiter = ',', default_value = "catrom,lanczos")]
+        classical: Vec<String>,
+        #[arg(long, default_value_t = 30)]
+        frames: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Directory of ../shared/data, for the default clip list.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Vid4 x4 (bicubic-downscaled, no compression): PSNR-Y of nervesr beside MATLAB bicubic.
+    Vid4 {
+        /// nervesr model for x4 (manifest name or path); empty = the default x4 model.
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+/// The held-out evaluation clips (the same list as learning/nerve_learning/clips.py EVAL).
+const EVAL_CLIPS: [(&str, &str); 5] = [
+    ("talking_head", "videos/talking_head/Zhling_1280x720.264"),
+    ("sports", "videos/sports/armwrestling_demo.mp4"),
+    ("animation", "videos/animation/sintel_excerpt_854x480.mp4"),
+    ("texture", "videos/natural_motion_texture/VID_1280x720_cabac_temporal_direct.264"),
+    ("screen", "videos/screen_content/Cisco_Adobe_PDF_sample_a_1024x768_CAVLC_Bframe_9.264"),
+];
+
+fn data_dir(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+}
+
+fn main() -> Result<()> {
+    init()?;
+    match Cli::parse().command {
+        Command::Compare { reference, distorted, frames, json } => {
+            if distorted.is_empty() {
+                bail!("give at least one --distorted video");
+            }
+            let r = frame::decode(&reference, frames, 1)?;
+            let mut out = serde_json::Map::new();
+            println!("{:<32} {:>6} {:>8} {:>7} {:>7} {:>9}", "video", "frames", "PSNR-Y", "SSIM", "VMAF", "VMAF NEG");
+            for d in distorted {
+                let dist = frame::decode(&d, frames, 1)?;
+                let n = r.frames.len().min(dist.frames.len());
+                let s = ladder::score(&r.frames[..n], &dist.frames[..n])?;
+                let name = d.display().to_string();
+                println!("{name:<32} {n:>6} {:>8.2} {:>7.4} {:>7.2} {:>9.2}", s.psnr_y, s.ssim, s.vmaf, s.vmaf_neg);
+                out.insert(name, serde_json::json!({"frames": n, "psnr_y": s.psnr_y, "ssim": s.ssim, "vmaf": s.vmaf, "vmaf_neg": s.vmaf_neg}));
+            }
+            if let Some(path) = json {
+                std::fs::write(path, serde_json::to_string_pretty(&out)?)?;
+            }
+        }
+        Command::Sr { clips, scale, crf, models, classical, frames, json, plot: plot_path, data } => {
+            let data = data_dir(data);
+            let specs: Vec<ClipSpec> = if clips.is_empty() {
+                EVAL_CLIPS.iter().map(|(c, p)| ClipSpec { path: data.join(p), content: c.to_string() }).collect()
+            } else {
+                clips
+                    .iter()
+                    .map(|c| match c.split_once('=') {
+                        Some((content, p)) => ClipSpec { path: p.into(), content: content.into() },
+                        None => ClipSpec { path: c.into(), content: "clip".into() },
+                    })
+                    .collect()
+            };
+            let mut upscalers: Vec<Upscaler> = classical.iter().map(|m| Upscaler::classical(m)).collect();
+            upscalers.extend(models.iter().map(|m| Upscaler::nervesr(m, scale)));
+            let bar = ProgressBar::new((specs.len() * crf.len() * upscalers.len()) as u64);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
+            let mut rows = Vec::new();
+            for spec in &specs {
+                rows.extend(ladder::evaluate_clip(spec, scale, &crf, &upscalers, frames, |m| {
+                    bar.inc(1);
+                    bar.set_message(m.to_string());
+                })?);
+            }
+            bar.finish_and_clear();
+            println!("x{scale} ladder, {} clips, {frames} frames each (gains over bicubic = videoscale catrom)", specs.len());
+            println!(
+                "{:>4} {:<24} {:>8} {:>7} {:>7} {:>9} {:>8} {:>7} {:>9} {:>8}",
+                "crf", "upscaler", "PSNR-Y", "SSIM", "VMAF", "VMAF NEG", "dPSNR-Y", "dVMAF", "dVMAFNEG", "fps"
+            );
+            let summary = ladder::summarise(&rows);
+            for s in &summary {
+                println!(
+                    "{:>4} {:<24} {:>8.2} {:>7.4} {:>7.2} {:>9.2} {:>+8.2} {:>+7.2} {:>+9.2} {:>8.1}",
+                    s.crf, s.upscaler, s.psnr_y, s.ssim, s.vmaf, s.vmaf_neg, s.d_psnr_y, s.d_vmaf, s.d_vmaf_neg, s.fps
+                );
+            }
+            if let Some(path) = json {
+                let doc = serde_json::json!({"scale": scale, "frames": frames, "rows": rows, "summary": summary});
+                std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+                println!("wrote {}", path.display());
+            }
+            if let Some(path) = plot_path {
+                plot::quality_vs_bitrate(&rows, "vmaf", &path)?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::Vid4 { model, json, data } => {
+            let dir = data_dir(data).join("sr/vid4/GT");
+            let filter = Upscaler::nervesr(&model, 4).filter;
+            let bar = ProgressBar::new(vid4::CLIPS.len() as u64);
+            let mut rows = Vec::new();
+            for clip in vid4::CLIPS {
+                bar.set_message(clip);
+                rows.push(vid4::evaluate(&dir, clip, &filter)?);
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            println!("Vid4 x4 (BI), PSNR-Y in dB, all frames, no crop");
+            println!("{:<10} {:>6} {:>14} {:>12} {:>9}", "clip", "frames", "bicubic (RGB)", "bicubic (Y)", "nervesr");
+            for r in &rows {
+                println!("{:<10} {:>6} {:>14.2} {:>12.2} {:>9.2}", r.clip, r.frames, r.bicubic_rgb_db, r.bicubic_y_db, r.model_db);
+            }
+            let avg = |f: fn(&vid4::Vid4Row) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
+            let (b, by, m) = (avg(|r| r.bicubic_rgb_db), avg(|r| r.bicubic_y_db), avg(|r| r.model_db));
+            println!("{:<10} {:>6} {:>14.2} {:>12.2} {:>9.2}", "average", "", b, by, m);
+            if let Some(path) = json {
+                let doc = serde_json::json!({"rows": rows, "average": {"bicubic_rgb_db": b, "bicubic_y_db": by, "model_db": m}});
+                std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Planar 8-bit I420 frames held in memory, and decoding any video GStreamer reads into them.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use gst::prelude::*;
+use gst_video::prelude::*;
+
+/// An I420 frame without stride padding: Y (w x h), then U and V (ceil(w/2) x ceil(h/2)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Frame {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl Frame {
+    pub fn chroma_size(&self) -> (usize, usize) {
+        (self.width.div_ceil(2), self.height.div_ceil(2))
+    }
+
+    pub fn new(width: usize, height: usize) -> Self {
+        let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+        Self { width, height, data: vec![128; width * height + 2 * cw * ch] }
+    }
+
+    pub fn y(&self) -> &[u8] {
+        &self.data[..self.width * self.height]
+    }
+
+    pub fn y_mut(&mut self) -> &mut [u8] {
+        let n = self.width * self.height;
+        &mut self.data[..n]
+    }
+
+    pub fn u(&self) -> &[u8] {
+        let (cw, ch) = self.chroma_size();
+        let n = self.width * self.height;
+        &self.data[n..n + cw * ch]
+    }
+
+    pub fn v(&self) -> &[u8] {
+        let (cw, ch) = self.chroma_size();
+        let n = self.width * self.height + cw * ch;
+        &self.data[n..n + cw * ch]
+    }
+
+    /// Copies a mapped I420 video frame, keeping its top-left `width` x `height`.
+    pub fn from_video(frame: &gst_video::VideoFrameRef<&gst::BufferRef>, width: usize, height: usize) -> Result<Self> {
+        let mut out = Self::new(width, height);
+        let (cw, ch) = out.chroma_size();
+        let mut offset = 0;
+        for (p, (w, h)) in [(width, height), (cw, ch), (cw, ch)].into_iter().enumerate() {
+            let stride = frame.plane_stride()[p] as usize;
+            let plane = frame.plane_data(p as u32).context("plane")?;
+            for row in 0..h {
+                out.data[offset..offset + w].copy_from_slice(&plane[row * stride..row * stride + w]);
+                offset += w;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the frame into a GStreamer buffer laid out as `info` describes.
+    pub fn to_buffer(&self, info: &gst_video::VideoInfo) -> Result<gst::Buffer> {
+        let buffer = gst::Buffer::with_size(info.size())?;
+        let mut vf = gst_video::VideoFrame::from_buffer_writable(buffer, info).map_err(|_| anyhow::anyhow!("map"))?;
+        let (cw, ch) = self.chroma_size();
+        let planes = [(self.y(), self.width, self.height), (self.u(), cw, ch), (self.v(), cw, ch)];
+        for (p, (src, w, h)) in planes.into_iter().enumerate() {
+            let stride = vf.plane_stride()[p] as usize;
+            let dst = vf.plane_data_mut(p as u32)?;
+            for row in 0..h {
+                dst[row * stride..row * stride + w].copy_from_slice(&src[row * w..(row + 1) * w]);
+            }
+        }
+        Ok(vf.into_buffer())
+    }
+}
+
+/// A decoded clip: frames and frame rate.
+#[derive(Clone, Debug)]
+pub struct Clip {
+    pub frames: Vec<Frame>,
+    pub fps: gst::Fraction,
+}
+
+/// Decodes up to `max_frames` frames of any file GStreamer can play, as I420, cropped to a
+/// multiple of `multiple` in each dimension (1 keeps the size).
+pub fn decode(path: &Path, max_frames: usize, multiple: usize) -> Result<Clip> {
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    let desc = format!(
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false",
+        path.display()
+    );
+    let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    let sink = pipeline.by_name("sink").context("appsink")?.downcast::<gst_app::AppSink>().map_err(|_| anyhow::anyhow!("appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let mut frames = Vec::new();
+    let mut fps = gst::Fraction::new(25, 1);
+    while frames.len() < max_frames {
+        let Ok(sample) = sink.pull_sample() else { break };
+        let caps = sample.caps().context("caps")?;
+        let info = gst_video::VideoInfo::from_caps(caps)?;
+        if info.fps().numer() > 0 {
+            fps = info.fps();
+        }
+        let (w, h) = (info.width() as usize / multiple * multiple, info.height() as usize / multiple * multiple);
+        let buffer = sample.buffer().context("buffer")?;
+        let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info).map_err(|_| anyhow::anyhow!("map"))?;
+        frames.push(Frame::from_video(&vf, w, h)?);
+    }
+    let error = pipeline.bus().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
+    pipeline.set_state(gst::State::Null)?;
+    if let Some(msg) = error {
+        if let gst::MessageView::Error(e) = msg.view() {
+            bail!("decoding {}: {}", path.display(), e.error());
+        }
+    }
+    if frames.is_empty() {
+        bail!("{} gave no frames", path.display());
+    }
+    Ok(Clip { frames, fps })
+}

@@ -1,0 +1,83 @@
+//! Quality against bitrate, one panel per content type, one line per upscaler (PNG).
+
+use std::path::Path;
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+
+use crate::ladder::Row;
+
+const FONTS: [&str; 2] = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf"];
+
+/// Registers a system font for labels; without one the plot is drawn unlabelled.
+fn register_font() -> bool {
+    for path in FONTS {
+        if let Ok(bytes) = std::fs::read(path) {
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+pub fn quality_vs_bitrate(rows: &[Row], metric: &str, path: &Path) -> Result<()> {
+    let labelled = register_font();
+    let value = |r: &Row| match metric {
+        "psnr_y" => r.psnr_y,
+        "vmaf_neg" => r.vmaf_neg,
+        _ => r.vmaf,
+    };
+    let mut contents: Vec<&str> = rows.iter().map(|r| r.content.as_str()).collect();
+    contents.sort();
+    contents.dedup();
+    let mut upscalers: Vec<&str> = rows.iter().map(|r| r.upscaler.as_str()).collect();
+    upscalers.sort();
+    upscalers.dedup();
+    let cols = contents.len().clamp(1, 3);
+    let rows_n = contents.len().div_ceil(cols).max(1);
+    let root = BitMapBackend::new(path, (420 * cols as u32, 320 * rows_n as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let panels = root.split_evenly((rows_n, cols));
+    for (panel, content) in panels.iter().zip(&contents) {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.content == *content).collect();
+        let (x0, x1) = mine.iter().fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(r.kbps), b.max(r.kbps)));
+        let (y0, y1) = mine.iter().fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(value(r)), b.max(value(r))));
+        let pad = ((y1 - y0) * 0.1).max(0.5);
+        let mut builder = ChartBuilder::on(panel);
+        builder.margin(12);
+        if labelled {
+            builder.caption(format!("{content}: {metric} vs kbit/s"), ("sans-serif", 16)).x_label_area_size(30).y_label_area_size(40);
+        }
+        let mut chart = builder
+            .build_cartesian_2d((x0 * 0.9)..(x1 * 1.1), (y0 - pad)..(y1 + pad))
+            .map_err(|e| anyhow!("{e}"))?;
+        if labelled {
+            chart.configure_mesh().draw().map_err(|e| anyhow!("{e}"))?;
+        }
+        for (i, up) in upscalers.iter().enumerate() {
+            let mut pts: Vec<(f64, f64)> = mine.iter().filter(|r| r.upscaler == *up).map(|r| (r.kbps, value(r))).collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let colour = Palette99::pick(i).to_rgba();
+            let series = chart
+                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+                .map_err(|e| anyhow!("{e}"))?;
+            if labelled {
+                series.label(*up).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+            }
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
+        }
+        if labelled {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
