@@ -13,7 +13,7 @@ apt_packages=(
   build-essential pkg-config curl ca-certificates git python3-venv python3-pip
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav meson ninja-build nasm xxd
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav meson ninja-build nasm xxd fonts-dejavu-core
 )
 missing=()
 for p in "${apt_packages[@]}"; do

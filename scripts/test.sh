@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
 cargo test --release --workspace
 GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 nervesr >/dev/null && echo "gst-inspect-1.0 nervesr: ok"
+# The meson build (through cargo, shares target/) and its gst-inspect tests.
+[[ -d build-ci ]] || meson setup build-ci >/dev/null
+meson test -C build-ci
 .venv/bin/python -m pytest -q learning/tests
