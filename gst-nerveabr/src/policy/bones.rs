@@ -1,10 +1,14 @@
 //! BONES (Wang et al., SIGMETRICS 2024) as a reference: Lyapunov drift-plus-penalty over
 //! (rung, enhancement level) with a deadline mask, from BONES' `control/bones.py`. Not ported:
-//! its autotune tables (binary `.npz` files) and quick start; gamma_p is fixed at its default 10.
+//! its autotune tables (binary `.npz` files); gamma_p is fixed at its default 10. Quick start
+//! (no enhancement until the model is fetched) is the simulator's job; `max_level` holds its
+//! level restriction.
 
 use super::{Decision, Observation, Policy, QualityTable};
 
 pub struct Bones {
+    /// Levels above this are never chosen (BONES' quick start keeps low and medium only).
+    pub max_level: usize,
     pub gamma_p: f64,
     pub v_multiplier: f64,
     pub table: QualityTable,
@@ -20,7 +24,8 @@ impl Bones {
                 }
             }
         }
-        Self { gamma_p: 10.0, v_multiplier: 1.0, table }
+        let max_level = table.levels().saturating_sub(1);
+        Self { max_level, gamma_p: 10.0, v_multiplier: 1.0, table }
     }
 }
 
@@ -39,7 +44,8 @@ impl Policy for Bones {
         let mut best = (Decision::default(), f64::INFINITY);
         for r in 0..self.table.rungs().min(obs.ladder.rungs()) {
             let size = obs.next_sizes_bits.get(r).copied().unwrap_or(f64::INFINITY);
-            for l in 0..self.table.levels() {
+            let levels = if obs.enhance_available { self.table.levels().min(self.max_level + 1) } else { 1 };
+            for l in 0..levels {
                 let c = self.table.cost(r, l);
                 let Some(q) = self.table.get(r, l) else { continue };
                 if be + c - bd > 0.0 {

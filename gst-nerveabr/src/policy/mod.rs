@@ -71,6 +71,8 @@ pub struct Observation<'a> {
     /// Size of the next chunk at each rung, bits (nominal bitrate x duration if unknown).
     pub next_sizes_bits: &'a [f64],
     pub ladder: &'a Ladder,
+    /// Whether enhancement can run at all now (false while the model is still being fetched).
+    pub enhance_available: bool,
 }
 
 /// A download in progress, for policies that abandon a chunk (BOLA, dash.js throughput rule).

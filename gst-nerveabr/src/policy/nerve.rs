@@ -59,14 +59,14 @@ impl Default for NerveParams {
     fn default() -> Self {
         Self {
             horizon: 5,
-            safety: 0.85,
-            stall_weight: 100.0,
+            safety: 0.6,
+            stall_weight: 1000.0,
             switch_weight: 1.0,
-            compute_price: 0.5,
+            compute_price: 1.0,
             energy_price: 0.0,
             enhance_power_w: 15.0,
-            end_buffer_s: 8.0,
-            end_buffer_weight: 0.1,
+            end_buffer_s: 30.0,
+            end_buffer_weight: 0.3,
         }
     }
 }
@@ -78,11 +78,12 @@ pub struct Nerve {
     /// Battery level 0..=1, `None` on mains power.
     pub battery: Option<f64>,
     last_quality: Option<f64>,
+    enhance_now: bool,
 }
 
 impl Nerve {
     pub fn new(table: QualityTable, params: NerveParams) -> Self {
-        Self { params, table, preference: Preference::Balanced, battery: None, last_quality: None }
+        Self { params, table, preference: Preference::Balanced, battery: None, last_quality: None, enhance_now: true }
     }
 
     /// Quality points per joule charged for enhancement right now.
@@ -99,6 +100,9 @@ impl Nerve {
     /// included) and `backlog_s` of enhancement still queued: it must finish before the chunk
     /// plays (BONES' deadline rule) and be worth its compute and energy.
     pub fn pick_level(&self, rung: usize, buffer_s: f64, backlog_s: f64, chunk_s: f64) -> (usize, f64, f64) {
+        if !self.enhance_now {
+            return (0, self.table.base(rung), 0.0);
+        }
         let price = self.params.compute_price + self.energy_price() * self.params.enhance_power_w;
         let slack = buffer_s - chunk_s - backlog_s;
         let base = self.table.base(rung);
@@ -125,6 +129,7 @@ impl Policy for Nerve {
     }
 
     fn decide(&mut self, obs: &Observation<'_>) -> Decision {
+        self.enhance_now = obs.enhance_available;
         let p = &self.params;
         let l = obs.ladder;
         let chunk = l.chunk_s();
@@ -221,6 +226,7 @@ mod tests {
             last_rung: Some(2),
             next_sizes_bits: sizes,
             ladder: l,
+            enhance_available: true,
         }
     }
 

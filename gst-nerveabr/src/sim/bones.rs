@@ -37,6 +37,7 @@ pub enum EnhanceMode {
     Joint,
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct Settings {
     pub buffer_cap_ms: f64,
     pub enhance_cap_ms: f64,
@@ -44,11 +45,14 @@ pub struct Settings {
     pub latency_ms: f64,
     /// Keep BONES' session quirk (default: yes, to match its figures).
     pub exact_session: bool,
+    /// Bits of an enhancement model that must be fetched before enhancing (BONES' quick start
+    /// for the content-aware IMDN: 310 kB); 0 = the model is already on the device.
+    pub model_bits: f64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { buffer_cap_ms: 60_000.0, enhance_cap_ms: 60_000.0, latency_ms: 100.0, exact_session: true }
+        Self { buffer_cap_ms: 60_000.0, enhance_cap_ms: 60_000.0, latency_ms: 100.0, exact_session: true, model_bits: 0.0 }
     }
 }
 
@@ -336,6 +340,9 @@ pub fn run(data: &BonesData, trace: &Trace, policy: &mut dyn Policy, mode: Enhan
     let mut action_down = 0usize;
     let mut action_enh = 0usize;
     let mut last_download = (0.0, 0.0, 0.0); // (down ms, bits, lat ms)
+    // Quick start (Joint mode only, as in BONES): no enhancement until the model is fetched,
+    // which rides on the first download made with at least two segments buffered.
+    let mut model_ready = !(mode == EnhanceMode::Joint && s.model_bits > 0.0);
 
     let running = |d: usize, e: usize| d < n && e < n;
     while running(idx_down, idx_enh) {
@@ -360,11 +367,17 @@ pub fn run(data: &BonesData, trace: &Trace, policy: &mut dyn Policy, mode: Enhan
                     last_rung: idx_down.checked_sub(1).and_then(|i| bd.history.get(i).copied()),
                     next_sizes_bits: &data.seg_bits[idx_down],
                     ladder: &ladder,
+                    enhance_available: mode == EnhanceMode::Joint && model_ready,
                 };
                 let Decision { rung, level } = policy.decide(&obs);
                 action_down = rung.min(ladder.top());
-                action_enh = if mode == EnhanceMode::Joint { level } else { 0 };
-                let size = data.seg_bits[idx_down][action_down];
+                action_enh = if mode == EnhanceMode::Joint && model_ready { level } else { 0 };
+                let mut extra = 0.0;
+                if !model_ready && bd.level >= 2.0 * seg {
+                    extra = s.model_bits;
+                    model_ready = true;
+                }
+                let size = data.seg_bits[idx_down][action_down] + extra;
                 let (d, bits, l) = if monitor {
                     download_monitored(&mut net, &mut *policy, data, &ladder, idx_down, &mut action_down, size, bd.level, be.level)
                 } else {

@@ -169,6 +169,7 @@ pub fn run(
                 last_rung,
                 next_sizes_bits: &sizes,
                 ladder,
+                enhance_available: mode == EnhanceMode::Joint,
             };
             policy.decide(&obs)
         };

@@ -68,9 +68,15 @@ pub fn bones_policy(spec: &PolicySpec, data: &BonesData, nerve: &NerveConfig) ->
         "bola" => (Box::new(Bola::new(5.0, true)), mode, true),
         "mpc" => (Box::new(FastMpc::new()), mode, false),
         "robustmpc" => (Box::new(RobustMpc::new()), mode, false),
-        "dynamic" => (Box::new(Dynamic::new(10.0, 0.9, 5.0, false)), mode, false),
+        "dynamic" => (Box::new(Dynamic::new(10.0, 0.9, 5.0, true)), mode, true),
         "bones" => (
-            Box::new(Bones::new(data.quality_table(), data.enhance_name.contains("imdn"))),
+            Box::new({
+                let mut b = Bones::new(data.quality_table(), data.enhance_name.contains("imdn"));
+                if quick_start(data) {
+                    b.max_level = 2;
+                }
+                b
+            }),
             EnhanceMode::Joint,
             false,
         ),
@@ -82,6 +88,15 @@ pub fn bones_policy(spec: &PolicySpec, data: &BonesData, nerve: &NerveConfig) ->
         }
     }
 }
+
+/// BONES runs its content-aware IMDN setup with quick start: the model (310 kB) is fetched
+/// during the session, so nothing is enhanced before it arrives.
+pub fn quick_start(data: &BonesData) -> bool {
+    data.enhance_name.contains("imdn_bbb")
+}
+
+/// Model size fetched under quick start, bits (BONES' `model_size`).
+pub const QUICK_START_MODEL_BITS: f64 = 310.0 * 1000.0 * 8.0;
 
 /// Build a policy for the chunk (Pensieve) scenario (Pensieve's parameters for its baselines).
 pub fn chunk_policy(spec: &PolicySpec, table: &QualityTable, nerve: &NerveConfig) -> (Box<dyn Policy>, EnhanceMode) {
@@ -109,7 +124,9 @@ pub fn run_bones(spec: &PolicySpec, data: &BonesData, traces: &[Trace], nerve: &
         .iter()
         .map(|t| {
             let (mut p, mode, monitor) = bones_policy(spec, data, nerve);
-            let r = bones::run(data, t, p.as_mut(), mode, monitor, s);
+            let model_bits = if quick_start(data) { QUICK_START_MODEL_BITS } else { 0.0 };
+            let s = bones::Settings { model_bits, ..*s };
+            let r = bones::run(data, t, p.as_mut(), mode, monitor, &s);
             tick();
             r
         })
