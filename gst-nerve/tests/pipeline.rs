@@ -13,10 +13,10 @@ fn data(rel: &str) -> PathBuf {
     p
 }
 
-/// Runs `source ! nervesr ! appsink` and returns (frames, width, height, format) of the output.
-fn run(source: &str) -> (usize, i32, i32, String) {
+/// Runs `source ! filter ! appsink` and returns (frames, width, height, format) of the output.
+fn run_with(source: &str, filter: &str) -> (usize, i32, i32, String) {
     common::init();
-    let desc = format!("{source} ! nervesr ! appsink name=sink sync=false");
+    let desc = format!("{source} ! {filter} ! appsink name=sink sync=false");
     let pipeline = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
     let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
     let bus = pipeline.bus().unwrap();
@@ -42,6 +42,14 @@ fn run(source: &str) -> (usize, i32, i32, String) {
     (frames, s.get("width").unwrap(), s.get("height").unwrap(), s.get::<String>("format").unwrap())
 }
 
+/// Runs the source through nervesr, and checks it gives exactly as many frames as the source.
+fn run(source: &str) -> (usize, i32, i32, String) {
+    let (frames, ..) = run_with(source, "identity");
+    let out = run_with(source, "nervesr");
+    assert_eq!(out.0, frames, "nervesr must keep every frame");
+    out
+}
+
 #[test]
 fn a_real_clip_plays_through_at_twice_the_size_with_every_frame_kept() {
     let clip = data("videos/sports/armwrestling_demo.mp4");
@@ -49,7 +57,9 @@ fn a_real_clip_plays_through_at_twice_the_size_with_every_frame_kept() {
         "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! identity eos-after=40 ! videoconvert ! video/x-raw,format=I420",
         clip.display()
     );
-    assert_eq!(run(&source), (40, 680, 512, "I420".into()));
+    let (frames, w, h, format) = run(&source);
+    assert!(frames >= 40, "{frames}");
+    assert_eq!((w, h, format.as_str()), (680, 512, "I420"));
 }
 
 #[test]
