@@ -1,0 +1,626 @@
+// SPDX-License-Identifier: MPL-2.0
+/**
+ * SECTION:element-nerveabr
+ *
+ * Enhancement-aware adaptive bitrate for adaptivedemux2 (`dashdemux2`, `hlsdemux2`). Put
+ * `nerveabr` in the decoded video path of a pipeline that holds the demuxer; it is a
+ * pass-through that:
+ *
+ * - finds the demuxer (the `demuxer` property, or the first adaptivedemux2 element in the
+ *   pipeline, also one a bin adds later) and reads the video ladder from the manifest bytes
+ *   that flow into it (or from the `ladder` property);
+ * - at every `notify::current-bandwidth` (adaptivedemux2 emits it after each video fragment,
+ *   right before it picks the next one) reads `current-bandwidth`,
+ *   `current-level-time-video` and `max-buffering-time`, runs the chosen policy (the same
+ *   code as `nerveabr-sim`) and steers the next fragment through the demuxer's
+ *   `connection-bitrate` and `max-bitrate` (set to the chosen rung's declared bandwidth);
+ * - watches the sinks' QoS events (a proportion above 1.2 means the device is not keeping up:
+ *   no enhancement is planned) and the bus' buffering messages (counted as stalls);
+ * - posts every decision as a `nerveabr-decision` element message: `fragment` (u64), `policy`
+ *   (string), `rung` (u32, 0 = lowest), `bitrate` (u64, bit/s, declared), `height` (u32),
+ *   `level` (u32, 0 = classical upscale), `model` (string, the table's name of the level),
+ *   `upscale` (double, target height / rung height), `throughput` (u64, bit/s), `buffer`
+ *   (u64, ns), `battery` (double, -1 = mains), `enhancer` (bool, a nervesr was found),
+ *   `qos-proportion` (double), `stalls` (u32).
+ *
+ * `nervesr`'s `scale` and `model` can only change in READY, so nerveabr does not change them
+ * live: it reports the upscale and model it intends; a `videoscale` after `nervesr` brings
+ * every rung to the display size.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 souphttpsrc location=http://127.0.0.1:8080/manifest.mpd ! dashdemux2 name=demux \
+ *   demux. ! queue ! decodebin3 ! nerveabr policy=nerve ! videoconvert ! nervesr scale=2 ! \
+ *   videoscale ! video/x-raw,height=720 ! autovideosink -m
+ * ]|
+ *
+ * Since: 0.1
+ */
+use std::path::Path;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use super::controller::{read_battery, Choice, Config, Controller, Step, DEFAULT_TABLE};
+use super::manifest::{self, ManifestInfo, Rung};
+use super::AbrPreference;
+use crate::policy::quality::TableFile;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("nerveabr", gst::DebugColorFlags::empty(), Some("nerve enhancement-aware ABR"))
+});
+
+// Lock order: `settings` and `state` are never held together; settings are copied out first.
+// No lock is held while setting demuxer properties, posting a message or calling into gst.
+
+const PROP_POLICY: &str = "policy";
+const PROP_PREFERENCE: &str = "preference";
+const PROP_BATTERY_LEVEL: &str = "battery-level";
+const PROP_DEMUXER: &str = "demuxer";
+const PROP_ENHANCER: &str = "enhancer";
+const PROP_LADDER: &str = "ladder";
+const PROP_QUALITY_TABLE: &str = "quality-table";
+const PROP_DEVICE_SPEED: &str = "device-speed";
+const PROP_TARGET_HEIGHT: &str = "target-height";
+const PROP_LAST_DECISION: &str = "last-decision";
+
+const DEFAULT_POLICY: &str = "nerve";
+const DEFAULT_BATTERY_LEVEL: f64 = -1.0;
+const DEFAULT_DEVICE_SPEED: f64 = 1.0;
+const DEFAULT_TARGET_HEIGHT: u32 = 0;
+/// QoS proportion above which the device is taken as not keeping up (no enhancement planned).
+const QOS_OVERLOAD: f64 = 1.2;
+/// Most manifest bytes collected from the demuxer's sink pad.
+const MANIFEST_MAX: usize = 4 << 20;
+const DEMUXERS: &[&str] = &["dashdemux2", "hlsdemux2", "mssdemux2"];
+const POWER_SUPPLY: &str = "/sys/class/power_supply";
+
+#[derive(Clone, Debug)]
+struct Settings {
+    policy: String,
+    preference: AbrPreference,
+    battery_level: f64,
+    demuxer: String,
+    enhancer: String,
+    ladder: String,
+    quality_table: String,
+    device_speed: f64,
+    target_height: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            policy: DEFAULT_POLICY.into(),
+            preference: AbrPreference::default(),
+            battery_level: DEFAULT_BATTERY_LEVEL,
+            demuxer: String::new(),
+            enhancer: String::new(),
+            ladder: String::new(),
+            quality_table: String::new(),
+            device_speed: DEFAULT_DEVICE_SPEED,
+            target_height: DEFAULT_TARGET_HEIGHT,
+        }
+    }
+}
+
+/// What exists while the element is at least READY.
+#[derive(Default)]
+struct State {
+    top: Option<glib::WeakRef<gst::Bin>>,
+    deep_added: Option<glib::SignalHandlerId>,
+    bus: Option<gst::Bus>,
+    bus_handler: Option<glib::SignalHandlerId>,
+    demuxer: Option<glib::WeakRef<gst::Element>>,
+    bandwidth_handler: Option<glib::SignalHandlerId>,
+    probe: Option<(glib::WeakRef<gst::Pad>, gst::PadProbeId)>,
+    enhancer: Option<glib::WeakRef<gst::Element>>,
+    manifest_bytes: Vec<u8>,
+    manifest: Option<ManifestInfo>,
+    table: Option<TableFile>,
+    controller: Option<Controller>,
+    qos_proportion: f64,
+    buffering: bool,
+    playing_started: bool,
+    stalls: u32,
+    last: Option<Choice>,
+    warned: bool,
+}
+
+#[derive(Default)]
+pub struct NerveAbr {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere must not turn into panics here: take the data as it is.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn is_demuxer(e: &gst::Element, name: &str) -> bool {
+    if !name.is_empty() {
+        return e.name() == name;
+    }
+    e.factory().is_some_and(|f| DEMUXERS.contains(&f.name().as_str()))
+}
+
+fn is_enhancer(e: &gst::Element, name: &str) -> bool {
+    if !name.is_empty() {
+        return e.name() == name;
+    }
+    e.factory().is_some_and(|f| f.name() == "nervesr")
+}
+
+/// Read a property only if it exists with that type (never panics).
+fn get_prop<T: for<'a> glib::value::FromValue<'a> + 'static>(o: &impl IsA<glib::Object>, name: &str) -> Option<T> {
+    let spec = o.find_property(name)?;
+    if !spec.flags().contains(glib::ParamFlags::READABLE) {
+        return None;
+    }
+    o.property_value(name).get::<T>().ok()
+}
+
+/// Set a u32 property only if it exists, is writable and is a u32.
+fn set_u32(o: &impl IsA<glib::Object>, name: &str, v: u32) -> bool {
+    match o.find_property(name) {
+        Some(spec) if spec.value_type() == u32::static_type() && spec.flags().contains(glib::ParamFlags::WRITABLE) => {
+            o.set_property(name, v);
+            true
+        }
+        _ => false,
+    }
+}
+
+impl NerveAbr {
+    fn config(&self, s: &Settings) -> Config {
+        let battery = if s.battery_level >= 0.0 { Some(s.battery_level) } else { read_battery(Path::new(POWER_SUPPLY)) };
+        Config { policy: s.policy.clone(), preference: s.preference.into(), battery, device_speed: s.device_speed, target_height: s.target_height }
+    }
+
+    fn load_table(&self, s: &Settings) -> TableFile {
+        let fallback = || serde_json::from_str::<TableFile>(DEFAULT_TABLE).ok();
+        if s.quality_table.is_empty() {
+            // ok: the embedded table is checked by the controller's unit tests
+            return fallback().unwrap_or_else(|| TableFile { name: String::new(), method: String::new(), content: String::new(), device: String::new(), frame_rate: 30.0, chunk_s: 4.0, rungs: vec![] });
+        }
+        match std::fs::read_to_string(&s.quality_table).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<TableFile>(&t).map_err(|e| e.to_string())) {
+            Ok(t) => t,
+            Err(e) => {
+                gst::element_imp_warning!(self, gst::LibraryError::Settings, ["Cannot read quality table {}: {e}; using the shipped table", s.quality_table]);
+                fallback().unwrap_or_else(|| TableFile { name: String::new(), method: String::new(), content: String::new(), device: String::new(), frame_rate: 30.0, chunk_s: 4.0, rungs: vec![] })
+            }
+        }
+    }
+
+    /// Build the controller once the ladder is known (manifest or `ladder` property), or
+    /// rebuild it when the settings changed.
+    fn ensure_controller(&self, s: &Settings, st: &mut State) -> bool {
+        let config = self.config(s);
+        if st.controller.as_ref().is_some_and(|c| *c.config() == config) {
+            return true;
+        }
+        let (rungs, segment_s, total): (Vec<Rung>, f64, Option<usize>) = if !s.ladder.is_empty() {
+            match manifest::parse_ladder(&s.ladder) {
+                Ok(r) => (r, st.manifest.as_ref().map_or(0.0, |m| m.segment_s), st.manifest.as_ref().and_then(ManifestInfo::segments)),
+                Err(e) => {
+                    gst::warning!(CAT, imp = self, "{e}");
+                    return false;
+                }
+            }
+        } else if let Some(m) = &st.manifest {
+            (m.rungs.clone(), m.segment_s, m.segments())
+        } else {
+            return false;
+        };
+        if st.table.is_none() {
+            st.table = Some(self.load_table(s));
+        }
+        let Some(table) = st.table.as_ref() else { return false };
+        match Controller::new(config, table, rungs, segment_s, total) {
+            Ok(c) => {
+                gst::info!(CAT, imp = self, "policy {} over {} rungs: {:?}", s.policy, c.rungs().len(), c.rungs().iter().map(|r| r.bandwidth).collect::<Vec<_>>());
+                st.controller = Some(c);
+                true
+            }
+            Err(e) => {
+                if !st.warned {
+                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ["nerveabr cannot steer: {e}"]);
+                    st.warned = true;
+                }
+                false
+            }
+        }
+    }
+
+    /// One decision: observe, decide, steer the demuxer, post the message.
+    fn step(&self, demuxer: &gst::Element, measured: bool) {
+        let s = lock(&self.settings).clone();
+        let bandwidth = if measured { get_prop::<u32>(demuxer, "current-bandwidth").unwrap_or(0) as f64 } else { 0.0 };
+        let buffer = Duration::from_nanos(get_prop::<u64>(demuxer, "current-level-time-video").unwrap_or(0));
+        let cap = get_prop::<u64>(demuxer, "max-buffering-time").filter(|v| *v > 0).map_or(Duration::from_secs(30), Duration::from_nanos);
+        let (choice, battery, enhancer, qos, stalls) = {
+            let mut st = lock(&self.state);
+            if !self.ensure_controller(&s, &mut st) {
+                return;
+            }
+            let enhancer = st.enhancer.as_ref().and_then(|w| w.upgrade()).is_some();
+            let qos = st.qos_proportion;
+            let step = Step { bandwidth_bps: bandwidth, buffer, buffer_cap: cap, enhance_available: enhancer && qos <= QOS_OVERLOAD };
+            let battery = st.controller.as_ref().and_then(|c| c.config().battery).unwrap_or(-1.0);
+            let Some(c) = st.controller.as_mut() else { return };
+            let choice = c.decide(step);
+            st.last = Some(choice.clone());
+            (choice, battery, enhancer, qos, st.stalls)
+        };
+        let target = u32::try_from(choice.bandwidth).unwrap_or(u32::MAX);
+        let steered = set_u32(demuxer, "connection-bitrate", target) & set_u32(demuxer, "max-bitrate", target);
+        if !steered {
+            gst::warning!(CAT, imp = self, "{} has no writable connection-bitrate/max-bitrate", demuxer.name());
+        }
+        gst::debug!(CAT, imp = self, "fragment {}: rung {} ({} bit/s, {} p), level {} ({}), throughput {:.0}, buffer {:?}", choice.fragment, choice.rung, choice.bandwidth, choice.height, choice.level, choice.model, choice.throughput_bps, choice.buffer);
+        let msg = gst::message::Element::builder(decision_structure(&choice, &s.policy, battery, enhancer, qos, stalls)).src(&*self.obj()).build();
+        let _ = self.obj().post_message(msg);
+    }
+
+    /// Start steering `demuxer`: collect its manifest, follow its bandwidth notifications.
+    fn adopt_demuxer(&self, demuxer: &gst::Element) {
+        {
+            let st = lock(&self.state);
+            if st.demuxer.as_ref().and_then(|w| w.upgrade()).is_some() {
+                return;
+            }
+        }
+        gst::info!(CAT, imp = self, "steering {}", demuxer.name());
+        let weak = self.obj().downgrade();
+        let handler = demuxer.connect_notify(Some("current-bandwidth"), move |d, _| {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().step(d, true);
+            }
+        });
+        let probe = demuxer.static_pad("sink").and_then(|pad| {
+            let weak = self.obj().downgrade();
+            let demux_weak = demuxer.downgrade();
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let (Some(obj), Some(gst::PadProbeData::Buffer(buf))) = (weak.upgrade(), info.data.as_ref()) {
+                    if let (Some(d), Ok(map)) = (demux_weak.upgrade(), buf.map_readable()) {
+                        obj.imp().on_manifest_bytes(&d, map.as_slice());
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            })
+            .map(|id| (pad.downgrade(), id))
+        });
+        let mut st = lock(&self.state);
+        st.demuxer = Some(demuxer.downgrade());
+        st.bandwidth_handler = Some(handler);
+        st.probe = probe;
+    }
+
+    fn on_manifest_bytes(&self, demuxer: &gst::Element, bytes: &[u8]) {
+        let parsed = {
+            let mut st = lock(&self.state);
+            if st.manifest.is_some() || st.manifest_bytes.len() + bytes.len() > MANIFEST_MAX {
+                return;
+            }
+            st.manifest_bytes.extend_from_slice(bytes);
+            let text = String::from_utf8_lossy(&st.manifest_bytes);
+            let complete = !text.contains("<MPD") || text.contains("</MPD>");
+            match complete.then(|| manifest::parse(&text)).flatten() {
+                Some(m) => {
+                    gst::info!(CAT, imp = self, "manifest: {} video rungs, {:.1} s, segments {:.2} s", m.rungs.len(), m.duration_s, m.segment_s);
+                    st.manifest = Some(m);
+                    true
+                }
+                None => false,
+            }
+        };
+        if parsed {
+            // the first fragment's rung, before the demuxer picks one itself
+            self.step(demuxer, false);
+        }
+    }
+
+    fn consider(&self, e: &gst::Element) {
+        let s = lock(&self.settings).clone();
+        if is_demuxer(e, &s.demuxer) {
+            self.adopt_demuxer(e);
+        } else if is_enhancer(e, &s.enhancer) {
+            gst::info!(CAT, imp = self, "enhancer {}", e.name());
+            lock(&self.state).enhancer = Some(e.downgrade());
+        }
+    }
+
+    /// Find the demuxer and the enhancer in the top-level bin, now and as elements are added.
+    fn attach(&self) {
+        let mut top: Option<gst::Bin> = None;
+        let mut cur = self.obj().parent();
+        while let Some(p) = cur {
+            cur = p.parent();
+            if let Ok(b) = p.downcast::<gst::Bin>() {
+                top = Some(b);
+            }
+        }
+        let Some(top) = top else {
+            gst::warning!(CAT, imp = self, "not in a bin: nothing to steer");
+            return;
+        };
+        let weak = self.obj().downgrade();
+        let deep = top.connect_deep_element_added(move |_, _, e| {
+            if let Some(obj) = weak.upgrade() {
+                obj.imp().consider(e);
+            }
+        });
+        let weak = self.obj().downgrade();
+        let bus = top.bus();
+        let bus_handler = bus.as_ref().map(|bus| {
+            bus.enable_sync_message_emission();
+            bus.connect_sync_message(None, move |_, msg| {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().on_message(msg);
+                }
+            })
+        });
+        {
+            let mut st = lock(&self.state);
+            st.top = Some(top.downgrade());
+            st.deep_added = Some(deep);
+            st.bus = bus;
+            st.bus_handler = bus_handler;
+        }
+        let mut it = top.iterate_recurse();
+        loop {
+            match it.next() {
+                Ok(Some(e)) => self.consider(&e),
+                Ok(None) => break,
+                Err(gst::IteratorError::Resync) => it.resync(),
+                Err(gst::IteratorError::Error) => break,
+            }
+        }
+    }
+
+    fn detach(&self) {
+        let st = std::mem::take(&mut *lock(&self.state));
+        if let (Some(top), Some(id)) = (st.top.and_then(|w| w.upgrade()), st.deep_added) {
+            top.disconnect(id);
+        }
+        if let Some(bus) = st.bus {
+            if let Some(id) = st.bus_handler {
+                bus.disconnect(id);
+            }
+            bus.disable_sync_message_emission();
+        }
+        if let (Some(d), Some(id)) = (st.demuxer.and_then(|w| w.upgrade()), st.bandwidth_handler) {
+            d.disconnect(id);
+        }
+        if let Some((pad, id)) = st.probe {
+            if let Some(pad) = pad.upgrade() {
+                pad.remove_probe(id);
+            }
+        }
+    }
+
+    /// Bus messages, on the posting thread: only bookkeeping.
+    fn on_message(&self, msg: &gst::Message) {
+        match msg.view() {
+            gst::MessageView::Buffering(b) => {
+                let mut st = lock(&self.state);
+                let low = b.percent() < 100;
+                if low && !st.buffering && st.playing_started {
+                    st.stalls += 1;
+                }
+                st.buffering = low;
+            }
+            gst::MessageView::StateChanged(sc) if sc.current() == gst::State::Playing => {
+                lock(&self.state).playing_started = true;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn decision_structure(c: &Choice, policy: &str, battery: f64, enhancer: bool, qos: f64, stalls: u32) -> gst::Structure {
+    gst::Structure::builder("nerveabr-decision")
+        .field("fragment", c.fragment)
+        .field("policy", policy)
+        .field("rung", c.rung as u32)
+        .field("bitrate", c.bandwidth)
+        .field("height", c.height)
+        .field("level", c.level as u32)
+        .field("model", c.model.as_str())
+        .field("upscale", c.upscale)
+        .field("throughput", c.throughput_bps as u64)
+        .field("buffer", c.buffer.as_nanos() as u64)
+        .field("battery", battery)
+        .field("enhancer", enhancer)
+        .field("qos-proportion", qos)
+        .field("stalls", stalls)
+        .build()
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for NerveAbr {
+    const NAME: &'static str = "GstNerveAbr";
+    type Type = super::NerveAbr;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for NerveAbr {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder(PROP_POLICY)
+                    .nick("Policy")
+                    .blurb("ABR policy, as nerveabr-sim names them: bb, rb, bola, robustmpc, dynamic, nerve (enhancement-aware), or X+sr (X, then the best real-time enhancement)")
+                    .default_value(Some(DEFAULT_POLICY))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(PROP_PREFERENCE, d.preference)
+                    .nick("Preference")
+                    .blurb("What the user favours; used by the nerve policy")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder(PROP_BATTERY_LEVEL)
+                    .nick("Battery level")
+                    .blurb("Battery charge, 0 (empty) to 1 (full); -1 = read /sys/class/power_supply (mains power when no battery is discharging). Below 0.2 nerve prices enhancement energy as battery-saver does")
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_BATTERY_LEVEL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_DEMUXER)
+                    .nick("Demuxer")
+                    .blurb("Name of the adaptivedemux2 element to steer; empty = the first dashdemux2/hlsdemux2/mssdemux2 in the pipeline")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_ENHANCER)
+                    .nick("Enhancer")
+                    .blurb("Name of the super-resolution element; empty = the first nervesr in the pipeline. Without one, no enhancement is planned")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_LADDER)
+                    .nick("Ladder")
+                    .blurb("Video rungs as bandwidth[:height] in bit/s, comma-separated (e.g. 300000:240,750000:360); empty = read from the manifest. Needed when the demuxer exists before nerveabr (e.g. inside playbin3's video-sink)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_QUALITY_TABLE)
+                    .nick("Quality table")
+                    .blurb("Quality table JSON (displayed VMAF per rung, classical and per enhancement level, and the device's speed), as in gst-nerveabr/tables; each stream rung takes the row of the nearest bitrate; empty = the shipped interim table")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder(PROP_DEVICE_SPEED)
+                    .nick("Device speed")
+                    .blurb("Enhancement speed of this device relative to the table's device (2 = twice as fast)")
+                    .minimum(0.01)
+                    .maximum(100.0)
+                    .default_value(DEFAULT_DEVICE_SPEED)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder(PROP_TARGET_HEIGHT)
+                    .nick("Target height")
+                    .blurb("Display height in pixels the upscale aims at (reported as upscale = target / rung height); 0 = the top rung's height")
+                    .default_value(DEFAULT_TARGET_HEIGHT)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_LAST_DECISION)
+                    .nick("Last decision")
+                    .blurb("The last nerveabr-decision structure (fields as in the element message), or NULL before the first")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        match pspec.name() {
+            PROP_POLICY => {
+                let v: Option<String> = value.get().expect("type checked upstream");
+                let v = v.unwrap_or_else(|| DEFAULT_POLICY.into());
+                match v.parse::<crate::sim::run::PolicySpec>() {
+                    Ok(_) => s.policy = v,
+                    Err(e) => gst::warning!(CAT, imp = self, "policy not changed: {e}"),
+                }
+            }
+            PROP_PREFERENCE => s.preference = value.get().expect("type checked upstream"),
+            PROP_BATTERY_LEVEL => s.battery_level = value.get().expect("type checked upstream"),
+            PROP_DEMUXER => s.demuxer = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            PROP_ENHANCER => s.enhancer = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            PROP_LADDER => s.ladder = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            PROP_QUALITY_TABLE => s.quality_table = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
+            PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"),
+            PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"),
+            _ => {}
+        }
+        gst::info!(CAT, imp = self, "{} set", pspec.name());
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == PROP_LAST_DECISION {
+            let s = lock(&self.settings).clone();
+            let st = lock(&self.state);
+            let structure = st.last.as_ref().map(|c| {
+                let battery = st.controller.as_ref().and_then(|k| k.config().battery).unwrap_or(-1.0);
+                let enhancer = st.enhancer.as_ref().and_then(|w| w.upgrade()).is_some();
+                decision_structure(c, &s.policy, battery, enhancer, st.qos_proportion, st.stalls)
+            });
+            return structure.to_value();
+        }
+        let s = lock(&self.settings);
+        match pspec.name() {
+            PROP_POLICY => s.policy.to_value(),
+            PROP_PREFERENCE => s.preference.to_value(),
+            PROP_BATTERY_LEVEL => s.battery_level.to_value(),
+            PROP_DEMUXER => s.demuxer.to_value(),
+            PROP_ENHANCER => s.enhancer.to_value(),
+            PROP_LADDER => s.ladder.to_value(),
+            PROP_QUALITY_TABLE => s.quality_table.to_value(),
+            PROP_DEVICE_SPEED => s.device_speed.to_value(),
+            PROP_TARGET_HEIGHT => s.target_height.to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for NerveAbr {}
+
+impl ElementImpl for NerveAbr {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "nerve enhancement-aware ABR",
+                "Filter/Video",
+                "Pass-through that steers an adaptivedemux2 demuxer (dashdemux2, hlsdemux2): picks each fragment's rung and the enhancement level jointly from a quality table, the throughput, the buffer, the device's enhancement speed, the battery and a preference",
+                "nerve project",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::new_any();
+            vec![
+                // ok: static template construction cannot fail
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).expect("src template"),
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).expect("sink template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            self.attach();
+        }
+        let ret = self.parent_change_state(transition);
+        if transition == gst::StateChange::ReadyToNull {
+            self.detach();
+        }
+        ret
+    }
+}
+
+impl BaseTransformImpl for NerveAbr {
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = true;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn transform_ip(&self, _buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(q) = event.view() {
+            let (_, proportion, _, _) = q.get();
+            lock(&self.state).qos_proportion = proportion;
+        }
+        self.parent_src_event(event)
+    }
+}
