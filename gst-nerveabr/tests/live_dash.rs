@@ -272,7 +272,10 @@ fn rungs_follow_a_real_trace_without_stalls() {
 
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("uridecodebin3").property("uri", format!("http://127.0.0.1:{}/manifest.mpd", server.port)).build().unwrap();
-    let abr = gst::ElementFactory::make("nerveabr").property("policy", "nerve").build().unwrap();
+    let abr = gst::ElementFactory::make("nerveabr").property("policy", "nerve")
+        // the demuxer buffers at most 4 s, so the trace's drop reaches the player
+        .property("max-buffering-time", 4_000_000_000u64)
+        .build().unwrap();
     let sink = gst::ElementFactory::make("fakesink").property("sync", true).property("qos", true).property("signal-handoffs", true).build().unwrap();
     let mut chain = vec![abr.clone()];
     if use_sr {
@@ -283,13 +286,6 @@ fn rungs_follow_a_real_trace_without_stalls() {
     pipeline.add(&src).unwrap();
     pipeline.add_many(&chain).unwrap();
     gst::Element::link_many(&chain).unwrap();
-    // the demuxer buffers at most 4 s, so the trace's drop reaches the player
-    pipeline.connect_deep_element_added(|_, _, e| {
-        if e.factory().is_some_and(|f| f.name() == "dashdemux2") {
-            e.set_property("max-buffering-time", 4_000_000_000u64);
-            e.set_property("high-watermark-time", 4_000_000_000u64);
-        }
-    });
     let abr_sink = abr.static_pad("sink").unwrap();
     src.connect_pad_added(move |_, pad| {
         let is_video = pad.current_caps().or_else(|| Some(pad.query_caps(None))).and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/"))).unwrap_or(false);

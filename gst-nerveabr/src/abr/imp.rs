@@ -29,10 +29,13 @@
  *
  * ## Example launch line
  * |[
- * gst-launch-1.0 souphttpsrc location=http://127.0.0.1:8080/manifest.mpd ! dashdemux2 name=demux \
- *   demux. ! queue ! decodebin3 ! nerveabr policy=nerve ! videoconvert ! nervesr scale=2 ! \
- *   videoscale ! video/x-raw,height=720 ! autovideosink -m
+ * gst-launch-1.0 -m urisourcebin uri=http://127.0.0.1:8080/manifest.mpd ! decodebin3 ! \
+ *   nerveabr policy=nerve max-buffering-time=8000000000 ! videoconvert ! nervesr scale=2 ! \
+ *   videoscale ! video/x-raw,width=1280,height=720 ! videoconvert ! autovideosink
  * ]|
+ * (adaptivedemux2 needs a streams-aware parent: urisourcebin, uridecodebin3 or playbin3, not a
+ * bare `souphttpsrc ! dashdemux2`; gst-nerveabr/pipelines/live_dash.sh serves a trace-shaped
+ * ladder for this line.)
  *
  * Since: 0.1
  */
@@ -67,11 +70,13 @@ const PROP_QUALITY_TABLE: &str = "quality-table";
 const PROP_DEVICE_SPEED: &str = "device-speed";
 const PROP_TARGET_HEIGHT: &str = "target-height";
 const PROP_LAST_DECISION: &str = "last-decision";
+const PROP_MAX_BUFFERING_TIME: &str = "max-buffering-time";
 
 const DEFAULT_POLICY: &str = "nerve";
 const DEFAULT_BATTERY_LEVEL: f64 = -1.0;
 const DEFAULT_DEVICE_SPEED: f64 = 1.0;
 const DEFAULT_TARGET_HEIGHT: u32 = 0;
+const DEFAULT_MAX_BUFFERING_TIME: u64 = 0;
 /// QoS proportion above which the device is taken as not keeping up (no enhancement planned).
 const QOS_OVERLOAD: f64 = 1.2;
 /// Most manifest bytes collected from the demuxer's sink pad.
@@ -90,6 +95,7 @@ struct Settings {
     quality_table: String,
     device_speed: f64,
     target_height: u32,
+    max_buffering_time: u64,
 }
 
 impl Default for Settings {
@@ -104,6 +110,7 @@ impl Default for Settings {
             quality_table: String::new(),
             device_speed: DEFAULT_DEVICE_SPEED,
             target_height: DEFAULT_TARGET_HEIGHT,
+            max_buffering_time: DEFAULT_MAX_BUFFERING_TIME,
         }
     }
 }
@@ -165,10 +172,10 @@ fn get_prop<T: for<'a> glib::value::FromValue<'a> + 'static>(o: &impl IsA<glib::
     o.property_value(name).get::<T>().ok()
 }
 
-/// Set a u32 property only if it exists, is writable and is a u32.
-fn set_u32(o: &impl IsA<glib::Object>, name: &str, v: u32) -> bool {
+/// Set a property only if it exists, is writable and has the value's type (never panics).
+fn set_checked<T: ToValue + StaticType + Into<glib::Value>>(o: &impl IsA<glib::Object>, name: &str, v: T) -> bool {
     match o.find_property(name) {
-        Some(spec) if spec.value_type() == u32::static_type() && spec.flags().contains(glib::ParamFlags::WRITABLE) => {
+        Some(spec) if spec.value_type() == T::static_type() && spec.flags().contains(glib::ParamFlags::WRITABLE) => {
             o.set_property(name, v);
             true
         }
@@ -258,7 +265,7 @@ impl NerveAbr {
             (choice, battery, enhancer, qos, st.stalls)
         };
         let target = u32::try_from(choice.bandwidth).unwrap_or(u32::MAX);
-        let steered = set_u32(demuxer, "connection-bitrate", target) & set_u32(demuxer, "max-bitrate", target);
+        let steered = set_checked(demuxer, "connection-bitrate", target) & set_checked(demuxer, "max-bitrate", target);
         if !steered {
             gst::warning!(CAT, imp = self, "{} has no writable connection-bitrate/max-bitrate", demuxer.name());
         }
@@ -276,6 +283,14 @@ impl NerveAbr {
             }
         }
         gst::info!(CAT, imp = self, "steering {}", demuxer.name());
+        let max_buffering = lock(&self.settings).max_buffering_time;
+        if max_buffering > 0 {
+            for p in ["max-buffering-time", "high-watermark-time"] {
+                if !set_checked(demuxer, p, max_buffering) {
+                    gst::warning!(CAT, imp = self, "{} has no {p}", demuxer.name());
+                }
+            }
+        }
         let weak = self.obj().downgrade();
         let handler = demuxer.connect_notify(Some("current-bandwidth"), move |d, _| {
             if let Some(obj) = weak.upgrade() {
@@ -507,6 +522,12 @@ impl ObjectImpl for NerveAbr {
                     .default_value(DEFAULT_TARGET_HEIGHT)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder(PROP_MAX_BUFFERING_TIME)
+                    .nick("Max buffering time")
+                    .blurb("Media the demuxer may buffer ahead (in nanoseconds), set as its max-buffering-time and high-watermark-time when nerveabr adopts it; 0 = leave the demuxer's (30 s in adaptivedemux2)")
+                    .default_value(DEFAULT_MAX_BUFFERING_TIME)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>(PROP_LAST_DECISION)
                     .nick("Last decision")
                     .blurb("The last nerveabr-decision structure (fields as in the element message), or NULL before the first")
@@ -536,6 +557,7 @@ impl ObjectImpl for NerveAbr {
             PROP_QUALITY_TABLE => s.quality_table = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
             PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"),
             PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"),
+            PROP_MAX_BUFFERING_TIME => s.max_buffering_time = value.get().expect("type checked upstream"),
             _ => {}
         }
         gst::info!(CAT, imp = self, "{} set", pspec.name());
@@ -563,6 +585,7 @@ impl ObjectImpl for NerveAbr {
             PROP_QUALITY_TABLE => s.quality_table.to_value(),
             PROP_DEVICE_SPEED => s.device_speed.to_value(),
             PROP_TARGET_HEIGHT => s.target_height.to_value(),
+            PROP_MAX_BUFFERING_TIME => s.max_buffering_time.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }
     }
