@@ -101,6 +101,10 @@ struct Args {
     nerve_end_buffer: Option<f64>,
     #[arg(long)]
     nerve_end_weight: Option<f64>,
+    #[arg(long)]
+    nerve_robust: Option<f64>,
+    #[arg(long)]
+    nerve_end_buffer_err: Option<f64>,
 }
 
 fn main() {
@@ -132,6 +136,12 @@ fn nerve_config(a: &Args) -> NerveConfig {
     }
     if let Some(x) = a.nerve_end_weight {
         p.end_buffer_weight = x;
+    }
+    if let Some(x) = a.nerve_robust {
+        p.robust = x;
+    }
+    if let Some(x) = a.nerve_end_buffer_err {
+        p.end_buffer_err = x;
     }
     NerveConfig { params: p, preference: a.preference, battery: a.battery }
 }

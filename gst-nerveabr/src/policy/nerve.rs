@@ -53,6 +53,12 @@ pub struct NerveParams {
     /// `end_buffer_weight`.
     pub end_buffer_s: f64,
     pub end_buffer_weight: f64,
+    /// Robust estimate (RobustMPC's idea): the throughput used is divided by
+    /// (1 + `robust` x the largest relative error of the last 5 predictions); 0 = off.
+    pub robust: f64,
+    /// Scale the end-buffer target with that same error (target x min(1, error / this)):
+    /// steady links need less buffer. 0 = off (fixed target).
+    pub end_buffer_err: f64,
 }
 
 impl Default for NerveParams {
@@ -67,6 +73,8 @@ impl Default for NerveParams {
             enhance_power_w: 15.0,
             end_buffer_s: 30.0,
             end_buffer_weight: 0.3,
+            robust: 0.0,
+            end_buffer_err: 0.0,
         }
     }
 }
@@ -79,11 +87,14 @@ pub struct Nerve {
     pub battery: Option<f64>,
     last_quality: Option<f64>,
     enhance_now: bool,
+    /// Estimate used at the previous decision and the relative errors of the last ones.
+    last_estimate: Option<f64>,
+    errors: Vec<f64>,
 }
 
 impl Nerve {
     pub fn new(table: QualityTable, params: NerveParams) -> Self {
-        Self { params, table, preference: Preference::Balanced, battery: None, last_quality: None, enhance_now: true }
+        Self { params, table, preference: Preference::Balanced, battery: None, last_quality: None, enhance_now: true, last_estimate: None, errors: Vec::new() }
     }
 
     /// Quality points per joule charged for enhancement right now.
@@ -133,7 +144,19 @@ impl Policy for Nerve {
         let p = &self.params;
         let l = obs.ladder;
         let chunk = l.chunk_s();
-        let tput = obs.throughput_bps.unwrap_or(0.0) * p.safety;
+        // Score the previous estimate against the throughput the last download measured.
+        if let (Some(est), Some(&actual)) = (self.last_estimate, obs.recent_bps.last()) {
+            if actual > 0.0 {
+                self.errors.push((est - actual).abs() / actual);
+                if self.errors.len() > 5 {
+                    self.errors.remove(0);
+                }
+            }
+        }
+        self.last_estimate = obs.throughput_bps;
+        let max_err = self.errors.iter().copied().fold(0.0, f64::max);
+        let tput = obs.throughput_bps.unwrap_or(0.0) * p.safety / (1.0 + p.robust * max_err);
+        let end_target = if p.end_buffer_err > 0.0 { p.end_buffer_s * (max_err / p.end_buffer_err).min(1.0) } else { p.end_buffer_s };
         let lat = obs.latency.as_secs_f64();
         let cap = obs.buffer_cap.as_secs_f64();
         let horizon = p.horizon.min(obs.total_chunks.saturating_sub(obs.chunk_index)).max(1);
@@ -169,7 +192,7 @@ impl Policy for Nerve {
                 score += q - p.stall_weight * stall - p.switch_weight * prev.map_or(0.0, |pq: f64| (q - pq).abs());
                 prev = Some(q);
             }
-            score - p.stall_weight * p.end_buffer_weight * (p.end_buffer_s - b).max(0.0)
+            score - p.stall_weight * p.end_buffer_weight * (end_target - b).max(0.0)
         });
         // The level for the chosen rung with the buffer this download is expected to leave.
         let size = obs.next_sizes_bits.get(rung).copied().unwrap_or(0.0);

@@ -174,18 +174,72 @@ fn check(name: &str, format: Format, points: Vec<(f64, f64)>, latency_s: Option<
     Ok(Trace { name: name.to_string(), format, points, latency_s })
 }
 
-/// Every trace file directly in `dir` (sorted by name); files that are not traces (READMEs,
-/// licences) are skipped and returned as the second list.
+/// Every trace file directly in `dir` (sorted by name), and every trace inside the `.tar.gz` /
+/// `.tgz` archives there (Lumos ships its SABRE JSON traces so); `dir` may also be one archive or
+/// one trace file. Files that are not traces (READMEs, licences, parquet) are skipped and
+/// returned as the second list.
 pub fn read_dir(dir: &Path) -> Result<(Vec<Trace>, Vec<String>), TraceError> {
-    let rd = std::fs::read_dir(dir).map_err(|source| TraceError::Io { path: dir.to_path_buf(), source })?;
-    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+    let mut paths: Vec<PathBuf> = if dir.is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        let rd = std::fs::read_dir(dir).map_err(|source| TraceError::Io { path: dir.to_path_buf(), source })?;
+        rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect()
+    };
     paths.sort();
     let mut traces = Vec::new();
     let mut skipped = Vec::new();
     for p in paths {
+        if is_archive(&p) {
+            match read_archive(&p) {
+                Ok((t, s)) => {
+                    traces.extend(t);
+                    skipped.extend(s);
+                }
+                Err(e) => skipped.push(e.to_string()),
+            }
+            continue;
+        }
         match Trace::read(&p) {
             Ok(t) => traces.push(t),
             Err(e) => skipped.push(e.to_string()),
+        }
+    }
+    Ok((traces, skipped))
+}
+
+fn is_archive(p: &Path) -> bool {
+    let n = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    n.ends_with(".tar.gz") || n.ends_with(".tgz")
+}
+
+/// The traces inside a gzip'd tar, sorted by entry name; an entry is named `archive/entry`.
+pub fn read_archive(path: &Path) -> Result<(Vec<Trace>, Vec<String>), TraceError> {
+    use std::io::Read;
+    let io = |source| TraceError::Io { path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let archive_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut entries = Vec::new();
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut text = String::new();
+        match entry.read_to_string(&mut text) {
+            Ok(_) => entries.push((name, Ok(text))),
+            Err(e) => entries.push((name, Err(e.to_string()))),
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut traces = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, text) in entries {
+        let short = Path::new(&name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(name.clone());
+        match text.and_then(|t| Trace::parse(&format!("{archive_name}/{short}"), &t)) {
+            Ok(t) => traces.push(t),
+            Err(why) => skipped.push(format!("{}/{name}: not a trace ({why})", path.display())),
         }
     }
     Ok((traces, skipped))
@@ -224,6 +278,32 @@ mod tests {
         let t = Trace::parse("z", "1\n2\n900\n1500\n").unwrap();
         assert_eq!(t.format, Format::Mahimahi);
         assert_eq!(t.periods_ms_kbps(), vec![(1000.0, 36.0), (1000.0, 12.0)]);
+    }
+
+    #[test]
+    fn traces_inside_a_tar_gz_are_read() {
+        let dir = std::env::temp_dir().join(format!("nerveabr-tgz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.tar.gz");
+        {
+            let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+            let mut b = tar::Builder::new(gz);
+            for (name, body) in [("set/b.json", r#"[{"duration_ms": 1000, "bandwidth_kbps": 2000, "latency_ms": 20}, {"duration_ms": 1000, "bandwidth_kbps": 1000, "latency_ms": 20}]"#), ("set/README", "hello"), ("set/a.txt", "0 1\n1 2\n")] {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(body.len() as u64);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append_data(&mut h, name, body.as_bytes()).unwrap();
+            }
+            b.into_inner().unwrap().finish().unwrap();
+        }
+        let (t, skipped) = read_dir(&dir).unwrap();
+        assert_eq!(t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t.tar.gz/a.txt", "t.tar.gz/b.json"]);
+        assert_eq!(t[1].format, Format::SabreJson);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        // the archive itself as --traces
+        assert_eq!(read_dir(&path).unwrap().0.len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
