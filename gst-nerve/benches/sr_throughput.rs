@@ -15,9 +15,9 @@ const W: usize = 640;
 const H: usize = 360;
 
 fn sample_frames() -> Vec<gst::Buffer> {
-    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/talking_head_720p.264");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/talking_head_720p.mp4");
     let desc = format!(
-        "filesrc location={} ! h264parse ! avdec_h264 ! videoscale method=bilinear ! videoconvert ! \
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale method=bilinear ! videoconvert ! \
          video/x-raw,format=I420,width={W},height={H} ! appsink name=sink sync=false",
         sample.display()
     );
