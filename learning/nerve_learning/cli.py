@@ -115,32 +115,58 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
     float_s = seconds_per_frame(onnx_path, lw, lh)
     extra.append(f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {1 / float_s:.1f} fps")
     if args.int8 and args.frames_in == 1:
-        int8_name = f"{name}-int8"
-        int8_path = out / f"{int8_name}.onnx"
-        lr_np, _ = build_pairs(pairs, cache)
-        quantize(onnx_path, int8_path, lr_np)
-        int8_s = seconds_per_frame(int8_path, lw, lh)
-        from .dataset import eval_frames
-        from .metrics import psnr
-
-        deltas = []
-        for clip, lr, hr in eval_frames(args.scale, Codec("x264", 23), 4):
-            deltas.append(psnr(upscale_onnx(int8_path, lr), hr) - psnr(upscale_onnx(onnx_path, lr), hr))
-        loss = -sum(deltas) / len(deltas)
-        import hashlib
-
-        int8_sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()
-        extra.append(f"- int8 variant `{int8_name}` (static QDQ, per-channel, calibrated on 64 training patches): "
-                     f"{1 / int8_s:.1f} fps ({float_s / int8_s:.2f}x float), {loss:+.3f} dB PSNR-Y lost at CRF 23")
-        upsert_manifest(out / "manifest.toml", int8_name,
-                        manifest_entry(int8_name, int8_path.name, model, int8_sha, False, f"{name}.md"))
+        extra.append(make_int8(onnx_path, pairs, cache, name))
     (out / f"{name}.md").write_text(card(name, cfg, model, metrics, pairs, seconds, extra))
     (out / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=2))
-    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model, sha, args.default, f"{name}.md"))
+    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model.scale, model.frames, sha, args.default, f"{name}.md"))
     mean_gain = sum(v["psnr_y"] - v["psnr_y_bicubic"] for v in metrics.values()) / len(metrics)
     print(f"{name}: mean PSNR-Y gain over Catmull-Rom on held-out clips {mean_gain:+.2f} dB; wrote {onnx_path}")
     for line in extra:
         print(line)
+    return 0
+
+
+def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str) -> str:
+    """Quantizes a float model (calibrated on training patches), measures its speed and its
+    PSNR-Y loss on held-out frames at x264 CRF 23, registers it in the manifest beside the float
+    model (not as a default) and returns the model-card line."""
+    import hashlib
+
+    from .dataset import eval_frames
+    from .metrics import psnr
+    from .quantize import quantize, seconds_per_frame, upscale_onnx
+
+    out = float_path.parent
+    int8_name = f"{parent}-int8"
+    int8_path = out / f"{int8_name}.onnx"
+    lr_np, _ = build_pairs(pairs, cache)
+    quantize(float_path, int8_path, lr_np)
+    lw, lh = 1280 // pairs.scale, 720 // pairs.scale
+    float_s, int8_s = seconds_per_frame(float_path, lw, lh), seconds_per_frame(int8_path, lw, lh)
+    deltas = []
+    for _clip, lr, hr in eval_frames(pairs.scale, Codec("x264", 23), 4):
+        deltas.append(psnr(upscale_onnx(int8_path, lr), hr) - psnr(upscale_onnx(float_path, lr), hr))
+    loss = -sum(deltas) / len(deltas)
+    sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()
+    upsert_manifest(out / "manifest.toml", int8_name,
+                    manifest_entry(int8_name, int8_path.name, pairs.scale, 1, sha, False, f"{parent}.md", parent=parent))
+    return (f"- int8 variant `{int8_name}` (static QDQ, per-channel weights, calibrated on 64 training patches): "
+            f"{1 / int8_s:.1f} fps vs {1 / float_s:.1f} fps float ({float_s / int8_s:.2f}x), "
+            f"{loss:+.3f} dB PSNR-Y lost at CRF 23 on the held-out clips (model only, ONNX Runtime CPU, 2 threads)")
+
+
+def cmd_int8(args: argparse.Namespace) -> int:
+    name = Path(args.model).stem
+    pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches)
+    line = make_int8(Path(args.model), pairs, Path(args.cache), name)
+    card_path = Path(args.model).with_suffix(".md")
+    if card_path.exists():
+        text = card_path.read_text()
+        text = "\n".join(l for l in text.splitlines() if not l.startswith(f"- int8 variant `{name}-int8`"))
+        marker = "\n## PSNR-Y"
+        text = text.replace(marker, line + "\n" + marker, 1) if marker in text else text + "\n" + line + "\n"
+        card_path.write_text(text)
+    print(line)
     return 0
 
 
@@ -180,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(MODELS))
     p.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
     p.set_defaults(func=cmd_train_sr)
+    q = sub.add_parser("int8", help="int8 variant of an exported float model, measured against it")
+    q.add_argument("--model", required=True)
+    q.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
+    q.add_argument("--frames", type=int, default=24)
+    q.add_argument("--patches", type=int, default=24)
+    q.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
+    q.set_defaults(func=cmd_int8)
     c = sub.add_parser("compare", help="PSNR-Y, VMAF and VMAF NEG of videos against a reference")
     c.add_argument("--reference", required=True)
     c.add_argument("--json", default="")

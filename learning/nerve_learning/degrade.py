@@ -25,6 +25,8 @@ class Codec:
     crf: int
 
     def args(self) -> list[str]:
+        if self.name == "none":  # the clean "BI" degradation: bicubic downscale only, lossless
+            return ["-c:v", "ffv1"]
         if self.name == "x264":
             return ["-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf)]
         if self.name == "x265":

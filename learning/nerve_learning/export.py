@@ -30,17 +30,19 @@ def export_onnx(model: Student, path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_entry(name: str, file: str, model: Student, sha256: str, default: bool, card: str) -> str:
+def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, default: bool, card: str,
+                   parent: str | None = None) -> str:
     return "\n".join([
         "[[model]]",
         f'name = "{name}"',
         f'file = "{file}"',
         'task = "super-resolution"',
-        f"scale = {model.scale}",
-        f"frames = {model.frames}",
+        f"scale = {scale}",
+        f"frames = {frames}",
         f"default = {'true' if default else 'false'}",
         f'version = "1"',
         f'card = "{card}"',
+        *([f'parent = "{parent}"'] if parent else []),
         f'sha256 = "{sha256}"',
         'input = { name = "lr", layout = "NCHW", planes = "Y", range = "unit" }',
         'output = { name = "hr", layout = "NCHW", planes = "Y", range = "unit" }',

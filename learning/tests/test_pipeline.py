@@ -45,8 +45,8 @@ def test_tiny_training_exports_a_model_the_manifest_describes(tmp_path: Path) ->
     sha = export_onnx(model, onnx_path)
     assert sha == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     manifest = tmp_path / "manifest.toml"
-    upsert_manifest(manifest, "m", manifest_entry("m", "m.onnx", model, sha, True, "m.md"))
-    upsert_manifest(manifest, "m", manifest_entry("m", "m.onnx", model, sha, True, "m.md"))  # replaces, no duplicate
+    upsert_manifest(manifest, "m", manifest_entry("m", "m.onnx", 2, 1, sha, True, "m.md"))
+    upsert_manifest(manifest, "m", manifest_entry("m", "m.onnx", 2, 1, sha, True, "m.md"))  # replaces, no duplicate
     entries = tomllib.loads(manifest.read_text())["model"]
     assert len(entries) == 1 and entries[0]["scale"] == 2 and entries[0]["sha256"] == sha
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
