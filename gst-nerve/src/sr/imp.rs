@@ -1,3 +1,18 @@
+// SPDX-License-Identifier: MPL-2.0
+/**
+ * SECTION:element-nervesr
+ *
+ * Neural super-resolution of decoded video: frames come out `scale` times larger. Luma goes
+ * through an ONNX model (a residual on a Catmull-Rom upscale), chroma is upscaled classically;
+ * I420 and NV12 in and out. Late frames (QoS) are upscaled classically instead of being dropped.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! nervesr scale=2 ! videoconvert ! autovideosink
+ * ]|
+ *
+ * Since: 0.1
+ */
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, MutexGuard};
