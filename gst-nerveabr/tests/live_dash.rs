@@ -2,7 +2,8 @@
 //! its throughput shaped by a real 3G trace, played by a GStreamer pipeline with `nerveabr` (and
 //! `nervesr` when the `nerve` plugin is built in target/release). Asserts that the rung goes down
 //! when the trace drops and back up when it rises, that the upscale follows the rung, and that
-//! playback does not stall (the trace never falls below the lowest rung, so no stall is forced).
+//! playback does not stall for 1 s or more (the trace never falls below the lowest rung, so no
+//! stall is forced).
 //!
 //! Clip: `../shared/data/videos/animation/big_buck_bunny_0_30.webm` (30 s, 720p, 24 fps),
 //! encoded once per target dir with x264enc + mp4mux (fragmented, 1 s fragments), split into
@@ -379,7 +380,10 @@ fn rungs_follow_a_real_trace_without_stalls() {
         eprintln!("  frame at {:5.1}s pts {:5.1}s height {} lateness {:.2}s", f.0, f.1, f.2, f.0 - f.1 - offset);
     }
     eprintln!("sink resolutions {heights:?}; worst lateness {stall:.2} s");
-    assert!(stall < 0.5, "playback stalled {stall:.2} s");
+    // 1 s, not 0: on a shared 2-core CI machine nervesr's CPU load alone has delayed frames by
+    // ~0.5 s once in a few runs; a stall the ABR causes here (a 1.85 Mbit/s rung in a ~1 Mbit/s
+    // trough with a 4 s buffer) lasts several seconds.
+    assert!(stall < 1.0, "playback stalled {stall:.2} s");
     // played to the end (frames dropped by QoS when the enhancer cannot keep up are not stalls)
     let last_pts = frames.iter().map(|f| f.1).fold(0.0, f64::max);
     eprintln!("{} of {} frames shown (the rest dropped by QoS)", frames.len(), (last_pts * 24.0).round() + 1.0);

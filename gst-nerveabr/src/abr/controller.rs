@@ -112,7 +112,8 @@ impl Controller {
         let spec: PolicySpec = config.policy.parse()?;
         let segment = if segment_s > 0.0 { segment_s } else { 2.0 };
         let table = table_for(file, &rungs, segment, config.device_speed);
-        let nerve = NerveConfig { preference: config.preference, battery: config.battery, ..Default::default() };
+        // the chunk-scenario tuning: segments of seconds, buffers of tens of seconds
+        let nerve = NerveConfig { params: crate::policy::nerve::NerveParams::chunk(), preference: config.preference, battery: config.battery };
         let (policy, mode) = chunk_policy(&spec, &table, &nerve);
         let level_names = std::iter::once("classical".to_string())
             .chain((0..table.levels().saturating_sub(1)).map(|l| file.rungs.iter().find_map(|r| r.levels.get(l)).map_or(format!("level-{}", l + 1), |x| x.name.clone())))

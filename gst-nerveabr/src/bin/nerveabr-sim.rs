@@ -105,6 +105,9 @@ struct Args {
     nerve_robust: Option<f64>,
     #[arg(long)]
     nerve_end_buffer_err: Option<f64>,
+    /// nerve: quality points per megabit downloaded (0 = bits are free).
+    #[arg(long)]
+    nerve_bit_price: Option<f64>,
 }
 
 fn main() {
@@ -115,7 +118,10 @@ fn main() {
 }
 
 fn nerve_config(a: &Args) -> NerveConfig {
-    let mut p = NerveParams::default();
+    let mut p = match a.scenario {
+        Scenario::Chunk => NerveParams::chunk(),
+        Scenario::Bones => NerveParams::default(),
+    };
     if let Some(x) = a.nerve_safety {
         p.safety = x;
     }
@@ -142,6 +148,9 @@ fn nerve_config(a: &Args) -> NerveConfig {
     }
     if let Some(x) = a.nerve_end_buffer_err {
         p.end_buffer_err = x;
+    }
+    if let Some(x) = a.nerve_bit_price {
+        p.bit_price = x;
     }
     NerveConfig { params: p, preference: a.preference, battery: a.battery }
 }

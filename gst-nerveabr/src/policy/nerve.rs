@@ -29,8 +29,8 @@ impl std::str::FromStr for Preference {
     }
 }
 
-/// Tunables. Defaults were tuned on the Pensieve *training* traces only (FCC + Norway 3G
-/// `*train*` folders) in the BONES scenario; see the crate README.
+/// Tunables. `Default` is the BONES-scenario set, [`NerveParams::chunk`] the chunk-scenario set
+/// (also the element's); both were tuned on training traces only, see the crate README.
 #[derive(Clone, Debug)]
 pub struct NerveParams {
     /// Chunks looked ahead.
@@ -59,6 +59,9 @@ pub struct NerveParams {
     /// Scale the end-buffer target with that same error (target x min(1, error / this)):
     /// steady links need less buffer. 0 = off (fixed target).
     pub end_buffer_err: f64,
+    /// Quality points charged per megabit downloaded (0 = bits are free): trades displayed
+    /// quality for bits, for data plans and radio energy.
+    pub bit_price: f64,
 }
 
 impl Default for NerveParams {
@@ -68,14 +71,25 @@ impl Default for NerveParams {
             safety: 0.6,
             stall_weight: 1000.0,
             switch_weight: 1.0,
-            compute_price: 1.0,
+            compute_price: 0.25,
             energy_price: 0.0,
             enhance_power_w: 15.0,
             end_buffer_s: 30.0,
             end_buffer_weight: 0.3,
             robust: 0.0,
             end_buffer_err: 0.0,
+            bit_price: 0.0,
         }
+    }
+}
+
+impl NerveParams {
+    /// Tuned for the chunk (Pensieve) scenario: 192 s sessions, stall charged 100 VMAF points per
+    /// second per chunk. A short end-buffer target (8 s) that shrinks on steady links (scaled
+    /// by the largest recent prediction error / 0.5): a fixed 30 s target (the BONES set) keeps
+    /// the buffer-building phase too long in short sessions on 4G/5G/broadband.
+    pub fn chunk() -> Self {
+        Self { compute_price: 1.0, end_buffer_s: 8.0, end_buffer_err: 0.5, ..Self::default() }
     }
 }
 
@@ -189,7 +203,7 @@ impl Policy for Nerve {
                     e = (e - (b - cap)).max(0.0);
                     b = cap;
                 }
-                score += q - p.stall_weight * stall - p.switch_weight * prev.map_or(0.0, |pq: f64| (q - pq).abs());
+                score += q - p.bit_price * size / 1e6 - p.stall_weight * stall - p.switch_weight * prev.map_or(0.0, |pq: f64| (q - pq).abs());
                 prev = Some(q);
             }
             score - p.stall_weight * p.end_buffer_weight * (end_target - b).max(0.0)
