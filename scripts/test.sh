@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
 cargo test --release --workspace
-GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 nervesr >/dev/null && echo "gst-inspect-1.0 nervesr: ok"
+for element in nervesr nerveabr; do
+  GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 "$element" >/dev/null && echo "gst-inspect-1.0 $element: ok"
+done
 # The meson build (through cargo, shares target/) and its gst-inspect tests.
 [[ -d build-ci ]] || meson setup build-ci >/dev/null
 meson test -C build-ci
