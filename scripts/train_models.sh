@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Reproduces every shipped model in models/ from ../shared/data (CPU: about 1.5 hours on 2 cores;
+# the pair caches go to learning/cache). Each run writes its ONNX file, model card, metrics and
+# manifest entry.
+set -euo pipefail
+cd "$(dirname "$0")/../learning"
+learn() { ../.venv/bin/python -m nerve_learning.cli "$@"; }
+learn train-sr --scale 2 --steps 14000 --default
+learn int8 --model ../models/nerve-sr-x2.onnx --scale 2
+learn train-sr --scale 3 --steps 10000 --default
+learn train-sr --scale 4 --steps 10000 --default
+# x4 for clean (bicubic-only, "BI") input as well as compressed rungs: Vid4.
+learn train-sr --scale 4 --channels 24 --depth 3 --steps 3000 --codecs none:0,x264:18,x264:23,x264:28,x264:33 --name nerve-sr-x4-bi
+# Temporal student (current + previous frame) and a student distilled from a teacher, for comparison.
+learn train-sr --scale 2 --frames-in 2 --steps 10000 --name nerve-sr-x2-temporal
+learn train-sr --scale 2 --steps 10000 --teacher-steps 2500 --teacher-channels 32 --teacher-blocks 3 --distill 0.5 --name nerve-sr-x2-kd
