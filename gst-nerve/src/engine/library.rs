@@ -155,33 +155,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn explicit_missing_path_is_named_with_a_hint() {
-        let err = resolve_from(Some(Path::new("/nope/libonnxruntime.so")), None, &[]).unwrap_err();
+    fn explicit_missing_path_is_named_with_a_hint() -> Result<(), Box<dyn std::error::Error>> {
+        let err = resolve_from(Some(Path::new("/nope/libonnxruntime.so")), None, &[]).err().ok_or("expected an error")?;
         let msg = err.to_string();
         assert!(msg.contains("/nope/libonnxruntime.so"), "{msg}");
         assert!(msg.contains("pip install onnxruntime"), "{msg}");
+        Ok(())
     }
 
     #[test]
-    fn nothing_found_says_what_to_install() {
+    fn nothing_found_says_what_to_install() -> Result<(), Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!("nerve-empty-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let err = resolve_from(None, None, &[dir.clone()]).unwrap_err();
+        std::fs::create_dir_all(&dir)?;
+        let err = resolve_from(None, None, &[dir.clone()]).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("pip install onnxruntime"));
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
     }
 
     #[test]
-    fn versioned_library_in_a_wheel_directory_is_found() {
+    fn versioned_library_in_a_wheel_directory_is_found() -> Result<(), Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!("nerve-wheel-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("libonnxruntime_providers_shared.so"), b"").unwrap();
-        std::fs::write(dir.join("libonnxruntime.so.1.31.1"), b"").unwrap();
-        let found = resolve_from(None, None, &[PathBuf::from("/nonexistent"), dir.clone()]).unwrap();
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("libonnxruntime_providers_shared.so"), b"")?;
+        std::fs::write(dir.join("libonnxruntime.so.1.31.1"), b"")?;
+        let found = resolve_from(None, None, &[PathBuf::from("/nonexistent"), dir.clone()])?;
         assert_eq!(found, dir.join("libonnxruntime.so.1.31.1"));
         // ORT_DYLIB_PATH wins over the search directories.
         let env_lib = dir.join("libonnxruntime_providers_shared.so");
-        assert_eq!(resolve_from(None, Some(&env_lib), &[dir.clone()]).unwrap(), env_lib);
-        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(resolve_from(None, Some(&env_lib), &[dir.clone()])?, env_lib);
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
     }
 }

@@ -246,43 +246,46 @@ input = { name = "lr", layout = "NCHW", planes = "Y" }
 output = { name = "hr", layout = "NCHW", planes = "Y" }
 "#;
 
-    fn temp_dir(tag: &str) -> PathBuf {
+    fn temp_dir(tag: &str) -> std::io::Result<PathBuf> {
         let dir = std::env::temp_dir().join(format!("nerve-manifest-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
     }
 
     #[test]
-    fn default_and_named_lookup() {
-        let dir = temp_dir("lookup");
-        std::fs::write(dir.join(MANIFEST_FILE), ENTRY).unwrap();
-        let m = resolve_in("", Task::SuperResolution, 2, &[dir.clone()]).unwrap();
+    fn default_and_named_lookup() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir("lookup")?;
+        std::fs::write(dir.join(MANIFEST_FILE), ENTRY)?;
+        let m = resolve_in("", Task::SuperResolution, 2, &[dir.clone()])?;
         assert_eq!(m.entry.name, "sr-x2-test");
         assert_eq!(m.entry.frames, 1);
         assert!(resolve_in("", Task::SuperResolution, 3, &[dir.clone()]).is_err());
         assert!(resolve_in("sr-x2-test", Task::SuperResolution, 3, &[dir.clone()]).is_ok());
-        let err = resolve_in("nope", Task::SuperResolution, 2, &[dir.clone()]).unwrap_err();
+        let err = resolve_in("nope", Task::SuperResolution, 2, &[dir.clone()]).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("'nope'"));
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
     }
 
     #[test]
-    fn malformed_manifest_is_reported_with_its_path() {
-        let dir = temp_dir("bad");
-        std::fs::write(dir.join(MANIFEST_FILE), "[[model]]\nname = 3\n").unwrap();
-        let err = resolve_in("", Task::SuperResolution, 2, &[dir.clone()]).unwrap_err();
+    fn malformed_manifest_is_reported_with_its_path() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir("bad")?;
+        std::fs::write(dir.join(MANIFEST_FILE), "[[model]]\nname = 3\n")?;
+        let err = resolve_in("", Task::SuperResolution, 2, &[dir.clone()]).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("malformed"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
     }
 
     #[test]
-    fn sha256_mismatch_is_refused() {
-        let dir = temp_dir("sha");
-        std::fs::write(dir.join(MANIFEST_FILE), ENTRY).unwrap();
-        std::fs::write(dir.join("x2.onnx"), b"not the model").unwrap();
-        let m = resolve_in(dir.join("x2.onnx").to_str().unwrap(), Task::SuperResolution, 2, &[]).unwrap();
-        let err = read_verified(&m).unwrap_err();
+    fn sha256_mismatch_is_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir("sha")?;
+        std::fs::write(dir.join(MANIFEST_FILE), ENTRY)?;
+        std::fs::write(dir.join("x2.onnx"), b"not the model")?;
+        let m = resolve_in(dir.join("x2.onnx").to_str().ok_or("path")?, Task::SuperResolution, 2, &[])?;
+        let err = read_verified(&m).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("sha256"), "{err}");
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
     }
 }
