@@ -68,13 +68,13 @@ impl Default for NerveParams {
     fn default() -> Self {
         Self {
             horizon: 5,
-            safety: 0.6,
+            safety: 0.65,
             stall_weight: 1000.0,
             switch_weight: 1.0,
             compute_price: 0.25,
             energy_price: 0.0,
             enhance_power_w: 15.0,
-            end_buffer_s: 30.0,
+            end_buffer_s: 25.0,
             end_buffer_weight: 0.3,
             robust: 0.0,
             end_buffer_err: 0.0,
@@ -86,10 +86,10 @@ impl Default for NerveParams {
 impl NerveParams {
     /// Tuned for the chunk (Pensieve) scenario: 192 s sessions, stall charged 100 VMAF points per
     /// second per chunk. A short end-buffer target (8 s) that shrinks on steady links (scaled
-    /// by the largest recent prediction error / 0.5): a fixed 30 s target (the BONES set) keeps
+    /// by the largest recent prediction error / 0.5): a 25-30 s target (the BONES set) keeps
     /// the buffer-building phase too long in short sessions on 4G/5G/broadband.
     pub fn chunk() -> Self {
-        Self { compute_price: 1.0, end_buffer_s: 8.0, end_buffer_err: 0.5, ..Self::default() }
+        Self { safety: 0.6, compute_price: 1.0, end_buffer_s: 8.0, end_buffer_err: 0.5, ..Self::default() }
     }
 }
 
