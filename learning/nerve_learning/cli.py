@@ -112,7 +112,7 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
     onnx_path = out / f"{name}.onnx"
     sha = export_onnx(model, onnx_path)
     lw, lh = 1280 // args.scale, 720 // args.scale
-    float_s = seconds_per_frame(onnx_path, lw, lh)
+    float_s = seconds_per_frame(onnx_path, lw, lh, frames=args.frames_in)
     extra.append(f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {1 / float_s:.1f} fps")
     if args.int8 and args.frames_in == 1:
         extra.append(make_int8(onnx_path, pairs, cache, name))
@@ -170,6 +170,42 @@ def cmd_int8(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_register(args: argparse.Namespace) -> int:
+    """Evaluates an already exported student (ONNX) on the held-out clips and writes its model
+    card, metrics and manifest entry: for a model whose training run ended before that step."""
+    import hashlib
+
+    from .dataset import eval_frames
+    from .metrics import psnr
+    from .quantize import seconds_per_frame, upscale_onnx
+    from .train import stacked, upscale
+
+    path = Path(args.model)
+    name = path.stem
+    student = Student(args.scale, args.channels, args.depth, args.frames_in)
+    metrics: dict[str, dict[str, float]] = {}
+    for codec in (Codec("x264", 23), Codec("x264", 33)):
+        for clip, lr, hr in eval_frames(args.scale, codec, 8):
+            key = f"{clip.content}/{codec.name}-crf{codec.crf}"
+            metrics[key] = {"psnr_y": psnr(upscale_onnx(path, stacked(lr, args.frames_in)), hr),
+                            "psnr_y_bicubic": psnr(upscale(student.upscale, lr), hr)}
+    lw, lh = 1280 // args.scale, 720 // args.scale
+    fps = 1 / seconds_per_frame(path, lw, lh, frames=args.frames_in)
+    cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, frames=args.frames_in)
+    pairs = PairConfig(scale=args.scale, codecs=parse_codecs(args.codecs), temporal=args.frames_in > 1)
+    extra = [f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {fps:.1f} fps",
+             "- Registered from its exported ONNX file (`nerve-learn register`); training time not recorded"]
+    out = path.parent
+    (out / f"{name}.md").write_text(card(name, cfg, student, metrics, pairs, 0.0, extra))
+    (out / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=2))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    upsert_manifest(out / "manifest.toml", name,
+                    manifest_entry(name, path.name, args.scale, args.frames_in, sha, False, f"{name}.md"))
+    gain = sum(v["psnr_y"] - v["psnr_y_bicubic"] for v in metrics.values()) / len(metrics)
+    print(f"{name}: mean PSNR-Y gain over Catmull-Rom on held-out clips {gain:+.2f} dB, {fps:.1f} fps model only")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .quality import compare
 
@@ -213,6 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--patches", type=int, default=24)
     q.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
     q.set_defaults(func=cmd_int8)
+    r = sub.add_parser("register", help="card, metrics and manifest entry for an exported student")
+    r.add_argument("--model", required=True)
+    r.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
+    r.add_argument("--channels", type=int, default=16)
+    r.add_argument("--depth", type=int, default=2)
+    r.add_argument("--frames-in", type=int, default=1, choices=(1, 2))
+    r.add_argument("--steps", type=int, default=0)
+    r.add_argument("--codecs", default=DEFAULT_CODECS)
+    r.set_defaults(func=cmd_register)
     c = sub.add_parser("compare", help="PSNR-Y, VMAF and VMAF NEG of videos against a reference")
     c.add_argument("--reference", required=True)
     c.add_argument("--json", default="")

@@ -31,12 +31,12 @@ def quantize(float_path: Path, int8_path: Path, calibration_lr: np.ndarray) -> N
     )
 
 
-def seconds_per_frame(path: Path, width: int, height: int, threads: int = 2, runs: int = 20) -> float:
-    """Model-only ONNX Runtime CPU time for one width x height luma frame."""
+def seconds_per_frame(path: Path, width: int, height: int, threads: int = 2, runs: int = 20, frames: int = 1) -> float:
+    """Model-only ONNX Runtime CPU time for one width x height luma frame (with `frames` inputs)."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
+    x = np.random.default_rng(0).random((1, frames, height, width), dtype=np.float32)
     for _ in range(3):
         session.run(None, {"lr": x})
     started = time.perf_counter()
@@ -46,7 +46,8 @@ def seconds_per_frame(path: Path, width: int, height: int, threads: int = 2, run
 
 
 def upscale_onnx(path: Path, lr: np.ndarray) -> np.ndarray:
-    """Runs an exported model over uint8 luma frames (N,h,w) -> uint8 (N,H,W)."""
+    """Runs an exported model over uint8 luma frames (N,h,w), or stacks (N,F,h,w), -> uint8 (N,H,W)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outs = [session.run(None, {"lr": f[None, None].astype(np.float32) / 255.0})[0][0, 0] for f in lr]
+    feed = (lambda f: f[None]) if lr.ndim == 4 else (lambda f: f[None, None])
+    outs = [session.run(None, {"lr": feed(f).astype(np.float32) / 255.0})[0][0, 0] for f in lr]
     return np.clip(np.stack(outs) * 255.0 + 0.5, 0, 255).astype(np.uint8)
