@@ -303,3 +303,21 @@ fn an_unavailable_provider_warns_and_runs_on_the_cpu() {
     assert_eq!(element.property::<gst::Structure>("stats").get::<&str>("provider").unwrap(), "cpu");
     element.set_state(gst::State::Null).unwrap();
 }
+
+#[test]
+fn enhance_can_be_switched_off_and_on_while_playing() {
+    let mut hs = harness(&[("model", nearest_model().to_str().unwrap())]);
+    let i = info(VideoFormat::I420, 16, 16);
+    hs.set_src_caps(i.to_caps().unwrap());
+    let edge = |x: usize, _y: usize| if x < 8 { 0 } else { 255 };
+    let is_nearest = |f: &gst_video::VideoFrame<gst_video::video_frame::Readable>| {
+        luma_of(f)[..32].iter().enumerate().all(|(x, &v)| v == edge(x / 2, 0))
+    };
+    assert!(is_nearest(&push_frame(&mut hs, &i, 0, edge)));
+    hs.element().unwrap().set_property("enhance", false);
+    assert!(!is_nearest(&push_frame(&mut hs, &i, 33, edge)));
+    hs.element().unwrap().set_property("enhance", true);
+    assert!(is_nearest(&push_frame(&mut hs, &i, 66, edge)));
+    let s = stats(&hs);
+    assert_eq!((s.get::<u64>("frames-enhanced").unwrap(), s.get::<u64>("frames-classical").unwrap()), (2, 1));
+}

@@ -48,6 +48,7 @@ struct Settings {
     threads: u32,
     ort_library: Option<String>,
     stats_interval: u32,
+    enhance: bool,
 }
 
 impl Default for Settings {
@@ -59,6 +60,7 @@ impl Default for Settings {
             threads: DEFAULT_THREADS,
             ort_library: None,
             stats_interval: DEFAULT_STATS_INTERVAL,
+            enhance: true,
         }
     }
 }
@@ -167,6 +169,15 @@ impl ObjectImpl for NerveSr {
                     .default_value(DEFAULT_STATS_INTERVAL)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("enhance")
+                    .nick("Enhance")
+                    .blurb(
+                        "Run the model; false upscales every frame classically (switchable while playing, e.g. by \
+                         nerveabr to save power)",
+                    )
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -190,6 +201,7 @@ impl ObjectImpl for NerveSr {
             "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
             "ort-library" => s.ort_library = value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty()),
             "stats-interval" => s.stats_interval = value.get().unwrap_or(DEFAULT_STATS_INTERVAL),
+            "enhance" => s.enhance = value.get().unwrap_or(true),
             other => gst::warning!(CAT, imp = self, "no property {other}"),
         }
         gst::debug!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
@@ -204,6 +216,7 @@ impl ObjectImpl for NerveSr {
             "threads" => s.threads.to_value(),
             "ort-library" => s.ort_library.to_value(),
             "stats-interval" => s.stats_interval.to_value(),
+            "enhance" => s.enhance.to_value(),
             "stats" => {
                 drop(s);
                 self.stats().to_value()
@@ -514,7 +527,10 @@ impl VideoFilterImpl for NerveSr {
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let late = self.is_late(inframe.buffer().pts());
         let discont = inframe.buffer().flags().contains(gst::BufferFlags::DISCONT);
-        let interval = lock(&self.settings).stats_interval as u64;
+        let (interval, enhance) = {
+            let s = lock(&self.settings);
+            (s.stats_interval as u64, s.enhance)
+        };
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         let Some(geo) = state.geometry.as_mut() else {
@@ -551,7 +567,7 @@ impl VideoFilterImpl for NerveSr {
         }
 
         let mut enhanced = false;
-        if !late {
+        if enhance && !late {
             let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
             let (out_w, out_h) = (geo.out_w, geo.out_h);
             match model.run(&state.input, w, h, |hr| tensor_to_luma(hr, out_w, out_h, y_out, out_stride)) {
