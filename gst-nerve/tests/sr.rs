@@ -102,8 +102,11 @@ fn default_model_output_matches_onnx_runtime_run_directly() {
         let resolved = gstnerve::engine::manifest::resolve("", gstnerve::engine::Task::SuperResolution, 2).unwrap();
         let (env, _) = gstnerve::engine::library::environment(None).unwrap();
         let mut session = Session::builder(env).unwrap().commit_from_file(&resolved.path).unwrap();
-        let input: Vec<f32> = (0..h).flat_map(|y| (0..w).map(move |x| pattern(x, y) as f32 / 255.0)).collect();
-        let tensor = TensorRef::from_array_view(([1usize, 1, h, w], input.as_slice())).unwrap();
+        // At a stream start a temporal model sees the first frame in every slot.
+        let frames = resolved.entry.frames as usize;
+        let one: Vec<f32> = (0..h).flat_map(|y| (0..w).map(move |x| pattern(x, y) as f32 / 255.0)).collect();
+        let input: Vec<f32> = one.repeat(frames);
+        let tensor = TensorRef::from_array_view(([1usize, frames, h, w], input.as_slice())).unwrap();
         let outputs = session.run(ort::inputs!["lr" => tensor]).unwrap();
         let (_, data) = outputs["hr"].try_extract_tensor::<f32>().unwrap();
         assert_eq!(data.len(), out.len());
