@@ -542,22 +542,22 @@ impl ObjectImpl for NerveAbr {
         let mut s = lock(&self.settings);
         match pspec.name() {
             PROP_POLICY => {
-                let v: Option<String> = value.get().expect("type checked upstream");
+                let v: Option<String> = value.get().expect("type checked upstream"); // ok: GObject type-checks property values; static templates cannot fail
                 let v = v.unwrap_or_else(|| DEFAULT_POLICY.into());
                 match v.parse::<crate::sim::run::PolicySpec>() {
                     Ok(_) => s.policy = v,
                     Err(e) => gst::warning!(CAT, imp = self, "policy not changed: {e}"),
                 }
             }
-            PROP_PREFERENCE => s.preference = value.get().expect("type checked upstream"),
-            PROP_BATTERY_LEVEL => s.battery_level = value.get().expect("type checked upstream"),
-            PROP_DEMUXER => s.demuxer = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
-            PROP_ENHANCER => s.enhancer = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
-            PROP_LADDER => s.ladder = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
-            PROP_QUALITY_TABLE => s.quality_table = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(),
-            PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"),
-            PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"),
-            PROP_MAX_BUFFERING_TIME => s.max_buffering_time = value.get().expect("type checked upstream"),
+            PROP_PREFERENCE => s.preference = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_BATTERY_LEVEL => s.battery_level = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_DEMUXER => s.demuxer = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_ENHANCER => s.enhancer = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_LADDER => s.ladder = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_QUALITY_TABLE => s.quality_table = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_MAX_BUFFERING_TIME => s.max_buffering_time = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             _ => {}
         }
         gst::info!(CAT, imp = self, "{} set", pspec.name());
@@ -611,8 +611,8 @@ impl ElementImpl for NerveAbr {
             let caps = gst::Caps::new_any();
             vec![
                 // ok: static template construction cannot fail
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).expect("src template"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).expect("sink template"),
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).expect("src template"), // ok: GObject type-checks property values; static templates cannot fail
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).expect("sink template"), // ok: GObject type-checks property values; static templates cannot fail
             ]
         });
         TEMPLATES.as_ref()
