@@ -110,4 +110,6 @@ class Teacher(nn.Module):
         h = self.head(x)
         for block in self.blocks:
             h = h + block(h)
-        return F.pixel_shuffle(self.tail(F.relu(h)) + self.upscale.phases(x), self.scale)
+        # No activation before the tail (as in EDSR): a ReLU on the unnormalised residual stream
+        # died during training (5% of units alive after 300 steps, none after 2500: 0.00 dB).
+        return F.pixel_shuffle(self.tail(h) + self.upscale.phases(x), self.scale)
