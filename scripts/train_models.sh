@@ -13,4 +13,4 @@ learn train-sr --scale 4 --steps 10000 --default
 learn train-sr --scale 4 --channels 24 --depth 3 --steps 3000 --codecs none:0,x264:18,x264:23,x264:28,x264:33 --name nerve-sr-x4-bi
 # The default x2: temporal student (current + previous frame); and a student distilled from a teacher.
 learn train-sr --scale 2 --frames-in 2 --steps 10000 --name nerve-sr-x2-temporal --default
-learn train-sr --scale 2 --steps 10000 --teacher-steps 2500 --teacher-channels 32 --teacher-blocks 3 --distill 0.5 --name nerve-sr-x2-kd
+learn train-sr --scale 2 --steps 10000 --teacher-steps 1500 --teacher-channels 32 --teacher-blocks 3 --distill 0.5 --name nerve-sr-x2-kd
