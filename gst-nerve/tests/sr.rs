@@ -185,16 +185,27 @@ fn caps_change_resets_history() {
     assert_eq!(first_luma(&push_frame(&mut hs, &b, 33, |_, _| 90)), 90);
 }
 
-#[test]
-fn late_frames_are_upscaled_classically_then_the_model_returns() {
-    // Nearest-neighbour model vs Catmull-Rom fallback tell apart on a vertical edge.
+/// A vertical edge: the nearest-neighbour fixture model and the Catmull-Rom fallback upscale it
+/// differently, so each output frame shows which path made it.
+fn edge(x: usize, _y: usize) -> u8 {
+    if x < 8 { 0 } else { 255 }
+}
+
+fn is_nearest(f: &gst_video::VideoFrame<gst_video::video_frame::Readable>) -> bool {
+    luma_of(f)[..32].iter().enumerate().all(|(x, &v)| v == edge(x / 2, 0))
+}
+
+/// nervesr with the nearest-neighbour fixture, negotiated for 16x16 I420.
+fn edge_harness() -> (Harness, gst_video::VideoInfo) {
     let mut hs = harness(&[("model", nearest_model().to_str().unwrap())]);
     let i = info(VideoFormat::I420, 16, 16);
     hs.set_src_caps(i.to_caps().unwrap());
-    let edge = |x: usize, _y: usize| if x < 8 { 0 } else { 255 };
-    let is_nearest = |f: &gst_video::VideoFrame<gst_video::video_frame::Readable>| {
-        luma_of(f)[..32].iter().enumerate().all(|(x, &v)| v == edge(x / 2, 0))
-    };
+    (hs, i)
+}
+
+#[test]
+fn late_frames_are_upscaled_classically_then_the_model_returns() {
+    let (mut hs, i) = edge_harness();
     assert!(is_nearest(&push_frame(&mut hs, &i, 0, edge)));
 
     // The sink reports frame 0 rendered 500 ms late: frames up to ~1 s running time are late.
@@ -309,13 +320,7 @@ fn an_unavailable_provider_warns_and_runs_on_the_cpu() {
 
 #[test]
 fn enhance_can_be_switched_off_and_on_while_playing() {
-    let mut hs = harness(&[("model", nearest_model().to_str().unwrap())]);
-    let i = info(VideoFormat::I420, 16, 16);
-    hs.set_src_caps(i.to_caps().unwrap());
-    let edge = |x: usize, _y: usize| if x < 8 { 0 } else { 255 };
-    let is_nearest = |f: &gst_video::VideoFrame<gst_video::video_frame::Readable>| {
-        luma_of(f)[..32].iter().enumerate().all(|(x, &v)| v == edge(x / 2, 0))
-    };
+    let (mut hs, i) = edge_harness();
     assert!(is_nearest(&push_frame(&mut hs, &i, 0, edge)));
     hs.element().unwrap().set_property("enhance", false);
     assert!(!is_nearest(&push_frame(&mut hs, &i, 33, edge)));

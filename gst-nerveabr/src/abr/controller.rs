@@ -226,7 +226,7 @@ mod tests {
     }
 
     fn file() -> TableFile {
-        serde_json::from_str(DEFAULT_TABLE).unwrap()
+        serde_json::from_str(DEFAULT_TABLE).unwrap() // ok: test code
     }
 
     fn config(policy: &str) -> Config {
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn every_policy_builds_and_follows_bandwidth() {
         for p in ["bb", "rb", "bola", "robustmpc", "dynamic", "nerve", "robustmpc+sr"] {
-            let mut c = Controller::new(config(p), &file(), rungs(), 2.0, Some(30)).unwrap();
+            let mut c = Controller::new(config(p), &file(), rungs(), 2.0, Some(30)).unwrap(); // ok: test code
             let mut high = 0;
             for _ in 0..8 {
                 high = c.decide(step(20e6, 20.0)).rung;
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn upscale_follows_the_rung() {
-        let mut c = Controller::new(config("nerve"), &file(), rungs(), 2.0, Some(30)).unwrap();
+        let mut c = Controller::new(config("nerve"), &file(), rungs(), 2.0, Some(30)).unwrap(); // ok: test code
         let low = c.decide(step(0.3e6, 2.0));
         assert_eq!(low.rung, 0);
         assert_eq!(low.upscale, 3.0);
@@ -289,14 +289,14 @@ mod tests {
     fn battery_from_sysfs() {
         let dir = std::env::temp_dir().join(format!("nerveabr-battery-{}", std::process::id()));
         let bat = dir.join("BAT0");
-        std::fs::create_dir_all(&bat).unwrap();
-        std::fs::write(bat.join("type"), "Battery\n").unwrap();
-        std::fs::write(bat.join("capacity"), "42\n").unwrap();
-        std::fs::write(bat.join("status"), "Discharging\n").unwrap();
+        std::fs::create_dir_all(&bat).unwrap(); // ok: test code
+        std::fs::write(bat.join("type"), "Battery\n").unwrap(); // ok: test code
+        std::fs::write(bat.join("capacity"), "42\n").unwrap(); // ok: test code
+        std::fs::write(bat.join("status"), "Discharging\n").unwrap(); // ok: test code
         assert_eq!(read_battery(&dir), Some(0.42));
-        std::fs::write(bat.join("status"), "Charging\n").unwrap();
+        std::fs::write(bat.join("status"), "Charging\n").unwrap(); // ok: test code
         assert_eq!(read_battery(&dir), None);
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap(); // ok: test code
         assert_eq!(read_battery(Path::new("/nonexistent/power_supply")), None);
     }
 }

@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn mpd_video_rungs_sorted_audio_left_out() {
-        let m = parse(MPD).unwrap();
+        let m = parse(MPD).unwrap(); // ok: test code
         assert_eq!(m.rungs, vec![Rung { bandwidth: 300_000, width: 320, height: 180 }, Rung { bandwidth: 1_200_000, width: 854, height: 480 }]);
         assert_eq!(m.duration_s, 30.0);
         assert_eq!(m.segment_s, 2.0);
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn hls_master() {
-        let m = parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS=\"avc1.4d401f,mp4a.40.2\",RESOLUTION=640x360\nlow.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2400000,RESOLUTION=1280x720\nhi.m3u8\n").unwrap();
+        let m = parse("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=800000,CODECS=\"avc1.4d401f,mp4a.40.2\",RESOLUTION=640x360\nlow.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2400000,RESOLUTION=1280x720\nhi.m3u8\n").unwrap(); // ok: test code
         assert_eq!(m.rungs.len(), 2);
         assert_eq!(m.rungs[0], Rung { bandwidth: 800_000, width: 640, height: 360 });
         assert_eq!(m.rungs[1].height, 720);
@@ -263,11 +263,11 @@ mod tests {
 
     #[test]
     fn ladder_property() {
-        let l = parse_ladder("800000:360, 300000:180,2400000").unwrap();
+        let l = parse_ladder("800000:360, 300000:180,2400000").unwrap(); // ok: test code
         assert_eq!(l.iter().map(|r| r.bandwidth).collect::<Vec<_>>(), vec![300_000, 800_000, 2_400_000]);
         assert_eq!(l[0].height, 180);
         assert_eq!(l[2].height, 0);
         assert!(parse_ladder("fast").is_err());
-        assert!(parse_ladder("").unwrap().is_empty());
+        assert!(parse_ladder("").unwrap().is_empty()); // ok: test code
     }
 }

@@ -251,7 +251,7 @@ mod tests {
 
     #[test]
     fn two_column_is_detected_and_read_in_bit_per_second() {
-        let t = Trace::parse("x", "0.0 1.5\n1.0 2.0\n3.0 0.5\n").unwrap();
+        let t = Trace::parse("x", "0.0 1.5\n1.0 2.0\n3.0 0.5\n").unwrap(); // ok: test code
         assert_eq!(t.format, Format::TwoColumn);
         assert_eq!(t.points[1], (1.0, 2.0e6));
         // BONES drops the first line: (1 s at 2 Mbit/s), (2 s at 0.5 Mbit/s)
@@ -266,7 +266,7 @@ mod tests {
             r#"[{"duration_ms": 500, "bandwidth_kbps": 1000, "latency_ms": 20},
                {"duration_ms": 1000, "bandwidth_kbps": 3000, "latency_ms": 20}]"#,
         )
-        .unwrap();
+        .unwrap(); // ok: test code
         assert_eq!(t.format, Format::SabreJson);
         assert_eq!(t.periods_ms_kbps(), vec![(500.0, 1000.0), (1000.0, 3000.0)]);
         assert_eq!(t.latency_s, Some(0.02));
@@ -275,7 +275,7 @@ mod tests {
     #[test]
     fn mahimahi_counts_packets_per_second() {
         // 3 packets in the first second, 1 in the second
-        let t = Trace::parse("z", "1\n2\n900\n1500\n").unwrap();
+        let t = Trace::parse("z", "1\n2\n900\n1500\n").unwrap(); // ok: test code
         assert_eq!(t.format, Format::Mahimahi);
         assert_eq!(t.periods_ms_kbps(), vec![(1000.0, 36.0), (1000.0, 12.0)]);
     }
@@ -283,27 +283,27 @@ mod tests {
     #[test]
     fn traces_inside_a_tar_gz_are_read() {
         let dir = std::env::temp_dir().join(format!("nerveabr-tgz-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap(); // ok: test code
         let path = dir.join("t.tar.gz");
         {
-            let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast());
+            let gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::fast()); // ok: test code
             let mut b = tar::Builder::new(gz);
             for (name, body) in [("set/b.json", r#"[{"duration_ms": 1000, "bandwidth_kbps": 2000, "latency_ms": 20}, {"duration_ms": 1000, "bandwidth_kbps": 1000, "latency_ms": 20}]"#), ("set/README", "hello"), ("set/a.txt", "0 1\n1 2\n")] {
                 let mut h = tar::Header::new_gnu();
                 h.set_size(body.len() as u64);
                 h.set_mode(0o644);
                 h.set_cksum();
-                b.append_data(&mut h, name, body.as_bytes()).unwrap();
+                b.append_data(&mut h, name, body.as_bytes()).unwrap(); // ok: test code
             }
-            b.into_inner().unwrap().finish().unwrap();
+            b.into_inner().unwrap().finish().unwrap(); // ok: test code
         }
-        let (t, skipped) = read_dir(&dir).unwrap();
+        let (t, skipped) = read_dir(&dir).unwrap(); // ok: test code
         assert_eq!(t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), vec!["t.tar.gz/a.txt", "t.tar.gz/b.json"]);
         assert_eq!(t[1].format, Format::SabreJson);
         assert_eq!(skipped.len(), 1, "{skipped:?}");
         // the archive itself as --traces
-        assert_eq!(read_dir(&path).unwrap().0.len(), 2);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read_dir(&path).unwrap().0.len(), 2); // ok: test code
+        std::fs::remove_dir_all(&dir).unwrap(); // ok: test code
     }
 
     #[test]
