@@ -74,6 +74,9 @@ pub struct Harvester {
     rng: u64,
     previous: Vec<u8>,
     previous_size: (usize, usize),
+    /// Frame number `previous` holds (the temporal statistic needs the frame just before).
+    previous_frame: Option<u64>,
+    last_pts: Option<u64>,
     pub counters: HarvestCounters,
     pub info: StreamInfo,
 }
@@ -102,6 +105,8 @@ impl Harvester {
             rng: seed | 1,
             previous: Vec::new(),
             previous_size: (0, 0),
+            previous_frame: None,
+            last_pts: None,
             counters: HarvestCounters::default(),
             info: StreamInfo::default(),
         })
@@ -119,10 +124,13 @@ impl Harvester {
     /// (disk full, store removed): the element then warns and stops harvesting.
     pub fn frame(&mut self, luma: &[u8], stride: usize, width: usize, height: usize, pts: Option<u64>) -> Result<(), String> {
         let now = pts.unwrap_or(self.frames * DEFAULT_FRAME_NS);
+        let frame_ns = self.last_pts.map(|l| now.saturating_sub(l)).filter(|&d| d > 0).unwrap_or(DEFAULT_FRAME_NS);
+        self.last_pts = Some(now);
+        let index = self.frames;
         self.frames += 1;
         let side = self.config.patch as usize;
         let due = self.next_due.is_none_or(|d| now >= d);
-        let keep_previous = self.previous_size == (width, height);
+        let keep_previous = self.previous_size == (width, height) && index > 0 && self.previous_frame == Some(index - 1);
         if due && width >= side && height >= side {
             let interval = 60_000_000_000 / self.config.budget.max(1) as u64;
             self.next_due = Some(now + interval);
@@ -135,12 +143,18 @@ impl Harvester {
                 }
             }
         }
-        // The co-located patch of the previous frame gives the temporal statistic.
-        self.previous.resize(width * height, 0);
-        for row in 0..height {
-            self.previous[row * width..(row + 1) * width].copy_from_slice(&luma[row * stride..row * stride + width]);
+        // The co-located patch of the previous frame gives the temporal statistic: keep a copy of
+        // this frame only when the next one may be due, not on every frame (a 1080p copy per
+        // frame would cost more than all the rest).
+        let next_soon = self.next_due.is_none_or(|d| d <= now + 2 * frame_ns);
+        if next_soon {
+            self.previous.resize(width * height, 0);
+            for row in 0..height {
+                self.previous[row * width..(row + 1) * width].copy_from_slice(&luma[row * stride..row * stride + width]);
+            }
+            self.previous_size = (width, height);
+            self.previous_frame = Some(index);
         }
-        self.previous_size = (width, height);
         Ok(())
     }
 
