@@ -100,11 +100,13 @@ impl Swapper {
         self.watcher_stop = Some(stop.clone());
         let (slot, generation) = (self.slot.clone(), self.generation.clone());
         let spawned = thread::Builder::new().name("nervesr-watch".into()).spawn(move || {
-            let mut seen = manifest_digest(&dir);
+            // Nothing seen yet: the first look compares the manifest with the running model, so a
+            // change made between the element's start and this thread's first run is not missed.
+            let mut seen = None;
             while !stop.load(Ordering::SeqCst) {
-                thread::sleep(interval);
                 let now = manifest_digest(&dir);
                 if now == seen || now.is_none() {
+                    thread::sleep(interval);
                     continue;
                 }
                 seen = now;
