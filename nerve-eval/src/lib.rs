@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod ladder;
+pub mod loss;
 pub mod metrics;
 pub mod plot;
 pub mod run;

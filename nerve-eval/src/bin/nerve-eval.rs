@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use nerve_eval::ladder::{self, ClipSpec, Upscaler};
-use nerve_eval::{frame, init, plot, vid4};
+use nerve_eval::{frame, init, loss, plot, vid4};
 
 #[derive(Parser)]
 #[command(name = "nerve-eval", about = "Quality and speed of nerve's enhancement, measured against the original")]
@@ -56,6 +56,22 @@ enum Command {
         /// Directory of ../shared/data, for the default clip list.
         #[arg(long)]
         data: Option<PathBuf>,
+    },
+    /// Stream a clip through the RTP loss pipeline and write the original, the lossless decode
+    /// and the lossy decode as raw I420 (`original.yuv`, `clean.yuv`, `lossy.yuv`; a frame that
+    /// did not come out is all zeros) with `frames.json` (per frame: present, corrupted, hit by a
+    /// loss, IDR, intact since the last IDR). The training data of the recovery model.
+    LossFrames {
+        #[arg(long)]
+        reference: PathBuf,
+        #[arg(long, default_value_t = 0.05)]
+        loss: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 150)]
+        frames: usize,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Vid4 x4 (bicubic-downscaled, no compression): PSNR-Y of nervesr beside MATLAB bicubic.
     Vid4 {
@@ -150,6 +166,50 @@ fn main() -> Result<()> {
                 plot::quality_vs_bitrate(&rows, "vmaf", &path)?;
                 println!("wrote {}", path.display());
             }
+        }
+        Command::LossFrames { reference, loss: p, seed, frames, out } => {
+            let clip = frame::decode(&reference, frames, 2)?;
+            let cfg = loss::LossConfig { loss: p, seed, ..loss::LossConfig::default() };
+            let run = loss::run(&clip, &cfg, &[])?;
+            std::fs::create_dir_all(&out)?;
+            let first = &clip.frames[0];
+            let blank = frame::Frame { width: first.width, height: first.height, data: vec![0; first.data.len()] };
+            let write = |name: &str, frames: Vec<&frame::Frame>| -> Result<()> {
+                let mut bytes = Vec::new();
+                for f in frames {
+                    bytes.extend_from_slice(&f.data);
+                }
+                std::fs::write(out.join(name), bytes)?;
+                Ok(())
+            };
+            write("original.yuv", clip.frames.iter().collect())?;
+            write("clean.yuv", run.clean.frames.iter().map(|f| f.as_ref().unwrap_or(&blank)).collect())?;
+            write("lossy.yuv", run.lossy.frames.iter().map(|f| f.as_ref().unwrap_or(&blank)).collect())?;
+            let intact = run.intact();
+            let per_frame: Vec<_> = (0..clip.frames.len())
+                .map(|i| {
+                    serde_json::json!({
+                        "present": run.lossy.frames[i].is_some(),
+                        "clean_present": run.clean.frames[i].is_some(),
+                        "corrupted": run.lossy.corrupted[i],
+                        "hit": run.hit[i],
+                        "keyframe": run.keyframe[i],
+                        "intact": intact[i],
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "width": first.width, "height": first.height, "fps": [clip.fps.numer(), clip.fps.denom()],
+                "loss": p, "seed": seed, "packets": run.packets, "dropped": run.dropped, "frames": per_frame,
+            });
+            std::fs::write(out.join("frames.json"), serde_json::to_string_pretty(&doc)?)?;
+            let present = run.lossy.frames.iter().filter(|f| f.is_some()).count();
+            let hit = run.hit.iter().filter(|&&h| h).count();
+            println!(
+                "{} frames {}x{}: {} of {} packets lost; {hit} frames hit, {present} decoded, {} corrupted-flagged",
+                clip.frames.len(), first.width, first.height, run.dropped, run.packets,
+                run.lossy.corrupted.iter().filter(|&&c| c).count()
+            );
         }
         Command::Vid4 { model, json, data } => {
             let dir = data_dir(data).join("sr/vid4/GT");
