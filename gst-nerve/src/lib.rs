@@ -2,14 +2,18 @@
 //!
 //! - `nervesr`: real-time super-resolution of decoded video (luma through a model, chroma
 //!   upscaled classically), with a classical fallback under QoS pressure.
+//! - `nerverecover`: one frame per expected timestamp after a lossy network: lost frames
+//!   synthesised, damaged blocks repaired from neighbouring frames, clean frames untouched.
 
 use gst::glib;
 
 pub mod engine;
+pub mod recover;
 pub mod sr;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     sr::register(plugin)?;
+    recover::register(plugin)?;
     Ok(())
 }
 

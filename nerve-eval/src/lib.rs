@@ -6,6 +6,7 @@ pub mod ladder;
 pub mod loss;
 pub mod metrics;
 pub mod plot;
+pub mod recover;
 pub mod run;
 pub mod vid4;
 pub mod vmaf;

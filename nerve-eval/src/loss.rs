@@ -54,11 +54,13 @@ pub struct LossConfig {
     pub mtu: u32,
     /// Frames between IDR frames (no scene-cut IDRs, so the schedule is fixed).
     pub keyint: u32,
+    /// The decoder element and its settings.
+    pub decoder: String,
 }
 
 impl Default for LossConfig {
     fn default() -> Self {
-        Self { loss: 0.05, seed: 1, bitrate_kbps: 1500, slices: 4, mtu: 600, keyint: 60 }
+        Self { loss: 0.05, seed: 1, bitrate_kbps: 1500, slices: 4, mtu: 600, keyint: 60, decoder: DECODER.into() }
     }
 }
 
@@ -73,8 +75,11 @@ impl LossConfig {
     }
 }
 
-/// The receiver's fragment, from RTP to decoded video.
-pub const RECEIVER: &str = "rtpjitterbuffer ! rtph264depay ! avdec_h264 output-corrupt=true";
+/// The receiver's fragment up to the decoder, from RTP to H.264 access units.
+pub const RECEIVER: &str = "rtpjitterbuffer ! rtph264depay";
+
+/// GStreamer's H.264 decoder as a player builds it.
+pub const DECODER: &str = "avdec_h264";
 
 /// One decoded branch: a frame per input index (None where nothing came out for that timestamp),
 /// the corrupted flags, and how many buffers came out in all.
@@ -142,10 +147,11 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     let to_i420 = "videoconvert ! video/x-raw,format=I420";
     let mut desc = format!(
         "appsrc name=src format=time caps=\"{caps}\" ! {} ! tee name=rtp \
-         rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {RECEIVER} ! {to_i420} ! appsink name=clean sync=false async=false \
-         rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 name=lossq ! {RECEIVER} ! tee name=dec \
+         rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {RECEIVER} ! {dec} ! {to_i420} ! appsink name=clean sync=false async=false \
+         rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 name=lossq ! {RECEIVER} ! {dec} ! tee name=dec \
          dec. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {to_i420} ! appsink name=lossy sync=false async=false",
-        cfg.sender()
+        cfg.sender(),
+        dec = cfg.decoder
     );
     for (i, f) in extra.iter().enumerate() {
         desc.push_str(&format!(

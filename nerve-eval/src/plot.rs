@@ -81,3 +81,53 @@ pub fn quality_vs_bitrate(rows: &[Row], metric: &str, path: &Path) -> Result<()>
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
 }
+
+/// `nerve-eval recover`: PSNR-Y and VMAF against the packet-loss rate, one line per method.
+pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Result<()> {
+    let labelled = register_font();
+    let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let panels = root.split_evenly((1, 2));
+    let metrics: [(&str, fn(&crate::recover::Summary) -> f64); 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
+    let mut methods: Vec<&str> = summary.iter().map(|s| s.method.as_str()).collect();
+    methods.dedup();
+    for (panel, (name, value)) in panels.iter().zip(metrics) {
+        let finite: Vec<f64> = summary.iter().map(value).filter(|v| v.is_finite()).collect();
+        if finite.is_empty() {
+            continue;
+        }
+        let (y0, y1) = finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        let x1 = summary.iter().map(|s| s.loss * 100.0).fold(1.0, f64::max);
+        let pad = ((y1 - y0) * 0.1).max(0.5);
+        let mut builder = ChartBuilder::on(panel);
+        builder.margin(12);
+        if labelled {
+            builder.caption(format!("{name} vs packet loss (%)"), ("sans-serif", 16)).x_label_area_size(30).y_label_area_size(40);
+        }
+        let mut chart = builder.build_cartesian_2d(0.0..x1 * 1.05, (y0 - pad)..(y1 + pad)).map_err(|e| anyhow!("{e}"))?;
+        if labelled {
+            chart.configure_mesh().draw().map_err(|e| anyhow!("{e}"))?;
+        }
+        for (i, m) in methods.iter().enumerate() {
+            let pts: Vec<(f64, f64)> =
+                summary.iter().filter(|s| s.method == *m).map(|s| (s.loss * 100.0, value(s))).filter(|p| p.1.is_finite()).collect();
+            let colour = Palette99::pick(i).to_rgba();
+            let series = chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(|e| anyhow!("{e}"))?;
+            if labelled {
+                series.label(*m).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+            }
+            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
+        }
+        if labelled {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}

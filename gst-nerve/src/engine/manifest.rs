@@ -208,6 +208,27 @@ pub fn resolve_in(spec: &str, task: Task, scale: u32, dirs: &[PathBuf]) -> Resul
     }))
 }
 
+/// The first default model that `accept` takes, searching the manifests of [`manifest_dirs`] in
+/// order; `None` when there is none (an element may then run without a model). Used where the
+/// default is not chosen by scale alone (recovery models differ in their inputs).
+pub fn find_default(accept: impl Fn(&ModelEntry) -> bool) -> Result<Option<ResolvedModel>, EngineError> {
+    find_default_in(&manifest_dirs(), accept)
+}
+
+pub fn find_default_in(dirs: &[PathBuf], accept: impl Fn(&ModelEntry) -> bool) -> Result<Option<ResolvedModel>, EngineError> {
+    for dir in dirs {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if !manifest_path.is_file() {
+            continue;
+        }
+        let manifest = Manifest::load(&manifest_path)?;
+        if let Some(entry) = manifest.models.iter().find(|m| m.default && accept(m)) {
+            return Ok(Some(manifest.resolved(entry)));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads the model file and checks it against the manifest's sha256.
 pub fn read_verified(model: &ResolvedModel) -> Result<Vec<u8>, EngineError> {
     let bytes = std::fs::read(&model.path).map_err(|e| {

@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use nerve_eval::ladder::{self, ClipSpec, Upscaler};
-use nerve_eval::{frame, init, loss, plot, vid4};
+use nerve_eval::{frame, init, loss, plot, recover, vid4};
 
 #[derive(Parser)]
 #[command(name = "nerve-eval", about = "Quality and speed of nerve's enhancement, measured against the original")]
@@ -57,6 +57,33 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Packet loss: each clip streamed as sliced H.264 over RTP with seeded packet loss and
+    /// decoded; PSNR-Y and VMAF against the original for the decoder's output (lost frames held),
+    /// freezing on the last good frame, and nerverecover in both modes.
+    Recover {
+        /// Clips as PATH or CONTENT=PATH; default: the held-out evaluation clips.
+        #[arg(long = "reference", value_delimiter = ',')]
+        clips: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_value = "0.01,0.03,0.05,0.10")]
+        loss: Vec<f64>,
+        /// Seeds of the loss process; each clip runs once per seed and loss rate.
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        seeds: Vec<u64>,
+        /// nerverecover model (manifest name or path); empty = the default, "none" = classical.
+        #[arg(long, default_value = "")]
+        model: String,
+        #[arg(long, default_value_t = 120)]
+        frames: usize,
+        /// Skip VMAF (PSNR-Y only, much faster).
+        #[arg(long)]
+        no_vmaf: bool,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Stream a clip through the RTP loss pipeline and write the original, the lossless decode
     /// and the lossy decode as raw I420 (`original.yuv`, `clean.yuv`, `lossy.yuv`; a frame that
     /// did not come out is all zeros) with `frames.json` (per frame: present, corrupted, hit by a
@@ -72,6 +99,9 @@ enum Command {
         frames: usize,
         #[arg(long)]
         out: PathBuf,
+        /// The decoder element and its settings.
+        #[arg(long, default_value = loss::DECODER)]
+        decoder: String,
     },
     /// Vid4 x4 (bicubic-downscaled, no compression): PSNR-Y of nervesr beside MATLAB bicubic.
     Vid4 {
@@ -167,9 +197,83 @@ fn main() -> Result<()> {
                 println!("wrote {}", path.display());
             }
         }
-        Command::LossFrames { reference, loss: p, seed, frames, out } => {
+        Command::Recover { clips, loss: rates, seeds, model, frames, no_vmaf, json, plot: plot_path, data } => {
+            let data = data_dir(data);
+            let specs: Vec<recover::ClipSpec> = if clips.is_empty() {
+                EVAL_CLIPS.iter().map(|(c, p)| recover::ClipSpec { path: data.join(p), content: c.to_string() }).collect()
+            } else {
+                clips
+                    .iter()
+                    .map(|c| match c.split_once('=') {
+                        Some((content, p)) => recover::ClipSpec { path: p.into(), content: content.into() },
+                        None => recover::ClipSpec { path: c.into(), content: "clip".into() },
+                    })
+                    .collect()
+            };
+            let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
+            let mut rows = Vec::new();
+            let mut detector: Vec<recover::DetectorScore> = Vec::new();
+            for spec in &specs {
+                let clip = frame::decode(&spec.path, frames, 2)?;
+                for &rate in &rates {
+                    for &seed in &seeds {
+                        bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
+                        let (r, d) = recover::evaluate(spec, &clip, rate, seed, &model, !no_vmaf)?;
+                        rows.extend(r);
+                        match detector.iter_mut().find(|s| s.loss == rate) {
+                            Some(s) => {
+                                s.true_positive += d.true_positive;
+                                s.false_positive += d.false_positive;
+                                s.false_negative += d.false_negative;
+                            }
+                            None => detector.push(d),
+                        }
+                        bar.inc(1);
+                    }
+                }
+            }
+            bar.finish_and_clear();
+            let summary = recover::summarise(&rows);
+            println!(
+                "packet loss, {} clips x {} seed(s), up to {frames} frames each; mean PSNR-Y / VMAF against the original",
+                specs.len(),
+                seeds.len()
+            );
+            println!("{:>6} {:<26} {:>8} {:>7} {:>10} {:>9}", "loss", "method", "PSNR-Y", "VMAF", "dPSNR-Y*", "dVMAF*");
+            for s in &summary {
+                let best_baseline = |f: fn(&recover::Summary) -> f64| {
+                    summary
+                        .iter()
+                        .filter(|b| b.loss == s.loss && (b.method == "decoder" || b.method == "freeze"))
+                        .map(f)
+                        .fold(f64::MIN, f64::max)
+                };
+                let (dp, dv) = (s.psnr_y - best_baseline(|b| b.psnr_y), s.vmaf - best_baseline(|b| b.vmaf));
+                println!("{:>5.0}% {:<26} {:>8.2} {:>7.2} {:>+10.2} {:>+9.2}", s.loss * 100.0, s.method, s.psnr_y, s.vmaf, dp, dv);
+            }
+            println!("* against the better of decoder and freeze at the same loss rate");
+            println!("damage detector (16x16 blocks vs lossy-vs-lossless decode difference):");
+            for d in &detector {
+                println!("{:>5.0}% precision {:.3} recall {:.3}", d.loss * 100.0, d.precision(), d.recall());
+            }
+            if let Some(path) = json {
+                let det: Vec<_> = detector
+                    .iter()
+                    .map(|d| serde_json::json!({"loss": d.loss, "precision": d.precision(), "recall": d.recall(), "counts": d}))
+                    .collect();
+                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "model": model, "rows": rows, "summary": summary, "detector": det});
+                std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+                println!("wrote {}", path.display());
+            }
+            if let Some(path) = plot_path {
+                plot::quality_vs_loss(&summary, &path)?;
+                println!("wrote {}", path.display());
+            }
+        }
+        Command::LossFrames { reference, loss: p, seed, frames, out, decoder } => {
             let clip = frame::decode(&reference, frames, 2)?;
-            let cfg = loss::LossConfig { loss: p, seed, ..loss::LossConfig::default() };
+            let cfg = loss::LossConfig { decoder, ..recover::config_for(&clip, p, seed) };
             let run = loss::run(&clip, &cfg, &[])?;
             std::fs::create_dir_all(&out)?;
             let first = &clip.frames[0];

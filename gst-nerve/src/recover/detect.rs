@@ -1,0 +1,162 @@
+//! Finding the damaged macroblocks of a decoded frame when nothing upstream says where they are.
+//!
+//! What packet loss does to an H.264 stream decoded by `avdec_h264` (measured on the loss
+//! pipeline of `nerve-eval`): a lost slice is not concealed, its macroblocks come out at luma 0,
+//! far below video range (16); the P frames that predict from it carry that black plus their
+//! residual forward, so the damage stays dark and textured until the next intact IDR frame.
+//! The detector therefore looks, per 16x16 block, for
+//! - fresh damage: a block that turned mostly sub-black (luma < [`DARK`]) while the frame shown
+//!   before was not dark there (genuinely black content in full range stays black and is left
+//!   alone), and
+//! - lingering damage: a block flagged before stays flagged until it is clean again: no
+//!   sub-black pixel at all and close to what was shown, or the whole frame is free of
+//!   sub-black blocks (an intact IDR frame has refreshed everything).
+
+pub const BLOCK: usize = 16;
+/// Luma below this is under video range's black (16) by a margin codecs do not overshoot.
+pub const DARK: u8 = 12;
+/// Share of sub-black pixels that makes a block damaged.
+const FRESH_SHARE: f32 = 0.05;
+/// Share of sub-black pixels that makes a block damaged when no frame was shown before.
+const FIRST_SHARE: f32 = 0.9;
+/// A block shown before with more sub-black pixels than this was dark content, not damage.
+const WAS_DARK_SHARE: f32 = 0.02;
+/// Mean absolute luma difference to the frame shown under which a flagged block is clean again.
+const RELEASE_MAD: f32 = 6.0;
+
+/// One luma plane: rows `stride` bytes apart.
+#[derive(Clone, Copy)]
+pub struct Plane<'a> {
+    pub data: &'a [u8],
+    pub stride: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Detector {
+    cols: usize,
+    rows: usize,
+    width: usize,
+    height: usize,
+    flagged: Vec<bool>,
+    mask: Vec<bool>,
+}
+
+impl Detector {
+    pub fn new(width: usize, height: usize) -> Self {
+        let (cols, rows) = (width.div_ceil(BLOCK), height.div_ceil(BLOCK));
+        Self { cols, rows, width, height, flagged: vec![false; cols * rows], mask: vec![false; cols * rows] }
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Forgets lingering damage (flush, discontinuity, new caps).
+    pub fn reset(&mut self) {
+        self.flagged.fill(false);
+    }
+
+    /// The pixel rectangle of block `b`: (x, y, w, h).
+    pub fn rect(&self, b: usize) -> (usize, usize, usize, usize) {
+        let (x, y) = ((b % self.cols) * BLOCK, (b / self.cols) * BLOCK);
+        (x, y, BLOCK.min(self.width - x), BLOCK.min(self.height - y))
+    }
+
+    fn dark_share(&self, p: Plane, b: usize) -> f32 {
+        let (x, y, w, h) = self.rect(b);
+        let mut dark = 0usize;
+        for row in y..y + h {
+            let start = row * p.stride + x;
+            dark += p.data.get(start..start + w).map_or(0, |r| r.iter().filter(|&&v| v < DARK).count());
+        }
+        dark as f32 / (w * h).max(1) as f32
+    }
+
+    fn mad(&self, a: Plane, b: Plane, block: usize) -> f32 {
+        let (x, y, w, h) = self.rect(block);
+        let mut sum = 0u64;
+        for row in y..y + h {
+            let (sa, sb) = (row * a.stride + x, row * b.stride + x);
+            if let (Some(ra), Some(rb)) = (a.data.get(sa..sa + w), b.data.get(sb..sb + w)) {
+                sum += ra.iter().zip(rb).map(|(&p, &q)| p.abs_diff(q) as u64).sum::<u64>();
+            }
+        }
+        sum as f32 / (w * h).max(1) as f32
+    }
+
+    /// Flags the damaged blocks of `current` (`shown` is the frame output before it, if any) and
+    /// returns the mask, one entry per block in raster order.
+    pub fn detect(&mut self, current: Plane, shown: Option<Plane>) -> &[bool] {
+        let n = self.cols * self.rows;
+        let shares: Vec<f32> = (0..n).map(|b| self.dark_share(current, b)).collect();
+        let any_dark = shares.iter().any(|&s| s >= FRESH_SHARE);
+        for b in 0..n {
+            // With nothing shown before (stream start), only what is almost all sub-black: the
+            // decoder's fill of a lost slice, not dark content.
+            let fresh = match shown {
+                Some(s) => shares[b] >= FRESH_SHARE && self.dark_share(s, b) < WAS_DARK_SHARE,
+                None => shares[b] >= FIRST_SHARE,
+            };
+            // What was shown there must not be dark itself: then it was dark content (or damage
+            // with nothing to repair it from), and flagging it again repairs nothing.
+            let lingering = self.flagged[b]
+                && any_dark
+                && shown.is_some_and(|s| {
+                    self.dark_share(s, b) < WAS_DARK_SHARE && (shares[b] > 0.0 || self.mad(current, s, b) >= RELEASE_MAD)
+                });
+            self.mask[b] = fresh || lingering;
+        }
+        self.flagged.copy_from_slice(&self.mask);
+        &self.mask
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plane(w: usize, h: usize, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+        (0..w * h).map(|i| f(i % w, i / w)).collect()
+    }
+
+    #[test]
+    fn black_slice_is_fresh_damage_and_lingers_while_the_frame_has_some() {
+        let (w, h) = (64, 48);
+        let good = plane(w, h, |x, y| (60 + x + y) as u8);
+        let hole = plane(w, h, |x, y| if y < 16 { 0 } else if x >= 48 && y >= 32 { 3 } else { (60 + x + y) as u8 });
+        let mut d = Detector::new(w, h);
+        let p = |v: &Vec<u8>| Plane { data: v.as_slice(), stride: w };
+        assert!(d.detect(p(&good), None).iter().all(|&m| !m));
+        let m = d.detect(p(&hole), Some(p(&good))).to_vec();
+        assert_eq!(m.iter().filter(|&&v| v).count(), 5, "{m:?}");
+        assert!(m[..4].iter().all(|&v| v) && m[11]);
+        // Damage carried into the next frame as texture without sub-black pixels, while another
+        // block is still dark: it stays flagged because it differs from what was shown.
+        let carried = plane(w, h, |x, y| if y < 16 { (120 + x % 7) as u8 } else if x >= 48 && y >= 32 { 2 } else { (60 + x + y) as u8 });
+        let m = d.detect(p(&carried), Some(p(&good))).to_vec();
+        assert!(m[..4].iter().all(|&v| v) && m[11]);
+        // An intact refresh: no dark block anywhere clears everything.
+        assert!(d.detect(p(&good), Some(p(&good))).iter().all(|&m| !m));
+    }
+
+    #[test]
+    fn genuinely_dark_content_is_not_damage() {
+        let (w, h) = (32, 32);
+        let night = plane(w, h, |x, _| if x < 16 { 2 } else { 90 });
+        let mut d = Detector::new(w, h);
+        let p = |v: &Vec<u8>| Plane { data: v.as_slice(), stride: w };
+        d.detect(p(&night), None);
+        assert!(d.detect(p(&night), Some(p(&night))).iter().all(|&m| !m));
+    }
+
+    #[test]
+    fn odd_sizes_cover_every_pixel() {
+        let d = Detector::new(33, 17);
+        assert_eq!((d.cols(), d.rows()), (3, 2));
+        assert_eq!(d.rect(5), (32, 16, 1, 1));
+    }
+}

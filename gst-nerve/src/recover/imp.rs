@@ -1,0 +1,863 @@
+// SPDX-License-Identifier: MPL-2.0
+/**
+ * SECTION:element-nerverecover
+ *
+ * Repairs decoded video damaged by packet loss. One frame comes out per expected timestamp:
+ * frames the decoder never produced (timestamp gaps against the frame rate, GAP events) are
+ * synthesised, frames flagged corrupted or with damaged blocks (found by a statistical detector:
+ * sub-black slices and the damage predicted from them) are repaired from the frame shown before
+ * (and from the next frame in `mode=lookahead`), clean frames pass through untouched (the same
+ * buffer, bit-exact, no copy). With a recovery model from the manifest, damaged luma goes
+ * through it; chroma is always repaired classically.
+ *
+ * ## Example launch line
+ * |[
+ * gst-launch-1.0 filesrc location=../shared/data/videos/film_archival/chaplin.mp4 ! decodebin ! videoconvert ! \
+ *   x264enc tune=zerolatency option-string=slices=4 ! rtph264pay mtu=1200 ! netsim drop-probability=0.05 ! \
+ *   rtpjitterbuffer ! rtph264depay ! avdec_h264 ! nerverecover mode=lookahead ! videoconvert ! autovideosink
+ * ]|
+ *
+ * Since: 0.1
+ */
+// Lock order: `settings`, `state` and `qos` are never held together; settings are copied out at
+// the top of each streaming call; no lock is held while pushing or posting.
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_video::prelude::*;
+
+use super::Mode;
+use super::detect::{self, Detector, Plane};
+use super::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks, fill_vertical};
+use super::timeline::Timeline;
+use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
+use crate::engine::{self, EngineError, Model, Provider, SessionConfig, Task};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new("nerverecover", gst::DebugColorFlags::empty(), Some("nerve lost-frame recovery"))
+});
+
+const DEFAULT_THREADS: u32 = 1;
+const DEFAULT_STATS_INTERVAL: u32 = 30;
+/// The `model` value that runs without any model (classical repair only).
+const NO_MODEL: &str = "none";
+const ERROR_WARN_INTERVAL: u64 = 100;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    mode: Mode,
+    model: String,
+    provider: Provider,
+    threads: u32,
+    ort_library: Option<String>,
+    stats_interval: u32,
+    detect: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            mode: Mode::LowLatency,
+            model: String::new(),
+            provider: Provider::Cpu,
+            threads: DEFAULT_THREADS,
+            ort_library: None,
+            stats_interval: DEFAULT_STATS_INTERVAL,
+            detect: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    frames_in: u64,
+    frames_out: u64,
+    clean: u64,
+    repaired: u64,
+    synthesised: u64,
+    corrupted: u64,
+    /// Frames with blocks concealed from their own surroundings (no earlier frame usable there).
+    spatial: u64,
+    blocks: u64,
+    gaps: u64,
+    model_runs: u64,
+    model_errors: u64,
+    model_time: Duration,
+}
+
+/// Fixed when caps are set.
+struct Geometry {
+    info: gst_video::VideoInfo,
+    planes: Vec<PlaneBlocks>,
+}
+
+struct State {
+    mode: Mode,
+    geometry: Option<Geometry>,
+    timeline: Timeline,
+    detector: Detector,
+    /// The last frame output: the source of every repair.
+    shown: Option<gst::Buffer>,
+    /// Lookahead: the frame waiting for its successor.
+    pending: Option<gst::Buffer>,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    model: Option<Model>,
+    input: Vec<f32>,
+    counters: Counters,
+}
+
+impl State {
+    fn new(mode: Mode, model: Option<Model>) -> Self {
+        Self {
+            mode,
+            geometry: None,
+            timeline: Timeline::new(gst::ClockTime::ZERO),
+            detector: Detector::default(),
+            shown: None,
+            pending: None,
+            segment: gst::FormattedSegment::new(),
+            model,
+            input: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Forgets the stream's past (flush, discontinuity): nothing is repaired from before it.
+    fn forget(&mut self) {
+        self.timeline.reset();
+        self.detector.reset();
+        self.shown = None;
+        self.pending = None;
+    }
+}
+
+pub struct NerveRecover {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    /// Downstream's earliest useful running time (QoS): later frames skip the model.
+    qos: Mutex<Option<gst::ClockTime>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not turn every later call into one: take the data as it is.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A readable mapping of `buffer` as `info`, or None (logged by the caller).
+fn map<'a>(buffer: &'a gst::BufferRef, info: &gst_video::VideoInfo) -> Option<gst_video::VideoFrameRef<&'a gst::BufferRef>> {
+    gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info).ok()
+}
+
+fn luma<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>) -> Option<Plane<'a>> {
+    Some(Plane { data: frame.plane_data(0).ok()?, stride: frame.plane_stride()[0] as usize })
+}
+
+fn plane_ref<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>, p: usize) -> Option<PlaneRef<'a>> {
+    Some(PlaneRef { data: frame.plane_data(p as u32).ok()?, stride: frame.plane_stride()[p] as usize })
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for NerveRecover {
+    const NAME: &'static str = "GstNerveRecover";
+    type Type = super::NerveRecover;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        // ok: the templates exist (pad_templates below), these cannot fail.
+        let sink_templ = klass.pad_template("sink").expect("sink template"); // ok: static template
+        let src_templ = klass.pad_template("src").expect("src template"); // ok: static template
+        let sinkpad = gst::Pad::builder_from_template(&sink_templ)
+            .chain_function(|pad, parent, buffer| {
+                NerveRecover::catch_panic_pad_function(parent, || Err(gst::FlowError::Error), |imp| imp.chain(pad, buffer))
+            })
+            .event_function(|pad, parent, event| {
+                NerveRecover::catch_panic_pad_function(parent, || false, |imp| imp.sink_event(pad, event))
+            })
+            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
+            .build();
+        let srcpad = gst::Pad::builder_from_template(&src_templ)
+            .event_function(|pad, parent, event| {
+                NerveRecover::catch_panic_pad_function(parent, || false, |imp| imp.src_event(pad, event))
+            })
+            .query_function(|pad, parent, query| {
+                NerveRecover::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
+            })
+            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
+            .build();
+        Self {
+            sinkpad,
+            srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(None),
+            qos: Mutex::new(None),
+        }
+    }
+}
+
+impl ObjectImpl for NerveRecover {
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        // ok: fresh pads with unique names on a new element; adding cannot fail.
+        obj.add_pad(&self.sinkpad).expect("add sink pad"); // ok: see above
+        obj.add_pad(&self.srcpad).expect("add src pad"); // ok: see above
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecEnum::builder_with_default("mode", Mode::LowLatency)
+                    .nick("Mode")
+                    .blurb(
+                        "low-latency repairs from past frames only (no added latency); lookahead also uses the next \
+                         frame and holds each frame back by one frame duration (reported in the latency query)",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("model")
+                    .nick("Model")
+                    .blurb(
+                        "A recovery model from the manifest (models/manifest.toml, or NERVE_MODEL_PATH), a path to an .onnx \
+                         file with a manifest.toml beside it, empty for the shipped default of the mode (classical repair \
+                         when none is shipped), or \"none\" for classical repair only",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("provider", Provider::Cpu)
+                    .nick("Execution provider")
+                    .blurb("Where ONNX Runtime runs the model; an unavailable provider warns and falls back to the CPU")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads (0 = one per physical core); the model only runs on damaged frames")
+                    .maximum(256)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("ort-library")
+                    .nick("ONNX Runtime library")
+                    .blurb(
+                        "Path to libonnxruntime.so; empty searches ORT_DYLIB_PATH, the project's set-up, the onnxruntime \
+                         Python wheel and the system paths",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("detect")
+                    .nick("Detect damage")
+                    .blurb(
+                        "Look for damaged blocks in frames that are not flagged corrupted (false: only missing and \
+                         corrupted-flagged frames are repaired)",
+                    )
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("stats-interval")
+                    .nick("Statistics interval")
+                    .blurb("Post a nerverecover-stats element message every N input frames (0 = only at EOS)")
+                    .default_value(DEFAULT_STATS_INTERVAL)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Counters: frames-in, frames-out, frames-clean, frames-repaired, frames-synthesised, \
+                         frames-corrupted, frames-spatial, blocks-repaired, gap-events, model-runs, model-errors, \
+                         mean-model-ms, mode, model",
+                    )
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = lock(&self.settings);
+        // ok: GObject checked each value's type against its pspec before calling us.
+        match pspec.name() {
+            "mode" => s.mode = value.get().unwrap_or_default(),
+            "model" => s.model = value.get::<Option<String>>().ok().flatten().unwrap_or_default(),
+            "provider" => s.provider = value.get().unwrap_or_default(),
+            "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
+            "ort-library" => s.ort_library = value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty()),
+            "detect" => s.detect = value.get().unwrap_or(true),
+            "stats-interval" => s.stats_interval = value.get().unwrap_or(DEFAULT_STATS_INTERVAL),
+            other => gst::warning!(CAT, imp = self, "no property {other}"),
+        }
+        gst::info!(CAT, imp = self, "{} set to {:?}", pspec.name(), value);
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = lock(&self.settings);
+        match pspec.name() {
+            "mode" => s.mode.to_value(),
+            "model" => s.model.to_value(),
+            "provider" => s.provider.to_value(),
+            "threads" => s.threads.to_value(),
+            "ort-library" => s.ort_library.to_value(),
+            "detect" => s.detect.to_value(),
+            "stats-interval" => s.stats_interval.to_value(),
+            "stats" => {
+                drop(s);
+                self.stats().to_value()
+            }
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for NerveRecover {}
+
+impl ElementImpl for NerveRecover {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Nerve lost-frame recovery",
+                "Filter/Effect/Video",
+                "Outputs one frame per expected timestamp: synthesises frames lost in transmission, repairs damaged \
+                 blocks from neighbouring frames (optionally with a neural model), passes clean frames through untouched",
+                "nerve developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list([gst_video::VideoFormat::I420, gst_video::VideoFormat::Nv12])
+                .build();
+            vec![
+                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).unwrap(), // ok: static template
+                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).unwrap(), // ok: static template
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+
+    fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            let mode = lock(&self.settings).mode;
+            match self.load_model() {
+                Ok(model) => *lock(&self.state) = Some(State::new(mode, model)),
+                Err(e) => {
+                    self.post_error_message(e);
+                    return Err(gst::StateChangeError);
+                }
+            }
+            *lock(&self.qos) = None;
+        }
+        let ret = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::PausedToReady {
+            *lock(&self.state) = None;
+            *lock(&self.qos) = None;
+        }
+        Ok(ret)
+    }
+}
+
+/// What to output, in order, once the state lock is released.
+type Outputs = Vec<gst::Buffer>;
+
+impl NerveRecover {
+    fn stats(&self) -> gst::Structure {
+        let state = lock(&self.state);
+        let (c, mode, model) = match state.as_ref() {
+            Some(s) => (
+                s.counters.clone(),
+                s.mode,
+                s.model.as_ref().map(|m| m.spec.entry.name.clone()).unwrap_or_else(|| NO_MODEL.into()),
+            ),
+            None => (Counters::default(), lock(&self.settings).mode, String::new()),
+        };
+        let mean_ms = if c.model_runs > 0 { c.model_time.as_secs_f64() * 1000.0 / c.model_runs as f64 } else { 0.0 };
+        gst::Structure::builder("nerverecover-stats")
+            .field("frames-in", c.frames_in)
+            .field("frames-out", c.frames_out)
+            .field("frames-clean", c.clean)
+            .field("frames-repaired", c.repaired)
+            .field("frames-synthesised", c.synthesised)
+            .field("frames-corrupted", c.corrupted)
+            .field("frames-spatial", c.spatial)
+            .field("blocks-repaired", c.blocks)
+            .field("gap-events", c.gaps)
+            .field("model-runs", c.model_runs)
+            .field("model-errors", c.model_errors)
+            .field("mean-model-ms", mean_ms)
+            .field("mode", if mode == Mode::Lookahead { "lookahead" } else { "low-latency" })
+            .field("model", model)
+            .build()
+    }
+
+    fn post_stats(&self) {
+        let msg = gst::message::Element::builder(self.stats()).src(&*self.obj()).build();
+        let _ = self.obj().post_message(msg);
+    }
+
+    fn load_model(&self) -> Result<Option<Model>, gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let inputs = settings.mode.model_inputs();
+        let to_error = |e: EngineError| match &e {
+            EngineError::ModelMissing(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)),
+            EngineError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
+            _ => gst::error_msg!(gst::LibraryError::Settings, ("{}", e)),
+        };
+        let resolved = if settings.model == NO_MODEL {
+            None
+        } else if settings.model.is_empty() {
+            engine::manifest::find_default(|m| m.task == Task::Recovery && m.frames == inputs).map_err(to_error)?
+        } else {
+            Some(engine::manifest::resolve(&settings.model, Task::Recovery, 1).map_err(to_error)?)
+        };
+        let Some(resolved) = resolved else {
+            gst::info!(CAT, imp = self, "no recovery model: classical repair only");
+            return Ok(None);
+        };
+        let entry = &resolved.entry;
+        if entry.task != Task::Recovery || entry.scale != 1 || entry.frames != inputs {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                (
+                    "model '{}' is a {:?} model (scale {}, {} input planes); mode {:?} needs a recovery model with scale 1 \
+                     and {inputs} input planes",
+                    entry.name,
+                    entry.task,
+                    entry.scale,
+                    entry.frames,
+                    settings.mode
+                )
+            ));
+        }
+        let config = SessionConfig {
+            provider: settings.provider,
+            threads: settings.threads,
+            library: settings.ort_library.as_ref().map(PathBuf::from),
+        };
+        let model = Model::load(resolved, &config).map_err(to_error)?;
+        for w in &model.warnings {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", w));
+        }
+        gst::info!(CAT, imp = self, "loaded recovery model '{}' from {}", model.spec.entry.name, model.spec.path.display());
+        Ok(Some(model))
+    }
+
+    fn is_late(&self, segment: &gst::FormattedSegment<gst::ClockTime>, pts: Option<gst::ClockTime>) -> bool {
+        let Some(earliest) = *lock(&self.qos) else { return false };
+        segment.to_running_time(pts).is_some_and(|running| running <= earliest)
+    }
+
+    fn set_caps(&self, caps: &gst::CapsRef) -> bool {
+        let Ok(info) = gst_video::VideoInfo::from_caps(caps) else {
+            gst::error!(CAT, imp = self, "cannot parse caps {caps}");
+            return false;
+        };
+        let finfo = info.format_info();
+        let planes = (0..info.n_planes() as usize)
+            .map(|p| {
+                let comp = if info.format() == gst_video::VideoFormat::Nv12 && p == 1 { 1 } else { p as u8 };
+                let pixel_bytes = if info.format() == gst_video::VideoFormat::Nv12 && p == 1 { 2 } else { 1 };
+                let (w, h) = (info.comp_width(comp) as usize, info.comp_height(comp) as usize);
+                PlaneBlocks::new(w * pixel_bytes, h, finfo.w_sub()[comp as usize], finfo.h_sub()[comp as usize], pixel_bytes)
+            })
+            .collect();
+        let frame = if info.fps().numer() > 0 {
+            gst::ClockTime::SECOND
+                .mul_div_floor(info.fps().denom() as u64, info.fps().numer() as u64)
+                .unwrap_or(gst::ClockTime::ZERO)
+        } else {
+            gst::ClockTime::ZERO
+        };
+        let mut guard = lock(&self.state);
+        let Some(state) = guard.as_mut() else { return false };
+        state.forget();
+        state.timeline = Timeline::new(frame);
+        state.detector = Detector::new(info.width() as usize, info.height() as usize);
+        gst::info!(CAT, imp = self, "{}x{} {:?}, one frame every {frame}", info.width(), info.height(), info.format());
+        state.geometry = Some(Geometry { info, planes });
+        true
+    }
+
+    fn chain(&self, _pad: &gst::Pad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let (detect, interval) = {
+            let s = lock(&self.settings);
+            (s.detect, s.stats_interval as u64)
+        };
+        let mut guard = lock(&self.state);
+        let Some(state) = guard.as_mut() else { return Err(gst::FlowError::Flushing) };
+        if state.geometry.is_none() {
+            drop(guard);
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
+            return Err(gst::FlowError::NotNegotiated);
+        }
+        let late = self.is_late(&state.segment, buffer.pts());
+        let mut outputs = Outputs::new();
+        if buffer.flags().contains(gst::BufferFlags::DISCONT) && state.counters.frames_in > 0 {
+            // Nothing from before a discontinuity may be used to repair what follows it.
+            if let Some(pending) = state.pending.take() {
+                outputs.push(self.process(state, pending, None, detect, late));
+            }
+            state.forget();
+        }
+        state.counters.frames_in += 1;
+        let missing = buffer.pts().map(|pts| state.timeline.arrive(pts)).unwrap_or_default();
+        match state.mode {
+            Mode::LowLatency => {
+                for ts in missing {
+                    outputs.extend(self.hold(state, ts));
+                }
+                outputs.push(self.process(state, buffer, None, detect, late));
+            }
+            Mode::Lookahead => {
+                if let Some(pending) = state.pending.take() {
+                    outputs.push(self.process(state, pending, Some(&buffer), detect, late));
+                    let n = missing.len() as u32;
+                    for (k, ts) in missing.into_iter().enumerate() {
+                        outputs.extend(self.interpolate(state, &buffer, ts, (k as u32 + 1) * 256 / (n + 1)));
+                    }
+                } else {
+                    for ts in missing {
+                        outputs.extend(self.hold(state, ts));
+                    }
+                }
+                state.pending = Some(buffer);
+            }
+        }
+        state.counters.frames_out += outputs.len() as u64;
+        let frames_in = state.counters.frames_in;
+        drop(guard);
+        if interval > 0 && frames_in % interval == 0 {
+            self.post_stats();
+        }
+        for b in outputs {
+            self.srcpad.push(b)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// A missing frame with only the past to go on: the frame shown before, again (the same
+    /// memory, only the timestamps differ).
+    fn hold(&self, state: &mut State, pts: gst::ClockTime) -> Option<gst::Buffer> {
+        let shown = state.shown.as_ref()?;
+        let mut out = shown.copy();
+        {
+            let b = out.make_mut();
+            b.set_pts(pts);
+            b.set_dts(gst::ClockTime::NONE);
+            b.set_duration(state.timeline.frame());
+            b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::CORRUPTED);
+        }
+        state.counters.synthesised += 1;
+        gst::log!(CAT, imp = self, "synthesised missing frame at {pts} (held)");
+        Some(out)
+    }
+
+    /// A missing frame between the frame shown and `next`: blended towards `next` by `weight`
+    /// (1/256 steps), except in blocks where `next` itself looks damaged.
+    fn interpolate(&self, state: &mut State, next: &gst::Buffer, pts: gst::ClockTime, weight: u32) -> Option<gst::Buffer> {
+        let geo = state.geometry.as_ref()?;
+        let Some(shown) = state.shown.clone() else { return self.hold(state, pts) };
+        let mut out = shown.copy_deep().ok()?;
+        {
+            let b = out.make_mut();
+            b.set_pts(pts);
+            b.set_dts(gst::ClockTime::NONE);
+            b.set_duration(state.timeline.frame());
+            b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::CORRUPTED);
+            let (Some(prev), Some(nxt)) = (map(&shown, &geo.info), map(next, &geo.info)) else { return self.hold(state, pts) };
+            let usable: Vec<bool> = match luma(&nxt) {
+                Some(y) => (0..state.detector.cols() * state.detector.rows())
+                    .map(|i| !block_has_dark(&state.detector, y, i))
+                    .collect(),
+                None => return self.hold(state, pts),
+            };
+            let Ok(mut dst) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &geo.info) else { return None };
+            for (p, g) in geo.planes.iter().enumerate() {
+                let stride = dst.plane_stride()[p] as usize;
+                let (Some(a), Some(n)) = (plane_ref(&prev, p), plane_ref(&nxt, p)) else { continue };
+                let Ok(data) = dst.plane_data_mut(p as u32) else { continue };
+                blend_blocks(&mut PlaneMut { data, stride }, a, Some(n), weight, *g, &usable, state.detector.cols());
+            }
+        }
+        state.counters.synthesised += 1;
+        gst::log!(CAT, imp = self, "synthesised missing frame at {pts} (interpolated, weight {weight}/256)");
+        Some(out)
+    }
+
+    /// A frame that arrived: passed through if clean, repaired otherwise. Becomes the frame shown.
+    fn process(&self, state: &mut State, buffer: gst::Buffer, next: Option<&gst::Buffer>, detect: bool, late: bool) -> gst::Buffer {
+        let out = self.repaired(state, &buffer, next, detect, late).unwrap_or(buffer);
+        state.shown = Some(out.clone());
+        out
+    }
+
+    fn repaired(&self, state: &mut State, buffer: &gst::Buffer, next: Option<&gst::Buffer>, detect: bool, late: bool) -> Option<gst::Buffer> {
+        let geo = state.geometry.as_ref()?;
+        let corrupted = buffer.flags().contains(gst::BufferFlags::CORRUPTED);
+        if corrupted {
+            state.counters.corrupted += 1;
+        }
+        let Some(cur) = map(buffer, &geo.info) else {
+            gst::warning!(CAT, imp = self, "cannot map a frame; passed through");
+            return None;
+        };
+        let shown = state.shown.clone();
+        let shown_frame = shown.as_ref().and_then(|b| map(b, &geo.info));
+        let mut mask = if detect {
+            state.detector.detect(luma(&cur)?, shown_frame.as_ref().and_then(luma)).to_vec()
+        } else {
+            vec![false; state.detector.cols() * state.detector.rows()]
+        };
+        if corrupted && !mask.iter().any(|&m| m) {
+            // The decoder says the frame is damaged but not where: all of it is suspect.
+            mask.fill(true);
+        }
+        let blocks = mask.iter().filter(|&&m| m).count() as u64;
+        if blocks == 0 {
+            state.counters.clean += 1;
+            return None;
+        }
+        let next_frame = next.and_then(|b| map(b, &geo.info));
+        let cols = state.detector.cols();
+        let usable = |f: Option<&gst_video::VideoFrameRef<&gst::BufferRef>>, i: usize| {
+            f.and_then(luma).is_some_and(|y| !block_has_dark(&state.detector, y, i))
+        };
+        // Per damaged block, the best source available: both neighbours (lookahead), the frame
+        // shown before, or, where neither is intact there, the block's own intact surroundings.
+        let mut both = vec![false; mask.len()];
+        let mut only_prev = vec![false; mask.len()];
+        let mut spatial = vec![false; mask.len()];
+        for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+            match (usable(shown_frame.as_ref(), i), usable(next_frame.as_ref(), i)) {
+                (true, true) => both[i] = true,
+                (true, false) => only_prev[i] = true,
+                _ => spatial[i] = true,
+            }
+        }
+        if spatial.iter().any(|&s| s) {
+            state.counters.spatial += 1;
+        }
+        let mut out = buffer.copy_deep().ok()?;
+        {
+            let b = out.make_mut();
+            b.unset_flags(gst::BufferFlags::CORRUPTED);
+            let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &geo.info).ok()?;
+            for (p, g) in geo.planes.iter().enumerate() {
+                let stride = dst.plane_stride()[p] as usize;
+                let prev = shown_frame.as_ref().and_then(|f| plane_ref(f, p));
+                let n = next_frame.as_ref().and_then(|f| plane_ref(f, p));
+                let Ok(data) = dst.plane_data_mut(p as u32) else { continue };
+                let mut plane = PlaneMut { data, stride };
+                if let Some(a) = prev {
+                    blend_blocks(&mut plane, a, None, 0, *g, &only_prev, cols);
+                    blend_blocks(&mut plane, a, n, 128, *g, &both, cols);
+                }
+                fill_vertical(&mut plane, *g, &spatial, cols, 128);
+            }
+            if !late {
+                if let (Some(model), Some(prev)) = (state.model.as_mut(), shown_frame.as_ref()) {
+                    self.run_model(model, &mut state.input, &mut state.counters, &mut dst, prev, next_frame.as_ref(), &mask, &state.detector);
+                }
+            }
+        }
+        state.counters.repaired += 1;
+        state.counters.blocks += blocks;
+        gst::log!(CAT, imp = self, "repaired {blocks} blocks at {:?}", buffer.pts());
+        Some(out)
+    }
+
+    /// Luma of the damaged blocks through the model: inputs are the frame shown, the frame with
+    /// its damaged blocks filled classically, the next frame (lookahead) and the mask; only the
+    /// damaged blocks take the model's output.
+    #[allow(clippy::too_many_arguments)]
+    fn run_model(
+        &self,
+        model: &mut Model,
+        input: &mut Vec<f32>,
+        counters: &mut Counters,
+        dst: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+        prev: &gst_video::VideoFrameRef<&gst::BufferRef>,
+        next: Option<&gst_video::VideoFrameRef<&gst::BufferRef>>,
+        mask: &[bool],
+        detector: &Detector,
+    ) {
+        let (w, h) = (dst.width() as usize, dst.height() as usize);
+        let area = w * h;
+        let planes = model.frames();
+        input.resize(planes * area, 0.0);
+        let stride = dst.plane_stride()[0] as usize;
+        {
+            let mut chunks = input.chunks_exact_mut(area);
+            let (Some(c_prev), Some(c_cur)) = (chunks.next(), chunks.next()) else { return };
+            let (Some(py), Ok(cy)) = (luma(prev), dst.plane_data(0)) else { return };
+            luma_to_tensor(py.data, py.stride, w, h, c_prev);
+            luma_to_tensor(cy, stride, w, h, c_cur);
+            if planes == 4 {
+                let Some(c_next) = chunks.next() else { return };
+                match next.and_then(luma) {
+                    Some(ny) => luma_to_tensor(ny.data, ny.stride, w, h, c_next),
+                    None => c_next.copy_from_slice(c_prev),
+                }
+            }
+            let Some(c_mask) = chunks.next() else { return };
+            c_mask.fill(0.0);
+            for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+                let (x, y, bw, bh) = detector.rect(i);
+                for row in y..y + bh {
+                    if let Some(r) = c_mask.get_mut(row * w + x..row * w + x + bw) {
+                        r.fill(1.0);
+                    }
+                }
+            }
+        }
+        let mut repaired = vec![0u8; area];
+        match model.run(input, w, h, |out| tensor_to_luma(out, w, h, &mut repaired, w)) {
+            Ok(took) => {
+                counters.model_runs += 1;
+                counters.model_time += took;
+                let Ok(y) = dst.plane_data_mut(0) else { return };
+                for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
+                    let (x, yy, bw, bh) = detector.rect(i);
+                    for row in yy..yy + bh {
+                        if let (Some(d), Some(s)) =
+                            (y.get_mut(row * stride + x..row * stride + x + bw), repaired.get(row * w + x..row * w + x + bw))
+                        {
+                            d.copy_from_slice(s);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                counters.model_errors += 1;
+                if counters.model_errors % ERROR_WARN_INTERVAL == 1 {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Failed,
+                        ("recovery model failed ({} so far), repaired classically: {}", counters.model_errors, e)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Flushes the lookahead frame (EOS, GAP) and returns what to push.
+    fn drain(&self) -> Outputs {
+        let detect = lock(&self.settings).detect;
+        let mut guard = lock(&self.state);
+        let Some(state) = guard.as_mut() else { return Outputs::new() };
+        let Some(pending) = state.pending.take() else { return Outputs::new() };
+        let out = self.process(state, pending, None, detect, false);
+        state.counters.frames_out += 1;
+        vec![out]
+    }
+
+    fn push_all(&self, outputs: Outputs) -> bool {
+        outputs.into_iter().all(|b| self.srcpad.push(b).is_ok())
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        gst::log!(CAT, obj = pad, "event {event:?}");
+        match event.view() {
+            gst::EventView::Caps(c) => {
+                if !self.set_caps(c.caps()) {
+                    return false;
+                }
+            }
+            gst::EventView::Segment(s) => {
+                if let Some(seg) = s.segment().downcast_ref::<gst::ClockTime>() {
+                    if let Some(state) = lock(&self.state).as_mut() {
+                        state.segment = seg.clone();
+                    }
+                }
+            }
+            gst::EventView::FlushStop(_) => {
+                if let Some(state) = lock(&self.state).as_mut() {
+                    state.forget();
+                }
+                *lock(&self.qos) = None;
+            }
+            gst::EventView::StreamStart(_) => {
+                if let Some(state) = lock(&self.state).as_mut() {
+                    state.forget();
+                }
+            }
+            gst::EventView::Gap(g) => {
+                let (ts, duration) = g.get();
+                let mut outputs = self.drain();
+                let mut guard = lock(&self.state);
+                if let Some(state) = guard.as_mut() {
+                    state.counters.gaps += 1;
+                    state.timeline.start_at(ts);
+                    let end = duration.map(|d| ts + d).unwrap_or(ts + state.timeline.frame());
+                    let slots = state.timeline.missing_until(end);
+                    let before = outputs.len();
+                    for slot in slots {
+                        outputs.extend(self.hold(state, slot));
+                    }
+                    state.counters.frames_out += (outputs.len() - before) as u64;
+                }
+                drop(guard);
+                if !outputs.is_empty() {
+                    // The gap is filled with frames: downstream gets those instead.
+                    return self.push_all(outputs);
+                }
+            }
+            gst::EventView::Eos(_) => {
+                let outputs = self.drain();
+                self.push_all(outputs);
+                self.post_stats();
+            }
+            _ => {}
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(qos) = event.view() {
+            let (_type, _proportion, diff, timestamp) = qos.get();
+            // Like GstVideoDecoder: when late, assume the next frames will be at least as late.
+            let earliest = timestamp.map(|ts| {
+                if diff > 0 {
+                    ts + gst::ClockTime::from_nseconds(2 * diff as u64)
+                } else {
+                    ts.saturating_sub(gst::ClockTime::from_nseconds(diff.unsigned_abs()))
+                }
+            });
+            *lock(&self.qos) = earliest;
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            if !self.sinkpad.peer_query(q.query_mut()) {
+                return false;
+            }
+            let (live, min, max) = q.result();
+            let extra = lock(&self.state)
+                .as_ref()
+                .filter(|s| s.mode == Mode::Lookahead)
+                .map(|s| s.timeline.frame())
+                .unwrap_or(gst::ClockTime::ZERO);
+            q.set(live, min + extra, max.map(|m| m + extra));
+            gst::debug!(CAT, imp = self, "latency: upstream {min} + {extra} (live {live})");
+            return true;
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+}
+
+/// Whether block `i` of `y` holds any sub-black pixel (then it is not used as a repair source).
+fn block_has_dark(detector: &Detector, y: Plane, i: usize) -> bool {
+    let (x, yy, w, h) = detector.rect(i);
+    (yy..yy + h).any(|row| {
+        let start = row * y.stride + x;
+        y.data.get(start..start + w).is_some_and(|r| r.iter().any(|&v| v < detect::DARK))
+    })
+}

@@ -1,0 +1,191 @@
+//! The lost-packet protocol: each clip goes through the RTP loss pipeline at each loss rate and
+//! what a viewer sees is scored against the original:
+//! - `decoder`: the decoder's output as a player shows it (a frame that never came out leaves
+//!   the previous one on screen),
+//! - `freeze`: freeze on the last good frame (only frames intact since the last IDR are shown),
+//! - `nerverecover` in `low-latency` and `lookahead` mode, fed the same decoder output.
+//!
+//! The damage detector is scored too: its blocks against the blocks where the lossy decode
+//! differs from the lossless decode of the same packets.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use gstnerve::recover::detect::{Detector, Plane};
+use serde::Serialize;
+
+use crate::frame::{self, Frame};
+use crate::loss::{self, LossConfig};
+use crate::{metrics, vmaf};
+
+/// The methods compared, in table order.
+pub const METHODS: [&str; 4] = ["decoder", "freeze", "nerverecover low-latency", "nerverecover lookahead"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub clip: String,
+    pub content: String,
+    pub loss: f64,
+    pub seed: u64,
+    pub method: String,
+    pub frames: usize,
+    pub psnr_y: f64,
+    pub vmaf: f64,
+    /// Packets lost / sent in this run.
+    pub dropped: u64,
+    pub packets: u64,
+}
+
+/// Detector precision and recall over the frames the decoder produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DetectorScore {
+    pub loss: f64,
+    pub true_positive: u64,
+    pub false_positive: u64,
+    pub false_negative: u64,
+}
+
+impl DetectorScore {
+    pub fn precision(&self) -> f64 {
+        self.true_positive as f64 / (self.true_positive + self.false_positive).max(1) as f64
+    }
+
+    pub fn recall(&self) -> f64 {
+        self.true_positive as f64 / (self.true_positive + self.false_negative).max(1) as f64
+    }
+}
+
+/// A block is damaged when the lossy decode differs from the lossless one by more than this
+/// mean absolute luma difference (compression noise is identical in both: they decode the same
+/// packets).
+const DAMAGE_MAD: f64 = 4.0;
+
+pub struct ClipSpec {
+    pub path: PathBuf,
+    pub content: String,
+}
+
+/// The filter each nerverecover branch runs.
+pub fn branches(model: &str) -> Vec<String> {
+    let model = if model.is_empty() { String::new() } else { format!(" model=\"{model}\"") };
+    vec![
+        format!("nerverecover mode=low-latency stats-interval=0{model}"),
+        format!("nerverecover mode=lookahead stats-interval=0{model}"),
+    ]
+}
+
+/// The sender settings for a clip: about 0.1 bit per pixel (640x360 at 30 fps: 690 kbit/s) and
+/// an IDR frame every two seconds.
+pub fn config_for(clip: &frame::Clip, loss: f64, seed: u64) -> LossConfig {
+    let (w, h) = clip.frames.first().map(|f| (f.width, f.height)).unwrap_or((640, 360));
+    let fps = clip.fps.numer() as f64 / clip.fps.denom().max(1) as f64;
+    LossConfig {
+        loss,
+        seed,
+        bitrate_kbps: ((w * h) as f64 * fps * 0.1 / 1000.0).round().max(100.0) as u32,
+        slices: 4,
+        mtu: 1200,
+        keyint: (2.0 * fps).round().max(1.0) as u32,
+        decoder: loss::DECODER.into(),
+    }
+}
+
+/// Runs one clip at one loss rate; returns the rows (one per method) and the detector's score.
+pub fn evaluate(
+    spec: &ClipSpec,
+    clip: &frame::Clip,
+    loss_rate: f64,
+    seed: u64,
+    model: &str,
+    with_vmaf: bool,
+) -> Result<(Vec<Row>, DetectorScore)> {
+    let cfg = config_for(clip, loss_rate, seed);
+    let run = loss::run(clip, &cfg, &branches(model))?;
+    let (w, h) = (clip.frames[0].width, clip.frames[0].height);
+    let shown: Vec<Vec<Frame>> = vec![
+        loss::held(&run.lossy, w, h),
+        loss::frozen(&run, w, h),
+        loss::held(&run.extra[0], w, h),
+        loss::held(&run.extra[1], w, h),
+    ];
+    let mut rows = Vec::new();
+    for (method, frames) in METHODS.iter().zip(&shown) {
+        let psnr_y = metrics::psnr_y(&clip.frames, frames);
+        let vmaf = if with_vmaf { vmaf::vmaf(&clip.frames, frames)?.0 } else { f64::NAN };
+        rows.push(Row {
+            clip: spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            content: spec.content.clone(),
+            loss: loss_rate,
+            seed,
+            method: method.to_string(),
+            frames: frames.len(),
+            psnr_y,
+            vmaf,
+            dropped: run.dropped,
+            packets: run.packets,
+        });
+    }
+    Ok((rows, score_detector(&run, &shown[2], loss_rate)))
+}
+
+/// Runs a fresh detector over the decoder's frames, each against the frame the low-latency
+/// element showed before it, and compares with the true damage.
+fn score_detector(run: &loss::LossRun, shown: &[Frame], loss_rate: f64) -> DetectorScore {
+    let mut score = DetectorScore { loss: loss_rate, ..DetectorScore::default() };
+    let Some(first) = run.lossy.frames.iter().flatten().next() else { return score };
+    let (w, h) = (first.width, first.height);
+    let mut det = Detector::new(w, h);
+    for (i, (lossy, clean)) in run.lossy.frames.iter().zip(&run.clean.frames).enumerate() {
+        let (Some(lossy), Some(clean)) = (lossy, clean) else { continue };
+        let prev = i.checked_sub(1).and_then(|p| shown.get(p)).map(|f| Plane { data: f.y(), stride: w });
+        let mask = det.detect(Plane { data: lossy.y(), stride: w }, prev).to_vec();
+        for (b, &flagged) in mask.iter().enumerate() {
+            let (x, y, bw, bh) = det.rect(b);
+            let mut sum = 0u64;
+            for row in y..y + bh {
+                let (a, c) = (&lossy.y()[row * w + x..row * w + x + bw], &clean.y()[row * w + x..row * w + x + bw]);
+                sum += a.iter().zip(c).map(|(&p, &q)| p.abs_diff(q) as u64).sum::<u64>();
+            }
+            let damaged = sum as f64 / (bw * bh) as f64 > DAMAGE_MAD;
+            match (flagged, damaged) {
+                (true, true) => score.true_positive += 1,
+                (true, false) => score.false_positive += 1,
+                (false, true) => score.false_negative += 1,
+                _ => {}
+            }
+        }
+    }
+    score
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub loss: f64,
+    pub method: String,
+    pub psnr_y: f64,
+    pub vmaf: f64,
+}
+
+/// Mean over clips (and seeds) per loss rate and method.
+pub fn summarise(rows: &[Row]) -> Vec<Summary> {
+    let mut losses: Vec<f64> = rows.iter().map(|r| r.loss).collect();
+    losses.sort_by(f64::total_cmp);
+    losses.dedup();
+    let mut out = Vec::new();
+    for loss in losses {
+        for method in METHODS {
+            let mine: Vec<&Row> = rows.iter().filter(|r| r.loss == loss && r.method == method).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let n = mine.len() as f64;
+            out.push(Summary {
+                loss,
+                method: method.to_string(),
+                psnr_y: mine.iter().map(|r| r.psnr_y).sum::<f64>() / n,
+                vmaf: mine.iter().map(|r| r.vmaf).sum::<f64>() / n,
+            });
+        }
+    }
+    out
+}
