@@ -119,6 +119,10 @@ impl Detector {
 mod tests {
     use super::*;
 
+    fn plane_of(v: &[u8], stride: usize) -> Plane<'_> {
+        Plane { data: v, stride }
+    }
+
     fn plane(w: usize, h: usize, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
         (0..w * h).map(|i| f(i % w, i / w)).collect()
     }
@@ -129,18 +133,17 @@ mod tests {
         let good = plane(w, h, |x, y| (60 + x + y) as u8);
         let hole = plane(w, h, |x, y| if y < 16 { 0 } else if x >= 48 && y >= 32 { 3 } else { (60 + x + y) as u8 });
         let mut d = Detector::new(w, h);
-        let p = |v: &Vec<u8>| Plane { data: v.as_slice(), stride: w };
-        assert!(d.detect(p(&good), None).iter().all(|&m| !m));
-        let m = d.detect(p(&hole), Some(p(&good))).to_vec();
+        assert!(d.detect(plane_of(&good, w), None).iter().all(|&m| !m));
+        let m = d.detect(plane_of(&hole, w), Some(plane_of(&good, w))).to_vec();
         assert_eq!(m.iter().filter(|&&v| v).count(), 5, "{m:?}");
         assert!(m[..4].iter().all(|&v| v) && m[11]);
         // Damage carried into the next frame as texture without sub-black pixels, while another
         // block is still dark: it stays flagged because it differs from what was shown.
-        let carried = plane(w, h, |x, y| if y < 16 { (120 + x % 7) as u8 } else if x >= 48 && y >= 32 { 2 } else { (60 + x + y) as u8 });
-        let m = d.detect(p(&carried), Some(p(&good))).to_vec();
+        let carried = plane(w, h, |x, y| if y < 16 { (200 + x % 7) as u8 } else if x >= 48 && y >= 32 { 2 } else { (60 + x + y) as u8 });
+        let m = d.detect(plane_of(&carried, w), Some(plane_of(&good, w))).to_vec();
         assert!(m[..4].iter().all(|&v| v) && m[11]);
         // An intact refresh: no dark block anywhere clears everything.
-        assert!(d.detect(p(&good), Some(p(&good))).iter().all(|&m| !m));
+        assert!(d.detect(plane_of(&good, w), Some(plane_of(&good, w))).iter().all(|&m| !m));
     }
 
     #[test]
@@ -148,9 +151,8 @@ mod tests {
         let (w, h) = (32, 32);
         let night = plane(w, h, |x, _| if x < 16 { 2 } else { 90 });
         let mut d = Detector::new(w, h);
-        let p = |v: &Vec<u8>| Plane { data: v.as_slice(), stride: w };
-        d.detect(p(&night), None);
-        assert!(d.detect(p(&night), Some(p(&night))).iter().all(|&m| !m));
+        d.detect(plane_of(&night, w), None);
+        assert!(d.detect(plane_of(&night, w), Some(plane_of(&night, w))).iter().all(|&m| !m));
     }
 
     #[test]

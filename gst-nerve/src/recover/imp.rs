@@ -484,7 +484,7 @@ impl NerveRecover {
         true
     }
 
-    fn chain(&self, _pad: &gst::Pad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn chain(&self, _pad: &gst::Pad, mut buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let (detect, interval) = {
             let s = lock(&self.settings);
             (s.detect, s.stats_interval as u64)
@@ -506,6 +506,16 @@ impl NerveRecover {
             state.forget();
         }
         state.counters.frames_in += 1;
+        if buffer.pts().is_none() && !state.timeline.frame().is_zero() {
+            // A frame without a timestamp (a decoder recovering from a lost IDR frame) takes the
+            // next expected slot: only the metadata is written, the memory stays shared.
+            // The very first frame starts at the segment's start.
+            if let Some(next) = state.timeline.next_slot().or_else(|| state.segment.start()) {
+                let b = buffer.make_mut();
+                b.set_pts(next);
+                b.set_duration(state.timeline.frame());
+            }
+        }
         let missing = buffer.pts().map(|pts| state.timeline.arrive(pts)).unwrap_or_default();
         match state.mode {
             Mode::LowLatency => {
@@ -765,6 +775,9 @@ impl NerveRecover {
         gst::log!(CAT, obj = pad, "event {event:?}");
         match event.view() {
             gst::EventView::Caps(c) => {
+                // The frame held back (lookahead) belongs to the old caps: out with it first.
+                let outputs = self.drain();
+                self.push_all(outputs);
                 if !self.set_caps(c.caps()) {
                     return false;
                 }

@@ -60,6 +60,11 @@ impl Timeline {
         out
     }
 
+    /// The next expected timestamp, for a frame that arrives without one.
+    pub fn next_slot(&self) -> Option<ClockTime> {
+        self.next
+    }
+
     /// Starts the sequence at a GAP with no frame before it.
     pub fn start_at(&mut self, pts: ClockTime) {
         if self.next.is_none() {

@@ -1,0 +1,306 @@
+//! `nerverecover` element tests: one frame per expected timestamp, repair of flagged and
+//! detected damage, bit-exact pass-through, flush/discontinuity, latency, bad settings, and the
+//! real lost-frame bitstreams of ../shared/data.
+
+mod common;
+
+use std::path::PathBuf;
+
+use gst::prelude::*;
+use gst_check::Harness;
+use sha2::{Digest, Sha256};
+
+use common::{fixture, frame, info, init, luma_of};
+
+const W: u32 = 64;
+const H: u32 = 48;
+/// 30 fps (common::info).
+const FRAME_NS: u64 = 33_333_333;
+
+fn harness(props: &[(&str, &str)]) -> Harness {
+    init();
+    let mut builder = gst::ElementFactory::make("nerverecover").property("model", "none");
+    for (k, v) in props {
+        builder = builder.property_from_str(k, v);
+    }
+    let element = builder.build().expect("nerverecover exists");
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps(info(gst_video::VideoFormat::I420, W, H).to_caps().expect("caps"));
+    h
+}
+
+fn at(mut b: gst::Buffer, index: u64) -> gst::Buffer {
+    let m = b.make_mut();
+    m.set_pts(gst::ClockTime::from_nseconds(index * FRAME_NS));
+    m.set_duration(gst::ClockTime::from_nseconds(FRAME_NS));
+    b
+}
+
+fn flat(v: u8) -> gst::Buffer {
+    frame(&info(gst_video::VideoFormat::I420, W, H), |x, y| v.wrapping_add(((x + y) % 5) as u8), 128, 128)
+}
+
+/// Luma `v` with rows 16..32 at 0: a lost slice as avdec_h264 leaves it.
+fn holed(v: u8) -> gst::Buffer {
+    frame(&info(gst_video::VideoFormat::I420, W, H), |x, y| if (16..32).contains(&y) { 0 } else { v.wrapping_add(((x + y) % 5) as u8) }, 128, 128)
+}
+
+fn luma(b: &gst::Buffer) -> Vec<u8> {
+    let vf = gst_video::VideoFrame::from_buffer_readable(b.clone(), &info(gst_video::VideoFormat::I420, W, H)).expect("map");
+    luma_of(&vf)
+}
+
+fn pts_index(b: &gst::Buffer) -> u64 {
+    (b.pts().expect("pts").nseconds() + FRAME_NS / 2) / FRAME_NS
+}
+
+#[test]
+fn clean_frames_pass_through_untouched() {
+    let mut h = harness(&[]);
+    for i in 0..5 {
+        let input = at(flat(90 + i as u8), i);
+        let ptr = input.as_ptr();
+        let bytes = input.map_readable().expect("map").to_vec();
+        let out = h.push_and_pull(input).expect("a frame");
+        assert_eq!(out.as_ptr(), ptr, "frame {i}: the very same buffer (no copy)");
+        assert_eq!(out.map_readable().expect("map").as_slice(), bytes.as_slice(), "frame {i}: bit-exact");
+    }
+}
+
+#[test]
+fn timestamp_gaps_are_filled_with_the_frame_shown() {
+    let mut h = harness(&[]);
+    h.push(at(flat(50), 0)).expect("push");
+    h.push(at(flat(60), 1)).expect("push");
+    h.push(at(flat(70), 4)).expect("push");
+    let out: Vec<gst::Buffer> = (0..5).map(|_| h.pull().expect("a frame per expected timestamp")).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(luma(&out[2]), luma(&out[1]));
+    assert_eq!(luma(&out[3]), luma(&out[1]));
+    assert_eq!(luma(&out[4]), luma(&at(flat(70), 4)));
+    assert!(h.try_pull().is_none());
+}
+
+#[test]
+fn gap_events_become_frames() {
+    let mut h = harness(&[]);
+    h.push(at(flat(50), 0)).expect("push");
+    assert!(h.push_event(gst::event::Gap::builder(gst::ClockTime::from_nseconds(FRAME_NS))
+        .duration(gst::ClockTime::from_nseconds(2 * FRAME_NS))
+        .build()));
+    h.push(at(flat(80), 3)).expect("push");
+    let out: Vec<gst::Buffer> = (0..4).map(|_| h.pull().expect("frame")).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(luma(&out[1]), luma(&out[0]));
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("gap-events").expect("field"), 1);
+    assert_eq!(stats.get::<u64>("frames-synthesised").expect("field"), 2);
+}
+
+#[test]
+fn corrupted_flag_without_visible_damage_holds_the_frame_shown() {
+    let mut h = harness(&[]);
+    let first = h.push_and_pull(at(flat(100), 0)).expect("frame");
+    let mut bad = at(flat(160), 1);
+    bad.make_mut().set_flags(gst::BufferFlags::CORRUPTED);
+    let out = h.push_and_pull(bad).expect("frame");
+    assert_eq!(luma(&out), luma(&first));
+    assert!(!out.flags().contains(gst::BufferFlags::CORRUPTED));
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames-corrupted").expect("field"), 1);
+}
+
+#[test]
+fn a_lost_slice_is_detected_and_repaired_from_the_frame_shown() {
+    let mut h = harness(&[]);
+    let first = h.push_and_pull(at(flat(100), 0)).expect("frame");
+    let input = at(holed(103), 1);
+    let out = h.push_and_pull(input.clone()).expect("frame");
+    let (o, i, f) = (luma(&out), luma(&input), luma(&first));
+    let w = W as usize;
+    for y in 0..H as usize {
+        let row = y * w..(y + 1) * w;
+        if (16..32).contains(&y) {
+            assert_eq!(o[row.clone()], f[row], "row {y} comes from the frame shown");
+        } else {
+            assert_eq!(o[row.clone()], i[row], "row {y} is untouched");
+        }
+    }
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("blocks-repaired").expect("field"), 4);
+}
+
+#[test]
+fn damage_at_the_stream_start_is_concealed_from_its_surroundings() {
+    let mut h = harness(&[]);
+    let out = h.push_and_pull(at(holed(100), 0)).expect("frame");
+    let o = luma(&out);
+    assert!(o.iter().all(|&v| v >= 90), "no black left: min {}", o.iter().min().copied().unwrap_or(0));
+}
+
+#[test]
+fn lookahead_holds_one_frame_and_interpolates_missing_ones() {
+    let mut h = harness(&[("mode", "lookahead")]);
+    h.push(at(flat(100), 0)).expect("push");
+    assert!(h.try_pull().is_none(), "the first frame waits for its successor");
+    h.push(at(flat(200), 2)).expect("push");
+    let first = h.pull().expect("frame 0");
+    let middle = h.pull().expect("frame 1");
+    assert_eq!((pts_index(&first), pts_index(&middle)), (0, 1));
+    let (a, m, b) = (luma(&first), luma(&middle), luma(&at(flat(200), 2)));
+    assert!(a.iter().zip(&b).zip(&m).all(|((&a, &b), &m)| m.abs_diff(((a as u16 + b as u16 + 1) / 2) as u8) <= 1));
+    assert!(h.try_pull().is_none());
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert_eq!(pts_index(&h.pull().expect("the held frame comes out at EOS")), 2);
+}
+
+#[test]
+fn latency_is_one_frame_in_lookahead_only() {
+    for (mode, extra) in [("low-latency", 0u64), ("lookahead", FRAME_NS)] {
+        let mut h = harness(&[("mode", mode)]);
+        h.set_upstream_latency(gst::ClockTime::from_mseconds(10));
+        h.play();
+        let latency = h.query_latency().expect("latency answered");
+        assert_eq!(latency.nseconds(), 10_000_000 + extra, "{mode}");
+    }
+}
+
+#[test]
+fn flush_and_discontinuity_forget_the_past() {
+    let mut h = harness(&[]);
+    h.push_and_pull(at(flat(50), 0)).expect("frame");
+    assert!(h.push_event(gst::event::FlushStart::new()));
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    assert!(h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new())));
+    h.push(at(flat(60), 10)).expect("push");
+    assert_eq!(pts_index(&h.pull().expect("frame")), 10);
+    assert!(h.try_pull().is_none(), "nothing synthesised across a flush");
+    let mut jump = at(flat(70), 20);
+    jump.make_mut().set_flags(gst::BufferFlags::DISCONT);
+    h.push(jump).expect("push");
+    assert_eq!(pts_index(&h.pull().expect("frame")), 20);
+    assert!(h.try_pull().is_none(), "nothing synthesised across a discontinuity");
+    // A hole right after a discontinuity is not repaired from before it.
+    let mut hole = at(holed(100), 30);
+    hole.make_mut().set_flags(gst::BufferFlags::DISCONT);
+    let out = h.push_and_pull(hole).expect("frame");
+    assert!(!luma(&out).contains(&70));
+}
+
+fn recovery_manifest(model: &str, task: &str, frames: u32) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nerve-recover-test-{}-{task}-{frames}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bytes = std::fs::read(fixture(model)).expect("fixture");
+    std::fs::write(dir.join(model), &bytes).expect("copy");
+    let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(
+        dir.join("manifest.toml"),
+        format!(
+            "[[model]]\nname = \"fixture\"\nfile = \"{model}\"\ntask = \"{task}\"\nscale = 1\nframes = {frames}\nsha256 = \"{sha}\"\n\
+             input = {{ name = \"frames\", layout = \"NCHW\", planes = \"Y\" }}\noutput = {{ name = \"repaired\", layout = \"NCHW\", planes = \"Y\" }}\n"
+        ),
+    )
+    .expect("manifest");
+    dir.join(model)
+}
+
+#[test]
+fn a_recovery_model_repairs_only_the_damaged_blocks() {
+    init();
+    let path = recovery_manifest("recover_grey.onnx", "recovery", 3);
+    let element = gst::ElementFactory::make("nerverecover")
+        .property("model", path.to_str().expect("utf-8"))
+        .build()
+        .expect("element");
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps(info(gst_video::VideoFormat::I420, W, H).to_caps().expect("caps"));
+    h.push_and_pull(at(flat(100), 0)).expect("frame");
+    let input = at(holed(100), 1);
+    let out = h.push_and_pull(input.clone()).expect("frame");
+    let (o, i) = (luma(&out), luma(&input));
+    let w = W as usize;
+    for y in 0..H as usize {
+        let row = &o[y * w..(y + 1) * w];
+        if (16..32).contains(&y) {
+            assert!(row.iter().all(|&v| v == 128), "row {y} from the model");
+        } else {
+            assert_eq!(row, &i[y * w..(y + 1) * w], "row {y} untouched");
+        }
+    }
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("model-runs").expect("field"), 1);
+    assert_eq!(stats.get::<String>("model").expect("field"), "fixture");
+}
+
+fn start_error(model: &str) -> String {
+    init();
+    let element = gst::ElementFactory::make("nerverecover").property("model", model).build().expect("element");
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    assert!(element.set_state(gst::State::Paused).is_err(), "start must fail for model {model}");
+    let msg = bus.pop_filtered(&[gst::MessageType::Error]).expect("an error message is posted");
+    let _ = element.set_state(gst::State::Null);
+    match msg.view() {
+        gst::MessageView::Error(e) => format!("{} ({})", e.error(), e.debug().unwrap_or_default()),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn bad_models_fail_the_start_clearly() {
+    let missing = start_error("/nonexistent/recover.onnx");
+    assert!(missing.contains("/nonexistent/recover.onnx"), "{missing}");
+    let unknown = start_error("no-such-recovery-model");
+    assert!(unknown.contains("'no-such-recovery-model'"), "{unknown}");
+    let sr = recovery_manifest("nearest_x2.onnx", "super-resolution", 1);
+    let wrong = start_error(sr.to_str().expect("utf-8"));
+    assert!(wrong.contains("needs a recovery model"), "{wrong}");
+    let inputs = recovery_manifest("recover_grey.onnx", "recovery", 4);
+    let contradicts = start_error(inputs.to_str().expect("utf-8"));
+    assert!(contradicts.contains("needs a recovery model") || contradicts.contains("channels"), "{contradicts}");
+}
+
+/// ../shared/data/videos/frame_loss_bitstreams: real streams with frames or IDR frames cut out.
+#[test]
+fn real_lost_frame_bitstreams_play_to_the_end_one_frame_per_timestamp() {
+    init();
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/videos/frame_loss_bitstreams");
+    for (name, mode) in [
+        ("BA_MW_D.264", "low-latency"),
+        ("BA_MW_D_P_LOST.264", "low-latency"),
+        ("BA_MW_D_IDR_LOST.264", "lookahead"),
+        ("Error_I_P.264", "lookahead"),
+    ] {
+        let path = dir.join(name);
+        let desc = format!(
+            "filesrc location=\"{}\" ! h264parse ! avdec_h264 ! nerverecover name=r model=none mode={mode} stats-interval=0 ! \
+             appsink name=sink sync=false",
+            path.display()
+        );
+        let pipeline = gst::parse::launch(&desc).expect("pipeline").downcast::<gst::Pipeline>().expect("pipeline");
+        let sink = pipeline.by_name("sink").expect("sink").downcast::<gst_app::AppSink>().expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("play");
+        let mut pts = Vec::new();
+        while let Ok(s) = sink.pull_sample() {
+            pts.push(s.buffer().and_then(|b| b.pts()).map(|t| t.nseconds()));
+        }
+        let bus = pipeline.bus().expect("bus");
+        let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos, gst::MessageType::Error]);
+        let stats = pipeline.by_name("r").expect("element").property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).expect("stop");
+        assert!(matches!(msg.as_ref().map(|m| m.view()), Some(gst::MessageView::Eos(_))), "{name}: {msg:?}");
+        assert!(pts.len() > 1, "{name}: frames came out");
+        // These raw Annex-B streams carry no timing (framerate 0/1 after the parser), so the
+        // cut-out P frame leaves no timestamp gap: every decoded frame must come out, in order,
+        // and nothing may be invented or dropped.
+        let timed: Vec<u64> = pts.iter().flatten().copied().collect();
+        assert!(timed.windows(2).all(|w| w[0] < w[1]), "{name}: timestamps in order");
+        let (fin, fout, synth) = (
+            stats.get::<u64>("frames-in").expect("field"),
+            stats.get::<u64>("frames-out").expect("field"),
+            stats.get::<u64>("frames-synthesised").expect("field"),
+        );
+        assert_eq!(fout, fin + synth, "{name}");
+        assert_eq!(fout as usize, pts.len(), "{name}");
+    }
+}
