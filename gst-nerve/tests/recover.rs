@@ -148,7 +148,7 @@ fn lookahead_holds_one_frame_and_interpolates_missing_ones() {
     let middle = h.pull().expect("frame 1");
     assert_eq!((pts_index(&first), pts_index(&middle)), (0, 1));
     let (a, m, b) = (luma(&first), luma(&middle), luma(&at(flat(200), 2)));
-    assert!(a.iter().zip(&b).zip(&m).all(|((&a, &b), &m)| m.abs_diff(((a as u16 + b as u16 + 1) / 2) as u8) <= 1));
+    assert!(a.iter().zip(&b).zip(&m).all(|((&a, &b), &m)| m.abs_diff((a as u16 + b as u16).div_ceil(2) as u8) <= 1));
     assert!(h.try_pull().is_none());
     assert!(h.push_event(gst::event::Eos::new()));
     assert_eq!(pts_index(&h.pull().expect("the held frame comes out at EOS")), 2);

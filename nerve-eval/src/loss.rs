@@ -127,6 +127,9 @@ impl LossRun {
     }
 }
 
+/// One decoded frame as an appsink gave it: timestamp, corrupted flag, pixels.
+type Decoded = (Option<u64>, bool, Frame);
+
 #[derive(Default)]
 struct Record {
     /// PTS of every dropped packet.
@@ -170,12 +173,12 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     let pay_sink = pay.static_pad("sink").context("payloader sink pad")?;
     let rec = record.clone();
     pay_sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-        if let Some(b) = info.buffer() {
-            if let (Some(pts), Ok(mut r)) = (b.pts(), rec.lock()) {
-                r.first_pts.get_or_insert(pts.nseconds());
-                if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                    r.keyframe_pts.insert(pts.nseconds());
-                }
+        if let Some(b) = info.buffer()
+            && let (Some(pts), Ok(mut r)) = (b.pts(), rec.lock())
+        {
+            r.first_pts.get_or_insert(pts.nseconds());
+            if !b.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                r.keyframe_pts.insert(pts.nseconds());
             }
         }
         gst::PadProbeReturn::Ok
@@ -203,10 +206,8 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     };
     loss_pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
         match &mut info.data {
-            Some(gst::PadProbeData::Buffer(b)) => {
-                if coin(b.pts().map(|t| t.nseconds())) {
-                    return gst::PadProbeReturn::Drop;
-                }
+            Some(gst::PadProbeData::Buffer(b)) if coin(b.pts().map(|t| t.nseconds())) => {
+                return gst::PadProbeReturn::Drop;
             }
             Some(gst::PadProbeData::BufferList(list)) => {
                 let mut kept = gst::BufferList::new();
@@ -239,7 +240,7 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     // The sinks must be past READY before anyone pulls: pull_sample returns at once otherwise.
     pipeline.set_state(gst::State::Playing)?;
     // Every branch is drained on its own thread so that no branch's full sink stalls the tee.
-    let collected: Vec<Arc<Mutex<Vec<(Option<u64>, bool, Frame)>>>> =
+    let collected: Vec<Arc<Mutex<Vec<Decoded>>>> =
         sinks.iter().map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
     let mut threads = Vec::new();
     for (sink, out) in sinks.iter().zip(&collected) {

@@ -94,19 +94,19 @@ impl Detector {
         let n = self.cols * self.rows;
         let shares: Vec<f32> = (0..n).map(|b| self.dark_share(current, b)).collect();
         let any_dark = shares.iter().any(|&s| s >= FRESH_SHARE);
-        for b in 0..n {
+        for (b, &share) in shares.iter().enumerate() {
             // With nothing shown before (stream start), only what is almost all sub-black: the
             // decoder's fill of a lost slice, not dark content.
             let fresh = match shown {
-                Some(s) => shares[b] >= FRESH_SHARE && self.dark_share(s, b) < WAS_DARK_SHARE,
-                None => shares[b] >= FIRST_SHARE,
+                Some(s) => share >= FRESH_SHARE && self.dark_share(s, b) < WAS_DARK_SHARE,
+                None => share >= FIRST_SHARE,
             };
             // What was shown there must not be dark itself: then it was dark content (or damage
             // with nothing to repair it from), and flagging it again repairs nothing.
             let lingering = self.flagged[b]
                 && any_dark
                 && shown.is_some_and(|s| {
-                    self.dark_share(s, b) < WAS_DARK_SHARE && (shares[b] > 0.0 || self.mad(current, s, b) >= RELEASE_MAD)
+                    self.dark_share(s, b) < WAS_DARK_SHARE && (share > 0.0 || self.mad(current, s, b) >= RELEASE_MAD)
                 });
             self.mask[b] = fresh || lingering;
         }

@@ -670,10 +670,8 @@ impl NerveRecover {
                 }
                 fill_vertical(&mut plane, *g, &spatial, cols, 128);
             }
-            if !late {
-                if let (Some(model), Some(prev)) = (state.model.as_mut(), shown_frame.as_ref()) {
-                    self.run_model(model, &mut state.input, &mut state.counters, &mut dst, prev, next_frame.as_ref(), &mask, &state.detector);
-                }
+            if !late && let (Some(model), Some(prev)) = (state.model.as_mut(), shown_frame.as_ref()) {
+                self.run_model(model, &mut state.input, &mut state.counters, &mut dst, prev, next_frame.as_ref(), &mask, &state.detector);
             }
         }
         state.counters.repaired += 1;
@@ -783,10 +781,10 @@ impl NerveRecover {
                 }
             }
             gst::EventView::Segment(s) => {
-                if let Some(seg) = s.segment().downcast_ref::<gst::ClockTime>() {
-                    if let Some(state) = lock(&self.state).as_mut() {
-                        state.segment = seg.clone();
-                    }
+                if let Some(seg) = s.segment().downcast_ref::<gst::ClockTime>()
+                    && let Some(state) = lock(&self.state).as_mut()
+                {
+                    state.segment = seg.clone();
                 }
             }
             gst::EventView::FlushStop(_) => {
