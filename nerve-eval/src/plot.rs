@@ -89,8 +89,12 @@ pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Resu
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let panels = root.split_evenly((1, 2));
     let metrics: [(&str, fn(&crate::recover::Summary) -> f64); 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
-    let mut methods: Vec<&str> = summary.iter().map(|s| s.method.as_str()).collect();
-    methods.dedup();
+    let mut methods: Vec<&str> = Vec::new();
+    for s in summary {
+        if !methods.contains(&s.method.as_str()) {
+            methods.push(&s.method);
+        }
+    }
     for (panel, (name, value)) in panels.iter().zip(metrics) {
         let finite: Vec<f64> = summary.iter().map(value).filter(|v| v.is_finite()).collect();
         if finite.is_empty() {

@@ -158,7 +158,7 @@ fn score_detector(run: &loss::LossRun, shown: &[Frame], loss_rate: f64) -> Detec
     score
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub loss: f64,
     pub method: String,

@@ -83,6 +83,9 @@ enum Command {
         plot: Option<PathBuf>,
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Only redraw --plot from the summary of an earlier run's --json file.
+        #[arg(long)]
+        replot: Option<PathBuf>,
     },
     /// Stream a clip through the RTP loss pipeline and write the original, the lossless decode
     /// and the lossy decode as raw I420 (`original.yuv`, `clean.yuv`, `lossy.yuv`; a frame that
@@ -197,7 +200,14 @@ fn main() -> Result<()> {
                 println!("wrote {}", path.display());
             }
         }
-        Command::Recover { clips, loss: rates, seeds, model, frames, no_vmaf, json, plot: plot_path, data } => {
+        Command::Recover { replot: Some(from), plot: plot_path, .. } => {
+            let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&from)?)?;
+            let summary: Vec<recover::Summary> = serde_json::from_value(doc["summary"].clone())?;
+            let path = plot_path.unwrap_or_else(|| from.with_extension("png"));
+            plot::quality_vs_loss(&summary, &path)?;
+            println!("wrote {}", path.display());
+        }
+        Command::Recover { clips, loss: rates, seeds, model, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
             let data = data_dir(data);
             let specs: Vec<recover::ClipSpec> = if clips.is_empty() {
                 EVAL_CLIPS.iter().map(|(c, p)| recover::ClipSpec { path: data.join(p), content: c.to_string() }).collect()
