@@ -263,9 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--json", default="")
     c.add_argument("distorted", nargs="+")
     c.set_defaults(func=cmd_compare)
-    from . import registry_cli
+    from . import ondevice_cli, registry_cli
 
     registry_cli.add_parser(sub)
+    ondevice_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
