@@ -192,12 +192,15 @@ class Harvested:
 
 def harvest_clip(memory: EpisodicMemory, clip: Clip, root: Path | None = None, *, max_frames: int = 300,
                  frame_step: int = 5, patches_per_frame: int = 6, patch: int = 96, min_std: float = 4.0,
-                 seed: int = 0) -> Harvested:
+                 select: str = "random", seed: int = 0) -> Harvested:
     """Plays the clip at full resolution and stores `patches_per_frame` patches of every
     `frame_step`-th frame (at most `max_frames` sampled frames), as nervesr's harvester does:
-    from each sampled frame, the most textured of twice as many random candidates (flat patches
-    teach an upscaler nothing), with the contract's metadata (`frame`, the frame number, is an
-    extra key)."""
+    random positions, flat patches (luma std < `min_std`) skipped since they teach an upscaler
+    nothing; `select="textured"` keeps the most textured of twice as many candidates instead
+    (measured: that biases the memory towards edges and the fine-tuned model towards
+    sharpening). Metadata per the contract (`frame`, the frame number, is an extra key)."""
+    if select not in ("random", "textured"):
+        raise ValueError(f"unknown patch selection {select!r}: random or textured")
     root = root or data_root()
     rng = np.random.default_rng(seed)
     w, h = probe_size(clip, root)
@@ -215,7 +218,8 @@ def harvest_clip(memory: EpisodicMemory, clip: Clip, root: Path | None = None, *
             xs = rng.integers(0, (fw - patch) // 2 + 1, 2 * patches_per_frame) * 2
             cands = [(frame[y : y + patch, x : x + patch], int(y), int(x)) for y, x in zip(ys, xs)]
             cands = [c for c in cands if float(c[0].std()) >= min_std]
-            cands.sort(key=lambda c: -float(np.abs(np.diff(c[0].astype(np.int16), axis=1)).mean()))
+            if select == "textured":
+                cands.sort(key=lambda c: -float(np.abs(np.diff(c[0].astype(np.int16), axis=1)).mean()))
             for hr, y, x in cands[:patches_per_frame]:
                 items.append((np.ascontiguousarray(hr), None, {
                     "source": f"harvest:{clip.path}", "codec": codec, "crf": None, "bitrate_kbps": kbps,

@@ -49,6 +49,7 @@ class LoopConfig:
     harvest_step: int = 2
     harvest_patches: int = 8
     patch: int = 96
+    harvest_select: str = "random"
     train: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     eval_rungs: tuple[Codec, ...] = (Codec("x264", 23), Codec("x264", 33))
     eval_frames: int = 16
@@ -106,7 +107,8 @@ def run_loop(cfg: LoopConfig, work: Path, cache: Path) -> dict[str, Any]:
     clips = [c for c in TRAIN if c.content == cfg.content]
     for i, clip in enumerate(clips):
         got = harvest_clip(memory, clip, data_root(), max_frames=cfg.harvest_frames, frame_step=cfg.harvest_step,
-                           patches_per_frame=cfg.harvest_patches, patch=cfg.patch, seed=i)
+                           patches_per_frame=cfg.harvest_patches, patch=cfg.patch, select=cfg.harvest_select,
+                           seed=i)
         harvested[clip.path] = got.items
         played += got.seconds_played
     harvest_s = time.time() - t0

@@ -33,7 +33,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     total = 0
     for i, clip in enumerate(clips):
         n = harvest_clip(memory, clip, data_root(), max_frames=args.frames, frame_step=args.step,
-                         patches_per_frame=args.patches, patch=args.patch, seed=i)
+                         patches_per_frame=args.patches, patch=args.patch, select=args.select, seed=i)
         print(f"{clip.path}: {n.items} patches from {n.seconds_played:.1f} s of video")
         total += n.items
     print(f"{args.memory}: {len(memory)} items ({total} written)")
@@ -85,7 +85,7 @@ def cmd_ondevice_loop(args: argparse.Namespace) -> int:
     from .ondevice import LoopConfig, markdown, run_loop
 
     cfg = LoopConfig(content=args.content, harvest_frames=args.frames, harvest_step=args.step,
-                     harvest_patches=args.patches, patch=args.patch, train=config_from(args), eval_frames=args.eval_frames)
+                     harvest_patches=args.patches, patch=args.patch, harvest_select=args.select, train=config_from(args), eval_frames=args.eval_frames)
     result = run_loop(cfg, Path(args.work), Path(args.cache))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +132,7 @@ def add_parsers(sub: Any) -> None:
     h.add_argument("--step", type=int, default=5, help="sample every N-th frame")
     h.add_argument("--patches", type=int, default=6, help="patches per sampled frame")
     h.add_argument("--patch", type=int, default=96, help="patch side (high-resolution pixels)")
+    h.add_argument("--select", default="random", choices=("random", "textured"), help="patch selection in a frame")
     h.add_argument("--capacity", type=int, default=4000)
     h.add_argument("--allow-eval", action="store_true")
     h.set_defaults(func=cmd_harvest)
@@ -154,6 +155,7 @@ def add_parsers(sub: Any) -> None:
     o.add_argument("--step", type=int, default=2)
     o.add_argument("--patches", type=int, default=8)
     o.add_argument("--patch", type=int, default=96)
+    o.add_argument("--select", default="random", choices=("random", "textured"))
     o.add_argument("--eval-frames", type=int, default=16)
     o.add_argument("--name", default="nerve-sr-x2")
     add_train_args(o)

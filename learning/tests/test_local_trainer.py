@@ -150,3 +150,23 @@ def test_cli_harvest_and_local_train(tmp_path: Path, capsys: pytest.CaptureFixtu
     rc = main(["local-train", "--memory", mem, "--tracking-uri", reg, *assume, "--steps", "5", "--batch", "4", "--replay-fraction", "0", "--ewc-lambda", "0",
                "--holdout", "0.5", "--json", str(out)])
     assert rc == 0 and json.loads(out.read_text())["ran"] is True
+
+
+def test_ondevice_loop_end_to_end_tiny(tmp_path: Path) -> None:
+    """Harvest -> local training -> registry (promotion) -> exported model location -> scores of
+    the exported files on unseen clips; tiny so it runs in seconds."""
+    from nerve_learning.ondevice import LoopConfig, markdown, run_loop
+
+    cfg = LoopConfig(content="screen", harvest_frames=4, harvest_step=2, harvest_patches=4, patch=64,
+                     train=LocalTrainConfig(rungs=(Codec("x264", 28),), steps=10, batch=8, replay=TINY_REPLAY,
+                                            replay_pairs=8, fisher_samples=4, holdout=0.3, min_gain_db=-100.0),
+                     eval_rungs=(Codec("x264", 28),), eval_frames=1)
+    result = run_loop(cfg, tmp_path / "work", tmp_path / "cache")
+    assert result["champion"]["version"] == 2 and result["champion"]["parent"] == 1
+    assert (tmp_path / "work" / "location" / "manifest.toml").exists()
+    keys = list(result["rows"])
+    assert any(k.startswith("screen|") for k in keys) and {k.split("|")[0] for k in keys} >= {"sports", "animation"}
+    s = result["summary"]
+    assert s["target_content"] == "screen" and set(s["other_gain_db"]) == {"talking_head", "sports", "animation",
+                                                                            "texture"}
+    assert "| clip | rung |" in markdown(result)
