@@ -5,7 +5,7 @@
 # nerve-sr-x2 registered as v1 champion), promote the candidate, export the champion as a model
 # location, and score shipped vs on-device model on clips never trained on (unseen clips of that
 # content, the held-out clip of every other content type). Writes out/ondevice/ondevice-<content>.{json,md};
-# the reviewed copies live in learning/results/.
+# the reviewed copies live in learning/reports/ondevice/.
 # CPU only, nice'd, one PyTorch thread: about 10 minutes per content type on 2 shared cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
