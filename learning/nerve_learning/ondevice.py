@@ -131,7 +131,8 @@ def run_loop(cfg: LoopConfig, work: Path, cache: Path) -> dict[str, Any]:
     paths = {"shipped": cfg.shipped, "new": location / f"{name}-v{champion.version}.onnx"}
     target = unseen_clips(cfg.content)
     others = [c for c in EVAL if c.content != cfg.content]
-    rows = score(paths, target + others, cfg.eval_rungs, cfg.eval_frames)
+    # Nothing to compare when the trainer kept the shipped model (its decision says why).
+    rows = score(paths, target + others, cfg.eval_rungs, cfg.eval_frames) if champion.version != 1 else {}
     result = {
         "config": json.loads(json.dumps(asdict(cfg), default=str)),
         "harvest": {"clips": harvested, "items": len(memory), "seconds_of_video": played, "seconds": harvest_s},

@@ -55,6 +55,7 @@ def config_from(args: argparse.Namespace) -> Any:
     return LocalTrainConfig(name=args.name, rungs=parse_codecs(args.rungs), steps=args.steps, batch=args.batch,
                             lr=args.lr, replay_fraction=args.replay_fraction, replay_pairs=args.replay_pairs,
                             ewc_lambda=args.ewc_lambda, holdout=args.holdout, min_gain_db=args.min_gain,
+                            max_forget_db=args.max_forget, guard_pairs=args.guard_pairs,
                             threads=args.threads, seed=args.seed)
 
 
@@ -98,14 +99,17 @@ def cmd_ondevice_loop(args: argparse.Namespace) -> int:
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rungs", default="x264:23,x264:33", help="codec:crf rungs for harvested patches without one")
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--replay-fraction", type=float, default=0.5, help="share of each batch from the original pairs")
     p.add_argument("--replay-pairs", type=int, default=6000)
-    p.add_argument("--ewc-lambda", type=float, default=1.0, help="0: no EWC")
+    p.add_argument("--ewc-lambda", type=float, default=0.03, help="0: no EWC")
     p.add_argument("--holdout", type=float, default=0.2, help="share of harvested frames held back for the decision")
     p.add_argument("--min-gain", type=float, default=0.02, help="dB the candidate must gain to be registered")
+    p.add_argument("--max-forget", type=float, default=0.1,
+                   help="dB the candidate may lose on original training pairs kept out of the fine-tune (<0: no check)")
+    p.add_argument("--guard-pairs", type=int, default=2000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=str(CACHE), help="where the original training pairs are cached")
