@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -262,6 +263,85 @@ def cmd_continual(args: argparse.Namespace) -> int:
     out_json.write_text(json.dumps(report, indent=2))
     print(summary_table(report))
     print(f"wrote {out_json}" + (f" and {', '.join(str(p) for p in plots)}" if plots else ""))
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .pack import PackConfig, build_pack
+
+    codecs = parse_codecs(args.codecs) if args.codecs else ()
+    cfg = PackConfig(scales=(2, 3, 4) if codecs else (), codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
+                     crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale)
+    out = build_pack(cfg, Path(args.out))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_train_pack(args: argparse.Namespace) -> int:
+    from .pack import load_pack
+    from .packtrain import PackTrainConfig, train_from_pack
+
+    cfg = PackTrainConfig(scale=args.scale, rungs=args.rungs, exclude=tuple(args.exclude), channels=args.channels,
+                          depth=args.depth, steps=args.steps, minutes=args.minutes, batch=args.batch, patch_lr=args.patch,
+                          teacher_channels=args.teacher_channels, teacher_blocks=args.teacher_blocks,
+                          teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
+                          distill=args.distill, device=args.device, threads=args.threads, seed=args.seed)
+    out = train_from_pack(load_pack(Path(args.pack)), cfg, Path(args.out))
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_finish(args: argparse.Namespace) -> int:
+    """Export, held-out evaluation, speed, model card and manifest entry for a weights file made
+    by `train-pack` (possibly on another machine)."""
+    from .packtrain import load_student
+    from .quantize import seconds_per_frame
+
+    path = Path(args.weights)
+    model, record = load_student(path)
+    cfg = record["config"]
+    name = args.name or path.stem
+    codecs = parse_codecs(args.eval_codecs)
+    metrics = evaluate(model, codecs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / f"{name}.onnx"
+    sha = export_onnx(model, onnx_path)
+    lw, lh = 1280 // model.scale, 720 // model.scale
+    fps = 1 / seconds_per_frame(onnx_path, lw, lh)
+    params = sum(p.numel() for p in model.parameters())
+    s = record["student"]
+    rungs = ("MATLAB bicubic downscale only (the BI degradation of Vid4/Set5)" if cfg["rungs"] == "bi" else
+             "bicubic downscale, then " + ", ".join(f"{c['name']} CRF {c['crf']}" for c in record["pack"]["codecs"]) + ", decoded")
+    kd = f" + {cfg['distill']} x L1 to the teacher (distillation)" if "teacher" in record else ""
+    lines = [
+        f"# {name}", "",
+        f"Real-time super-resolution student, x{model.scale}, luma in (the current frame), residual on a built-in",
+        "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback). Trained from a frame pack",
+        "(`nerve-learn pack`, `nerve-learn train-pack`), exported and evaluated by `nerve-learn finish`.", "",
+        f"- Architecture: conv3x3(1->{model.channels}), {model.depth} x conv3x3({model.channels}->{model.channels}), "
+        f"conv3x3(->{model.scale ** 2}), ReLU, pixel shuffle",
+        f"- Parameters: {params}",
+        f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
+        f"- Training data: {', '.join(record['clips'])}",
+        f"  ({record['pack']['frames_per_clip']} frames per clip, every {record['pack']['frame_step']}th, "
+        f"{record['pack']['crops_per_frame']} crops of {record['pack']['crop']} px per frame; patches of {cfg['patch_lr']} LR px drawn at random)",
+        *([f"- Left out of training: {', '.join(cfg['exclude'])}"] if cfg["exclude"] else []),
+        f"- Degradation: {rungs}",
+        f"- Training: L1{kd}, "
+        f"Adam {cfg['lr']}, cosine schedule, {s['steps']} steps of {cfg['batch']} on {s['device']} ({s['seconds'] / 60:.1f} min)",
+        *([f"- Teacher: {cfg['teacher_blocks']} residual blocks of {cfg['teacher_channels']} channels, "
+           f"{record['teacher']['steps']} steps on {record['teacher']['device']}"] if "teacher" in record else []),
+        f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {fps:.1f} fps "
+        f"(load average {os.getloadavg()[0]:.1f} on 2 cores while measured)",
+        *[f"- {line}" for line in args.note],
+        "", "## PSNR-Y on the held-out clips (dB, first 8 frames)", "",
+        "| clip / rung | Catmull-Rom | this model | gain |", "|---|---|---|---|", metrics_table(metrics), "",
+        "VMAF, VMAF NEG and frames per second inside nervesr: `nerve-eval sr` (see the README).", "",
+    ]
+    (out / f"{name}.md").write_text("\n".join(lines))
+    (out / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=2))
+    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model.scale, 1, sha, args.default, f"{name}.md"))
+    gain = sum(v["psnr_y"] - v["psnr_y_bicubic"] for v in metrics.values()) / len(metrics)
+    print(f"{name}: mean PSNR-Y gain over Catmull-Rom on held-out clips {gain:+.2f} dB; {fps:.1f} fps model only")
     return 0
 
 
@@ -324,6 +404,45 @@ def main(argv: list[str] | None = None) -> int:
 
     registry_cli.add_parser(sub)
     ondevice_cli.add_parsers(sub)
+
+    k = sub.add_parser("pack", help="frame pack: training crops with their decoded rungs, for training elsewhere")
+    k.add_argument("--out", required=True)
+    k.add_argument("--codecs", default="x264:18,x264:23,x264:28,x264:33,x265:28,vp9:40,av1:45")
+    k.add_argument("--frames", type=int, default=16, help="frames per training clip")
+    k.add_argument("--crop", type=int, default=384)
+    k.add_argument("--step", type=int, default=6, help="every n-th frame")
+    k.add_argument("--crops", type=int, default=2, help="crops per frame")
+    k.add_argument("--hr-downscale", type=int, default=1, help="shrink the originals first (BI packs)")
+    k.set_defaults(func=cmd_pack)
+    t = sub.add_parser("train-pack", help="train a student (and optionally its teacher) from a frame pack, on CUDA if present")
+    t.add_argument("--pack", required=True)
+    t.add_argument("--out", required=True, help="weights file to write (.pt)")
+    t.add_argument("--scale", type=int, default=4, choices=(2, 3, 4))
+    t.add_argument("--rungs", default="codecs", choices=("codecs", "bi"))
+    t.add_argument("--exclude", nargs="*", default=[], help="clip paths (substrings) to leave out")
+    t.add_argument("--channels", type=int, default=16)
+    t.add_argument("--depth", type=int, default=2)
+    t.add_argument("--steps", type=int, default=20000)
+    t.add_argument("--minutes", type=float, default=0.0, help="size the run by time instead of steps")
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--patch", type=int, default=48, help="LR patch side")
+    t.add_argument("--teacher-channels", type=int, default=48)
+    t.add_argument("--teacher-blocks", type=int, default=6)
+    t.add_argument("--teacher-steps", type=int, default=0)
+    t.add_argument("--teacher-minutes", type=float, default=0.0)
+    t.add_argument("--distill", type=float, default=0.5)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_train_pack)
+    f = sub.add_parser("finish", help="export, evaluate and register a weights file from train-pack")
+    f.add_argument("--weights", required=True)
+    f.add_argument("--name", default="")
+    f.add_argument("--eval-codecs", default="x264:23,x264:33")
+    f.add_argument("--note", action="append", default=[], help="extra model-card line (repeatable)")
+    f.add_argument("--default", action="store_true")
+    f.add_argument("--out", default=str(MODELS))
+    f.set_defaults(func=cmd_finish)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

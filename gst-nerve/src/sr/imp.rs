@@ -6,6 +6,15 @@
  * through an ONNX model (a residual on a Catmull-Rom upscale), chroma is upscaled classically;
  * I420 and NV12 in and out. Late frames (QoS) are upscaled classically instead of being dropped.
  *
+ * The model can change while playing: set `model`, or point `model-location` at a directory
+ * whose manifest.toml the element follows (the registry materialises aliases there). The new
+ * model loads in the background and takes over between two frames; one that fails to load or
+ * fails its sha256 check is refused with a warning and the running one stays.
+ *
+ * At `scale=1` (a rung at or above display size) frames pass through untouched, and with
+ * `harvest-location` set the element stores a bounded number of detailed luma patches per minute
+ * in the on-device episodic memory, as training data for the low rungs.
+ *
  * ## Example launch line
  * |[
  * gst-launch-1.0 filesrc location=in.mp4 ! decodebin ! videoconvert ! nervesr scale=2 ! videoconvert ! autovideosink
@@ -15,7 +24,7 @@
  */
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gst::glib;
@@ -28,7 +37,9 @@ use gst_video::subclass::prelude::*;
 
 use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
 use crate::engine::resample::{PlaneGeometry, Resampler};
-use crate::engine::{self, EngineError, Model, Provider, SessionConfig, Task};
+use super::harvest::{HarvestConfig, Harvester};
+use super::swap::{LoadRequest, Loaded, Swapper};
+use crate::engine::{self, EngineError, Model, Provider, SessionConfig};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("nervesr", gst::DebugColorFlags::empty(), Some("nerve neural super-resolution"))
@@ -37,6 +48,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 const DEFAULT_SCALE: u32 = 2;
 const DEFAULT_THREADS: u32 = 0;
 const DEFAULT_STATS_INTERVAL: u32 = 30;
+const DEFAULT_WATCH_INTERVAL_MS: u32 = 1000;
+const DEFAULT_HARVEST_BUDGET: u32 = 30;
+const DEFAULT_HARVEST_PATCH: u32 = 128;
 /// Warn about failing inference at most this often (in frames), not on every frame.
 const ERROR_WARN_INTERVAL: u64 = 100;
 
@@ -49,6 +63,26 @@ struct Settings {
     ort_library: Option<String>,
     stats_interval: u32,
     enhance: bool,
+    model_location: Option<String>,
+    watch_interval: u32,
+    harvest_location: Option<String>,
+    harvest_budget: u32,
+    harvest_patch: u32,
+}
+
+impl Settings {
+    fn load_request(&self) -> LoadRequest {
+        LoadRequest {
+            spec: self.model.clone(),
+            location: self.model_location.as_ref().map(PathBuf::from),
+            scale: self.scale,
+            session: SessionConfig {
+                provider: self.provider,
+                threads: self.threads,
+                library: self.ort_library.as_ref().map(PathBuf::from),
+            },
+        }
+    }
 }
 
 impl Default for Settings {
@@ -61,6 +95,11 @@ impl Default for Settings {
             ort_library: None,
             stats_interval: DEFAULT_STATS_INTERVAL,
             enhance: true,
+            model_location: None,
+            watch_interval: DEFAULT_WATCH_INTERVAL_MS,
+            harvest_location: None,
+            harvest_budget: DEFAULT_HARVEST_BUDGET,
+            harvest_patch: DEFAULT_HARVEST_PATCH,
         }
     }
 }
@@ -73,6 +112,8 @@ struct Counters {
     inference: Duration,
     /// True while the last frame went the classical way because of QoS.
     falling_back: bool,
+    swaps: u64,
+    swaps_refused: u64,
 }
 
 /// Per-format plane handling, fixed when caps are set.
@@ -96,6 +137,8 @@ struct State {
     history: VecDeque<Vec<f32>>,
     input: Vec<f32>,
     counters: Counters,
+    /// Set while harvesting (scale 1 with a harvest-location).
+    harvester: Option<Harvester>,
 }
 
 /// QoS as last reported by downstream; written from the source pad's event thread.
@@ -109,6 +152,9 @@ pub struct NerveSr {
     settings: Mutex<Settings>,
     state: Mutex<State>,
     qos: Mutex<Qos>,
+    swapper: Mutex<Swapper>,
+    /// sha256 of the model in use, for the model-location watcher to compare against.
+    active_sha: Arc<Mutex<Option<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,14 +177,60 @@ impl ObjectImpl for NerveSr {
                     .nick("Model")
                     .blurb(
                         "A model name from the manifest (models/manifest.toml, or NERVE_MODEL_PATH), a path to an \
-                         .onnx file with a manifest.toml beside it, or empty for the shipped default model of `scale`",
+                         .onnx file with a manifest.toml beside it, or empty for the shipped default model of `scale`. \
+                         Changing it while playing loads the new model in the background and swaps it in between two \
+                         frames; a model that fails to load is refused with a warning and the running one stays",
                     )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("model-location")
+                    .nick("Model location")
+                    .blurb(
+                        "A directory with a manifest.toml to take models from and to follow: when its manifest changes \
+                         to name other model bytes (e.g. a registry alias moved), the new model is swapped in live. \
+                         `model` then names an entry of that manifest (empty: its default for `scale`)",
+                    )
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("watch-interval")
+                    .nick("Watch interval")
+                    .blurb("How often model-location's manifest is checked, in milliseconds")
+                    .minimum(10)
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_WATCH_INTERVAL_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("harvest-location")
+                    .nick("Harvest location")
+                    .blurb(
+                        "Episodic memory directory to store training patches in while a rung at display size plays \
+                         (scale=1); empty: harvest nothing. Patches never leave the device",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("harvest-budget")
+                    .nick("Harvest budget")
+                    .blurb("Patches harvested per minute of video at most (disk per minute = budget x patch^2 bytes)")
+                    .minimum(1)
+                    .maximum(600)
+                    .default_value(DEFAULT_HARVEST_BUDGET)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("harvest-patch")
+                    .nick("Harvest patch size")
+                    .blurb("Side of the square luma patches harvested, in pixels")
+                    .minimum(32)
+                    .maximum(512)
+                    .default_value(DEFAULT_HARVEST_PATCH)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("scale")
                     .nick("Scale")
-                    .blurb("Upscale factor: output frames are `scale` times wider and higher")
-                    .minimum(2)
+                    .blurb(
+                        "Upscale factor: output frames are `scale` times wider and higher; 1 passes frames through \
+                         untouched (a rung at display size: the time to harvest)",
+                    )
+                    .minimum(1)
                     .maximum(4)
                     .default_value(DEFAULT_SCALE)
                     .mutable_ready()
@@ -182,7 +274,8 @@ impl ObjectImpl for NerveSr {
                     .nick("Statistics")
                     .blurb(
                         "Counters: frames-enhanced, frames-classical, inference-errors, mean-inference-ms, \
-                         falling-back, model, provider",
+                         falling-back, model, model-sha256, provider, model-swaps, swaps-refused, harvested-patches, \
+                         harvested-bytes",
                     )
                     .read_only()
                     .build(),
@@ -193,9 +286,24 @@ impl ObjectImpl for NerveSr {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = lock(&self.settings);
+        let text = || value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty());
         // ok: GObject checked each value's type against its pspec before calling us.
         match pspec.name() {
-            "model" => s.model = value.get::<Option<String>>().ok().flatten().unwrap_or_default(),
+            "model" | "model-location" => {
+                if pspec.name() == "model" {
+                    s.model = text().unwrap_or_default();
+                } else {
+                    s.model_location = text();
+                }
+                let settings = s.clone();
+                drop(s);
+                self.model_settings_changed(&settings);
+                return;
+            }
+            "watch-interval" => s.watch_interval = value.get().unwrap_or(DEFAULT_WATCH_INTERVAL_MS),
+            "harvest-location" => s.harvest_location = text(),
+            "harvest-budget" => s.harvest_budget = value.get().unwrap_or(DEFAULT_HARVEST_BUDGET),
+            "harvest-patch" => s.harvest_patch = value.get().unwrap_or(DEFAULT_HARVEST_PATCH),
             "scale" => s.scale = value.get().unwrap_or(DEFAULT_SCALE),
             "provider" => s.provider = value.get().unwrap_or_default(),
             "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
@@ -211,6 +319,11 @@ impl ObjectImpl for NerveSr {
         let s = lock(&self.settings);
         match pspec.name() {
             "model" => s.model.to_value(),
+            "model-location" => s.model_location.to_value(),
+            "watch-interval" => s.watch_interval.to_value(),
+            "harvest-location" => s.harvest_location.to_value(),
+            "harvest-budget" => s.harvest_budget.to_value(),
+            "harvest-patch" => s.harvest_patch.to_value(),
             "scale" => s.scale.to_value(),
             "provider" => s.provider.to_value(),
             "threads" => s.threads.to_value(),
@@ -289,11 +402,12 @@ impl NerveSr {
         let state = lock(&self.state);
         let c = &state.counters;
         let mean_ms = if c.enhanced > 0 { c.inference.as_secs_f64() * 1000.0 / c.enhanced as f64 } else { 0.0 };
-        let (model, provider) = state
+        let (model, sha, provider) = state
             .model
             .as_ref()
-            .map(|m| (m.spec.entry.name.clone(), m.provider.nick()))
+            .map(|m| (m.spec.entry.name.clone(), m.spec.entry.sha256.clone(), m.provider.nick()))
             .unwrap_or_default();
+        let harvested = state.harvester.as_ref().map(|h| h.counters).unwrap_or_default();
         gst::Structure::builder("nervesr-stats")
             .field("frames-enhanced", c.enhanced)
             .field("frames-classical", c.classical)
@@ -301,7 +415,12 @@ impl NerveSr {
             .field("mean-inference-ms", mean_ms)
             .field("falling-back", c.falling_back)
             .field("model", model)
+            .field("model-sha256", sha)
             .field("provider", provider)
+            .field("model-swaps", c.swaps)
+            .field("swaps-refused", c.swaps_refused)
+            .field("harvested-patches", harvested.patches)
+            .field("harvested-bytes", harvested.bytes)
             .build()
     }
 
@@ -311,33 +430,26 @@ impl NerveSr {
     }
 
     fn load_model(&self) -> Result<Model, gst::ErrorMessage> {
-        let settings = lock(&self.settings).clone();
-        let to_error = |e: EngineError| match &e {
+        let request = lock(&self.settings).load_request();
+        let model = request.load().map_err(|e| match &e {
             EngineError::ModelMissing(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)),
             EngineError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
             _ => gst::error_msg!(gst::LibraryError::Settings, ("{}", e)),
-        };
-        let resolved = engine::manifest::resolve(&settings.model, Task::SuperResolution, settings.scale).map_err(to_error)?;
-        let entry = &resolved.entry;
-        if entry.task != Task::SuperResolution || entry.scale != settings.scale {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("model '{}' is a {:?} x{} model, but scale={}", entry.name, entry.task, entry.scale, settings.scale)
-            ));
-        }
-        let config = SessionConfig {
-            provider: settings.provider,
-            threads: settings.threads,
-            library: settings.ort_library.as_ref().map(PathBuf::from),
-        };
-        let model = Model::load(resolved, &config).map_err(to_error)?;
+        })?;
+        self.loaded(&model);
+        Ok(model)
+    }
+
+    /// Logs a model taking over and posts the warnings its loading produced.
+    fn loaded(&self, model: &Model) {
         for w in &model.warnings {
             gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{}", w));
         }
+        *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
         gst::info!(
             CAT,
             imp = self,
-            "loaded model '{}' (x{}, {} frame(s)) from {} on {} (ONNX Runtime: {})",
+            "model '{}' (x{}, {} frame(s)) from {} on {} (ONNX Runtime: {})",
             model.spec.entry.name,
             model.scale(),
             model.frames(),
@@ -345,7 +457,53 @@ impl NerveSr {
             model.provider.nick(),
             engine::library::loaded_path().map(|p| p.display().to_string()).unwrap_or_default()
         );
-        Ok(model)
+    }
+
+    /// `model` or `model-location` changed: while running (a model is in use), load the new
+    /// one in the background and follow the new location; before start, nothing to do.
+    fn model_settings_changed(&self, settings: &Settings) {
+        let running = lock(&self.state).model.is_some();
+        if !running {
+            return;
+        }
+        let request = settings.load_request();
+        let mut swapper = lock(&self.swapper);
+        swapper.request(request.clone());
+        self.follow(&mut swapper, settings, request);
+    }
+
+    /// Starts (or stops) watching `model-location`.
+    fn follow(&self, swapper: &mut Swapper, settings: &Settings, request: LoadRequest) {
+        match &settings.model_location {
+            Some(dir) => {
+                let active = self.active_sha.clone();
+                let interval = Duration::from_millis(settings.watch_interval as u64);
+                swapper.watch(PathBuf::from(dir), interval, request, move || lock(&active).clone());
+            }
+            None => swapper.unwatch(),
+        }
+    }
+
+    /// Between two frames: puts a freshly loaded model in place, or reports why it was refused.
+    fn take_swap(&self, state: &mut State) {
+        let Some(loaded) = lock(&self.swapper).take() else { return };
+        match loaded {
+            Loaded::Ready(model) => {
+                let from = state.model.as_ref().map(|m| m.spec.entry.name.clone()).unwrap_or_default();
+                self.loaded(&model);
+                // History is luma of the current geometry: still valid, only its length may differ.
+                while state.history.len() > model.frames().saturating_sub(1) {
+                    state.history.pop_front();
+                }
+                gst::info!(CAT, imp = self, "swapped model '{from}' for '{}'", model.spec.entry.name);
+                state.model = Some(model);
+                state.counters.swaps += 1;
+            }
+            Loaded::Refused(why) => {
+                state.counters.swaps_refused += 1;
+                gst::element_imp_warning!(self, gst::LibraryError::Settings, ("new model refused, keeping the current one: {}", why));
+            }
+        }
     }
 
     /// Whether the frame at `pts` is already late according to downstream QoS.
@@ -369,22 +527,53 @@ impl NerveSr {
 }
 
 impl BaseTransformImpl for NerveSr {
-    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::NeverInPlace;
+    // Both: frames are transformed out of place, and at scale 1 (pass-through) the in-place hook
+    // sees each frame read-only, for harvesting.
+    const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::Both;
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
-    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+    // At scale 1 the element is in pass-through and harvests from the frames it lets by.
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let model = self.load_model()?;
-        let mut state = lock(&self.state);
-        *state = State { model: Some(model), ..State::default() };
-        drop(state);
+        let settings = lock(&self.settings).clone();
         lock(&self.qos).earliest = None;
+        if settings.scale == 1 {
+            // Pass-through at display size: no model, maybe harvesting.
+            let harvester = match &settings.harvest_location {
+                Some(dir) => Some(
+                    Harvester::new(HarvestConfig {
+                        location: PathBuf::from(dir),
+                        budget: settings.harvest_budget,
+                        patch: settings.harvest_patch,
+                    })
+                    .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ("{}", e)))?,
+                ),
+                None => None,
+            };
+            *lock(&self.state) = State { harvester, ..State::default() };
+            return Ok(());
+        }
+        let model = self.load_model()?;
+        *lock(&self.state) = State { model: Some(model), ..State::default() };
+        if settings.model_location.is_some() {
+            let mut swapper = lock(&self.swapper);
+            self.follow(&mut swapper, &settings, settings.load_request());
+        }
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        lock(&self.swapper).reset();
+        let harvester = lock(&self.state).harvester.take();
         *lock(&self.state) = State::default();
+        *lock(&self.active_sha) = None;
         lock(&self.qos).earliest = None;
+        if let Some(mut h) = harvester {
+            // Every patch handed to the writer is on disk once this returns.
+            if let Err(e) = h.finish() {
+                gst::element_imp_warning!(self, gst::ResourceError::Write, ("{}", e));
+            }
+        }
         Ok(())
     }
 
@@ -469,6 +658,18 @@ impl BaseTransformImpl for NerveSr {
                 lock(&self.qos).earliest = None;
             }
             gst::EventView::StreamStart(_) => self.reset_history(),
+            gst::EventView::Tag(tag) => {
+                if let Some(h) = lock(&self.state).harvester.as_mut() {
+                    let tags = tag.tag();
+                    if let Some(codec) = tags.get::<gst::tags::VideoCodec>() {
+                        h.info.codec = Some(codec.get().to_string());
+                    }
+                    let bitrate = tags.get::<gst::tags::Bitrate>().or_else(|| tags.get::<gst::tags::NominalBitrate>());
+                    if let Some(b) = bitrate {
+                        h.info.bitrate_kbps = Some(b.get() as f64 / 1000.0);
+                    }
+                }
+            }
             gst::EventView::Eos(_) => self.post_stats(),
             _ => {}
         }
@@ -477,6 +678,24 @@ impl BaseTransformImpl for NerveSr {
 }
 
 impl VideoFilterImpl for NerveSr {
+    fn transform_frame_ip_passthrough(
+        &self,
+        frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut state = lock(&self.state);
+        let Some(harvester) = state.harvester.as_mut() else { return Ok(gst::FlowSuccess::Ok) };
+        let Ok(luma) = frame.plane_data(0) else { return Ok(gst::FlowSuccess::Ok) };
+        let stride = frame.plane_stride()[0] as usize;
+        let pts = frame.buffer().pts().map(|t| t.nseconds());
+        if let Err(e) = harvester.frame(luma, stride, frame.width() as usize, frame.height() as usize, pts) {
+            // The video goes on; only harvesting stops.
+            state.harvester = None;
+            drop(state);
+            gst::element_imp_warning!(self, gst::ResourceError::Write, ("harvesting stopped: {}", e));
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
     fn set_info(
         &self,
         incaps: &gst::Caps,
@@ -485,6 +704,13 @@ impl VideoFilterImpl for NerveSr {
         out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
         let scale = self.scale();
+        self.obj().set_passthrough(scale == 1);
+        if scale == 1 {
+            if let Some(h) = lock(&self.state).harvester.as_mut() {
+                h.info.description = format!("{}x{} {}", in_info.width(), in_info.height(), incaps);
+            }
+            return Ok(());
+        }
         if out_info.width() != in_info.width() * scale || out_info.height() != in_info.height() * scale {
             return Err(gst::loggable_error!(CAT, "output {outcaps} is not {scale} times the input {incaps}"));
         }
@@ -533,6 +759,7 @@ impl VideoFilterImpl for NerveSr {
         };
         let mut guard = lock(&self.state);
         let state = &mut *guard;
+        self.take_swap(state);
         let Some(geo) = state.geometry.as_mut() else {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
             return Err(gst::FlowError::NotNegotiated);

@@ -9,11 +9,16 @@
 //! the sink reports that frames arrive late (QoS), frames are upscaled classically until the
 //! pipeline catches up, instead of being dropped. Counters are posted as `nervesr-stats` element
 //! messages and are readable from the `stats` property.
+//!
+//! Models swap live (`swap`: background load, taken between two frames), and at scale 1 the
+//! element passes frames through and can harvest training patches (`harvest`).
 
 use gst::glib;
 use gst::prelude::*;
 
+mod harvest;
 mod imp;
+mod swap;
 
 glib::wrapper! {
     pub struct NerveSr(ObjectSubclass<imp::NerveSr>)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gst::prelude::*;
+use gst_check::Harness;
 use gst_video::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -116,4 +117,47 @@ pub fn start_error(props: &[(&str, &str)]) -> String {
         gst::MessageView::Error(e) => format!("{} ({})", e.error(), e.debug().unwrap_or_default()),
         _ => unreachable!(),
     }
+}
+
+/// `nervesr` with the given properties in a harness; fails this test (not the process) when
+/// the element does not start.
+pub fn harness(props: &[(&str, &str)]) -> Harness {
+    init();
+    let mut builder = gst::ElementFactory::make("nervesr");
+    for (k, v) in props {
+        builder = builder.property_from_str(k, v);
+    }
+    let element = builder.build().expect("nervesr");
+    // The harness aborts the whole test process when the element fails to start; check first
+    // so that a failure is this test's own, with the element's message.
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    if element.set_state(gst::State::Paused).is_err() {
+        let msg = match bus.pop_filtered(&[gst::MessageType::Error]).as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Error(e)) => format!("{} ({:?})", e.error(), e.debug()),
+            _ => String::new(),
+        };
+        panic!("nervesr does not start: {msg}");
+    }
+    element.set_state(gst::State::Null).expect("stops");
+    element.set_bus(None);
+    Harness::with_element(&element, Some("sink"), Some("src"))
+}
+
+pub fn push_frame(h: &mut Harness, info: &gst_video::VideoInfo, pts_ms: u64, luma: impl Fn(usize, usize) -> u8) -> gst_video::VideoFrame<gst_video::video_frame::Readable> {
+    let mut buffer = frame(info, luma, 90, 160);
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(pts_ms));
+        b.set_duration(gst::ClockTime::from_mseconds(33));
+    }
+    assert_eq!(h.push(buffer), Ok(gst::FlowSuccess::Ok));
+    let out = h.pull().expect("one output buffer per input buffer");
+    let caps = h.sinkpad().expect("harness sink pad").current_caps().expect("negotiated caps");
+    let out_info = gst_video::VideoInfo::from_caps(&caps).expect("video caps");
+    gst_video::VideoFrame::from_buffer_readable(out, &out_info).expect("map output")
+}
+
+pub fn stats(h: &Harness) -> gst::Structure {
+    h.element().expect("element").property::<gst::Structure>("stats")
 }

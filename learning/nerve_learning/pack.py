@@ -1,0 +1,152 @@
+"""Frame packs: training crops of the original frames with their decoded low rungs, in one
+portable compressed file, so that training can run where there is no ffmpeg (a GPU machine).
+
+A pack holds, for each training clip, crops of every `frame_step`-th frame (`hr`, uint8, size a
+multiple of 24 so every scale divides it) and, for each scale and codec rung, the same region of
+the decoded low rung (`lr/x{s}/{codec}-{crf}`), cut from the whole decoded frame (the encoder saw
+the whole frame, not the crop). The clean "BI" rung (MATLAB bicubic, no codec) is not stored: it
+is computed from `hr` by `matlab_downscale`, exactly as Vid4's low-resolution frames are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .clips import TRAIN, Clip, data_root
+from .degrade import Codec, degrade, probe_size, read_luma
+
+ALIGN = 24  # lcm of 2 x every scale (2, 3, 4): crops land on whole low-rung pixels at each scale
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    scales: tuple[int, ...] = (2, 3, 4)
+    codecs: tuple[Codec, ...] = (
+        Codec("x264", 18), Codec("x264", 23), Codec("x264", 28), Codec("x264", 33),
+        Codec("x265", 28), Codec("vp9", 40), Codec("av1", 45),
+    )
+    frames_per_clip: int = 16
+    frame_step: int = 6
+    crop: int = 384
+    crops_per_frame: int = 2
+    seed: int = 0
+    clips: tuple[Clip, ...] = field(default=TRAIN)
+    # > 1: the originals are first shrunk by this factor (MATLAB bicubic), which cleans away the
+    # sources' own compression and softness; a pack for the clean BI degradation, without rungs.
+    hr_downscale: int = 1
+
+
+def rung_key(scale: int, codec: Codec) -> str:
+    return f"lr/x{scale}/{codec.name}-{codec.crf}"
+
+
+def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
+    """Decodes, degrades and crops; writes `out` (npz, compressed) and returns it."""
+    root = root or data_root()
+    rng = np.random.default_rng(cfg.seed)
+    hr_crops: list[np.ndarray] = []
+    clip_of: list[int] = []
+    valid: list[int] = []
+    lr_crops: dict[str, list[np.ndarray]] = {rung_key(s, c): [] for s in cfg.scales for c in cfg.codecs}
+    for ci, clip in enumerate(tqdm(cfg.clips, desc="pack clips", unit="clip")):
+        w, h = probe_size(clip, root)
+        w, h = w // ALIGN * ALIGN, h // ALIGN * ALIGN
+        # read_luma crops to a multiple of 2*scale; with scale 12 that is 24, the common grid.
+        hr = read_luma(clip, root, 12, cfg.frames_per_clip, cfg.frame_step)[:, :h, :w]
+        if cfg.hr_downscale > 1:
+            d = cfg.hr_downscale
+            small = matlab_downscale(torch.from_numpy(hr).float(), d).numpy().astype(np.uint8)
+            h, w = h // d // ALIGN * ALIGN, w // d // ALIGN * ALIGN
+            hr = np.ascontiguousarray(small[:, :h, :w])
+        crop = min(cfg.crop, h // ALIGN * ALIGN, w // ALIGN * ALIGN)
+        spots = [(f, int(rng.integers(0, (h - crop) // ALIGN + 1)) * ALIGN, int(rng.integers(0, (w - crop) // ALIGN + 1)) * ALIGN)
+                 for f in range(hr.shape[0]) for _ in range(cfg.crops_per_frame)]
+        for f, y, x in spots:
+            hr_crops.append(_fit(hr[f, y : y + crop, x : x + crop], cfg.crop))
+            clip_of.append(ci)
+            valid.append(crop)
+        for s in cfg.scales:
+            for codec in cfg.codecs:
+                lr = degrade(hr, s, codec, clip.fps)
+                for f, y, x in spots:
+                    lr_crops[rung_key(s, codec)].append(_fit(lr[f, y // s : (y + crop) // s, x // s : (x + crop) // s], cfg.crop // s))
+    arrays = {k: np.stack(v) for k, v in lr_crops.items()}
+    meta = {"config": asdict(cfg), "clips": [c.path for c in cfg.clips], "contents": [c.content for c in cfg.clips]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez_compressed(tmp, hr=np.stack(hr_crops), clip=np.array(clip_of, np.int16), valid=np.array(valid, np.int16),
+                        meta=np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8), **arrays)
+    tmp.replace(out)
+    return out
+
+
+def _fit(a: np.ndarray, size: int) -> np.ndarray:
+    """Small clips give smaller crops: padded (edge) to the pack's crop size; `valid` records the
+    real extent and the sampler draws patches from that top-left region only."""
+    if a.shape == (size, size):
+        return a
+    return np.pad(a, ((0, size - a.shape[0]), (0, size - a.shape[1])), mode="edge")
+
+
+@dataclass
+class Pack:
+    hr: np.ndarray
+    clip: np.ndarray
+    valid: np.ndarray
+    lr: dict[str, np.ndarray]
+    meta: dict
+
+    def clips(self) -> list[str]:
+        return list(self.meta["clips"])
+
+
+def load_pack(path: Path) -> Pack:
+    with np.load(path) as z:
+        lr = {k: z[k] for k in z.files if k.startswith("lr/")}
+        meta = json.loads(bytes(z["meta"]).decode())
+        return Pack(hr=z["hr"], clip=z["clip"], valid=z["valid"], lr=lr, meta=meta)
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    a = np.abs(x)
+    return np.where(a <= 1, 1.5 * a**3 - 2.5 * a**2 + 1,
+                    np.where(a < 2, -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2, 0.0))
+
+
+def matlab_weights(in_len: int, scale: int) -> np.ndarray:
+    """(in_len/scale, in_len) matrix of MATLAB imresize(x, 1/scale, 'bicubic') along one axis:
+    antialiased cubic (a = -0.5), symmetric borders. Same maths as nerve-eval's vid4.rs."""
+    out_len = in_len // scale
+    s = 1.0 / scale
+    width = 4.0 / s
+    m = np.zeros((out_len, in_len))
+    for i in range(out_len):
+        u = (i + 1) / s + 0.5 * (1 - 1 / s)
+        left = math.floor(u - width / 2)
+        idx = np.arange(left, left + math.ceil(width) + 2)
+        w = s * _cubic(s * (u - idx))
+        w = w / w.sum()
+        for j, wt in zip(idx, w):
+            k = j - 1  # 1-based -> 0-based, then mirror (symmetric: the edge sample repeats)
+            if k < 0:
+                k = -k - 1
+            if k >= in_len:
+                k = 2 * in_len - k - 1
+            m[i, k] += wt
+    return m
+
+
+def matlab_downscale(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """(N, H, W) float 0..255 -> (N, H/s, W/s), rounded to 8 bits as a stored LR image is."""
+    n, h, w = hr.shape
+    mh = torch.tensor(matlab_weights(h, scale), dtype=torch.float64, device=hr.device)
+    mw = torch.tensor(matlab_weights(w, scale), dtype=torch.float64, device=hr.device)
+    out = mh @ hr.double() @ mw.T
+    return out.round().clamp(0, 255).float()

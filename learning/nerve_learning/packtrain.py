@@ -1,0 +1,186 @@
+"""Training from a frame pack, on whatever device there is (CUDA when present, else CPU).
+
+The pack's crops stay on the device as uint8; each step gathers random aligned (LR, HR) patches
+from them in one indexing operation, so a GPU is not starved by a Python data loader. A run can
+be sized in steps (reproducible anywhere) or in minutes (steps fixed after timing the first ones,
+then recorded). The product is a weights file holding everything `nerve-learn finish` needs to
+export, evaluate and register the model where ffmpeg is available.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .model import Student, Teacher
+from .pack import Pack, matlab_downscale
+
+
+@dataclass
+class PackTrainConfig:
+    scale: int = 4
+    rungs: str = "codecs"  # "codecs": every decoded rung in the pack; "bi": MATLAB bicubic only
+    exclude: tuple[str, ...] = ()  # clip paths (substrings) left out of this run
+    channels: int = 16
+    depth: int = 2
+    steps: int = 20000
+    minutes: float = 0.0  # > 0: size the run by time instead of `steps`
+    batch: int = 64
+    patch_lr: int = 48
+    lr: float = 5e-4
+    teacher_channels: int = 48
+    teacher_blocks: int = 6
+    teacher_steps: int = 0
+    teacher_minutes: float = 0.0
+    distill: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 2
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class PatchSampler:
+    """Random aligned patches: LR (B,1,p,p) and HR (B,1,p*s,p*s), floats in 0..1."""
+
+    def __init__(self, pack: Pack, cfg: PackTrainConfig, device: torch.device) -> None:
+        keep = [i for i in range(len(pack.hr)) if not any(e in pack.clips()[pack.clip[i]] for e in cfg.exclude)]
+        if not keep:
+            raise ValueError("every clip of the pack is excluded")
+        s = cfg.scale
+        self.scale, self.device = s, device
+        self.hr = torch.from_numpy(pack.hr[keep]).to(device)
+        self.valid = torch.from_numpy(pack.valid[keep].astype("int64")).to(device)
+        if cfg.rungs == "bi":
+            rungs = [torch.cat([matlab_downscale(self.hr[i : i + 64].float(), s) for i in range(0, len(keep), 64)]).to(torch.uint8)]
+        else:
+            names = sorted(k for k in pack.lr if k.startswith(f"lr/x{s}/"))
+            if not names:
+                raise ValueError(f"the pack has no x{s} rungs")
+            rungs = [torch.from_numpy(pack.lr[k][keep]).to(device) for k in names]
+        self.lr = torch.stack(rungs)  # (R, N, h, w)
+        self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def draw(self, batch: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s, dev, g = self.scale, self.device, self.gen
+        r = torch.randint(0, self.lr.shape[0], (batch,), device=dev, generator=g)
+        i = torch.randint(0, self.hr.shape[0], (batch,), device=dev, generator=g)
+        room = self.valid[i] // s - p + 1
+        ly = (torch.rand(batch, device=dev, generator=g) * room).long()
+        lx = (torch.rand(batch, device=dev, generator=g) * room).long()
+        ar = torch.arange(p, device=dev)
+        yy, xx = (ly[:, None] + ar)[:, :, None], (lx[:, None] + ar)[:, None, :]
+        x = self.lr[r[:, None, None], i[:, None, None], yy, xx]
+        ah = torch.arange(p * s, device=dev)
+        hy, hx = (ly[:, None] * s + ah)[:, :, None], (lx[:, None] * s + ah)[:, None, :]
+        y = self.hr[i[:, None, None], hy, hx]
+        return x[:, None].float() / 255.0, y[:, None].float() / 255.0
+
+
+def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, minutes: float, desc: str,
+        teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
+    """L1 to the original (+ `distill` x L1 to the teacher); returns the model and a record."""
+    dev = sampler.device
+    model.to(dev).train()
+    if minutes > 0:
+        # Time a few steps, then fix the step count so the cosine schedule ends on the budget.
+        probe = 50
+        _loop(model, sampler, cfg, probe, probe, teacher, None, desc + " (timing)")
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.time()
+        _loop(model, sampler, cfg, probe, probe, teacher, None, desc + " (timing)")
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        per_step = (time.time() - started) / probe
+        steps = max(100, int(minutes * 60 / per_step))
+        for m in model.modules():  # restart from the initialisation: timing steps do not count
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        _zero_tail(model)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    started = time.time()
+    loss = _loop(model, sampler, cfg, steps, steps, teacher, (opt, sched), desc)
+    return model, {"steps": steps, "seconds": time.time() - started, "final_l1": loss, "device": str(dev)}
+
+
+def _zero_tail(model: nn.Module) -> None:
+    tail = model.tail if isinstance(model, Teacher) else model.body[-1]
+    nn.init.zeros_(tail.weight)
+    nn.init.zeros_(tail.bias)
+
+
+def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, total: int,
+          teacher: nn.Module | None, optim: tuple | None, desc: str) -> float:
+    if optim is None:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        sched = None
+    else:
+        opt, sched = optim
+    loss_value = 0.0
+    bar = tqdm(range(steps), desc=desc, unit="step", mininterval=5.0)
+    for step in bar:
+        x, y = sampler.draw(cfg.batch, cfg.patch_lr)
+        if step % 2:
+            x, y = x.flip(-1), y.flip(-1)
+        if step % 3 == 0:
+            x, y = x.transpose(-1, -2), y.transpose(-1, -2)
+        out = model(x)
+        loss = nn.functional.l1_loss(out, y)
+        if teacher is not None and cfg.distill > 0:
+            with torch.no_grad():
+                target = teacher(x)
+            loss = loss + cfg.distill * nn.functional.l1_loss(out, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if step % 500 == 0:
+            loss_value = float(loss.item())
+            bar.set_postfix(l1=f"{loss_value:.4f}")
+    return loss_value
+
+
+def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
+    """Teacher (optional) then student; writes a weights file with its configuration."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    dev = pick_device(cfg.device)
+    sampler = PatchSampler(pack, cfg, dev)
+    record: dict = {"config": asdict(cfg), "pack": pack.meta["config"], "clips": [c for c in pack.clips() if not any(e in c for e in cfg.exclude)]}
+    teacher = None
+    if cfg.teacher_steps or cfg.teacher_minutes:
+        teacher, t_rec = fit(Teacher(cfg.scale, cfg.teacher_channels, cfg.teacher_blocks), sampler, cfg,
+                             cfg.teacher_steps, cfg.teacher_minutes, f"teacher x{cfg.scale}")
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        record["teacher"] = t_rec
+        record["teacher_state"] = {k: v.cpu() for k, v in teacher.state_dict().items()}
+    student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth), sampler, cfg, cfg.steps, cfg.minutes,
+                         f"student x{cfg.scale}", teacher)
+    record["student"] = s_rec
+    record["state"] = {k: v.cpu() for k, v in student.state_dict().items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(record, out)
+    return out
+
+
+def load_student(path: Path) -> tuple[Student, dict]:
+    record = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = record["config"]
+    model = Student(cfg["scale"], cfg["channels"], cfg["depth"])
+    model.load_state_dict(record["state"])
+    model.eval()
+    return model, record

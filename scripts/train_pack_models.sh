@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The pack-trained students: the frame pack is made here (ffmpeg, real codecs), training runs on
+# whatever device is present (a GPU when lent one: all jobs run side by side on it; on CPU give
+# STEPS instead of MINUTES and expect hours), then `nerve-learn finish` exports, evaluates on the
+# held-out clips and registers each model (needs ffmpeg, so it runs here).
+#
+#   scripts/train_pack_models.sh pack          # learning/cache/pack-v1.npz (~47 MB, 1 min)
+#   scripts/train_pack_models.sh train OUTDIR  # weights files OUTDIR/*.pt
+#   scripts/train_pack_models.sh finish OUTDIR # ONNX + cards + manifest entries in models/
+set -euo pipefail
+cd "$(dirname "$0")/../learning"
+PY=${PY:-../.venv/bin/python}
+learn() { PYTHONPATH=$PWD "$PY" -m nerve_learning.cli "$@"; }
+PACK=cache/pack-v1.npz
+# Budget per job: minutes (GPU) or steps (CPU). The shipped models used MINUTES=6.5.
+if [[ -n "${STEPS:-}" ]]; then SIZE=(--steps "$STEPS"); TSIZE=(--teacher-steps "$STEPS"); HALF=(--steps "$STEPS")
+else M=${MINUTES:-6.5}; SIZE=(--minutes "$M"); TSIZE=(--teacher-minutes "$(awk "BEGIN{print $M*0.45}")"); HALF=(--minutes "$(awk "BEGIN{print $M*0.55}")"); fi
+case "${1:-}" in
+  pack) learn pack --out "$PACK"
+    # The BI pack: originals shrunk by 2 first (cleaner ground truth), no codec rungs.
+    learn pack --out cache/pack-bi-half.npz --codecs "" --frames 48 --step 3 --crop 192 --crops 4 --hr-downscale 2 ;;
+  train-bi)
+    out=$2; mkdir -p "$out"
+    bi=(--pack cache/pack-bi-half.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --patch 32 "${SIZE[@]}")
+    learn train-pack "${bi[@]}" --channels 24 --depth 3 --out "$out/x4-bih-c24.pt" > "$out/x4-bih-c24.log" 2>&1 &
+    learn train-pack "${bi[@]}" --channels 32 --depth 3 --out "$out/x4-bih-c32.pt" > "$out/x4-bih-c32.log" 2>&1 &
+    learn train-pack "${bi[@]}" --channels 20 --depth 4 --out "$out/x4-bih-c20d4.pt" > "$out/x4-bih-c20d4.log" 2>&1 &
+    wait ;;
+  train)
+    out=$2; mkdir -p "$out"
+    # x4 for the clean BI degradation (Vid4): mobile & calendar is left out, Vid4's calendar is a
+    # crop of the same scene. Three widths: the quality/speed frontier.
+    bi=(--pack "$PACK" --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --depth 3 "${SIZE[@]}")
+    learn train-pack "${bi[@]}" --channels 24 --out "$out/x4-bi-c24.pt" > "$out/x4-bi-c24.log" 2>&1 &
+    learn train-pack "${bi[@]}" --channels 28 --out "$out/x4-bi-c28.pt" > "$out/x4-bi-c28.log" 2>&1 &
+    learn train-pack "${bi[@]}" --channels 32 --out "$out/x4-bi-c32.pt" > "$out/x4-bi-c32.log" 2>&1 &
+    # Distilled students on every codec rung of the pack (x264, x265, VP9, AV1).
+    for s in 2 3 4; do
+      learn train-pack --pack "$PACK" --scale $s --channels 16 --depth 2 "${HALF[@]}" "${TSIZE[@]}" \
+        --teacher-channels 48 --teacher-blocks 6 --distill 0.5 --out "$out/x$s-kd.pt" > "$out/x$s-kd.log" 2>&1 &
+    done
+    wait ;;
+  finish)
+    out=$2
+    # CRF 23/33 x264 plus one rung of each other codec.
+    ev=x264:23,x264:33,x265:28,vp9:40,av1:45
+    learn finish --weights "$out/x2-kd.pt" --name nerve-sr-x2-kd --eval-codecs $ev
+    learn finish --weights "$out/x3-kd.pt" --name nerve-sr-x3-kd --eval-codecs $ev
+    learn finish --weights "$out/x4-kd.pt" --name nerve-sr-x4-kd --eval-codecs $ev
+    for c in 24 28 32; do learn finish --weights "$out/x4-bi-c$c.pt" --name nerve-sr-x4-bi-c$c --eval-codecs none:0,x264:23; done ;;
+  *) echo "usage: $0 pack | train OUTDIR | finish OUTDIR" >&2; exit 2 ;;
+esac
