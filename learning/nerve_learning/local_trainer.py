@@ -198,9 +198,9 @@ def harvest_clip(memory: EpisodicMemory, clip: Clip, root: Path | None = None, *
     """Plays the clip at full resolution and stores `patches_per_frame` patches of every
     `frame_step`-th frame (at most `max_frames` sampled frames), as nervesr's harvester does:
     random positions, flat patches (luma std < `min_std`) skipped since they teach an upscaler
-    nothing; `select="textured"` keeps the most textured of twice as many candidates instead
-    (measured: that biases the memory towards edges and the fine-tuned model towards
-    sharpening). Metadata per the contract (`frame`, the frame number, is an extra key)."""
+    nothing; `select="textured"` keeps the most textured of twice as many candidates instead (as
+    nervesr's harvester does; it skews the memory towards edges, which the held-back frames, cut
+    the same way, then over-represent). Metadata per the contract (`frame`, the frame number, is an extra key)."""
     if select not in ("random", "textured"):
         raise ValueError(f"unknown patch selection {select!r}: random or textured")
     root = root or data_root()
