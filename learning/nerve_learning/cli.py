@@ -251,6 +251,8 @@ def cmd_continual(args: argparse.Namespace) -> int:
     flags = [f"--config {args.config}", f"--json {args.json}", *(["--quick"] if args.quick else []),
              *([f"--steps {args.steps}"] if args.steps else []), *([f"--export {args.export}"] if args.export else [])]
     report["command"] = "nerve-learn continual " + " ".join(flags)
+    # Saved before anything else can fail: the run is the expensive part.
+    out_json.write_text(json.dumps(report, indent=2))
     if args.export:
         learner = "replay_ewc" if "replay_ewc" in models else "naive"
         model = models[learner]
@@ -269,8 +271,9 @@ def cmd_continual(args: argparse.Namespace) -> int:
 
             lw, lh = 1280 // model.scale, 720 // model.scale
             report["export"]["fps_model_only"] = 1 / seconds_per_frame(onnx_path, lw, lh)
-            if cfg.start != "scratch":
-                report["export"]["start_fps_model_only"] = 1 / seconds_per_frame(Path(cfg.start), lw, lh)
+            shipped = MODELS / f"nerve-sr-x{model.scale}.onnx"
+            if shipped.exists():
+                report["export"]["shipped_fps_model_only"] = 1 / seconds_per_frame(shipped, lw, lh)
             report["export"]["fps_note"] = f"ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720"
     plots = [] if args.no_plots else plot(report, out_dir, out_json.stem)
     report["plots"] = [p.name for p in plots]
