@@ -222,8 +222,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_continual(args: argparse.Namespace) -> int:
     """The continual-learning benchmark: every learner through the task sequence, then the JSON
     report, its plots and the replay+EWC student exported like the shipped models."""
-    from .continual import load_config, plot, run_benchmark, summary_table
+    from .continual import load_config, markdown, plot, run_benchmark, summary_table
 
+    if args.replot:
+        # Plots and the generated write-up again from an existing report, without training.
+        out_json = Path(args.json)
+        report = json.loads(out_json.read_text())
+        plots = plot(report, out_json.parent, out_json.stem)
+        out_json.with_suffix(".md").write_text(markdown(report))
+        print(f"wrote {', '.join(str(p) for p in plots)} and {out_json.with_suffix('.md')}")
+        return 0
     cfg = load_config(Path(args.config), quick=args.quick)
     if args.steps:
         from dataclasses import replace
@@ -232,11 +240,20 @@ def cmd_continual(args: argparse.Namespace) -> int:
     out_json = Path(args.json)
     out_dir = out_json.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(args.work) if args.work else out_dir / f".{out_json.stem}-work"
-    report, models = run_benchmark(cfg, Path(args.cache), work)
+    import shutil
+    import tempfile
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="nerve-continual-"))
+    try:
+        report, models = run_benchmark(cfg, Path(args.cache), work)
+    finally:
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
     flags = [f"--config {args.config}", f"--json {args.json}", *(["--quick"] if args.quick else []),
              *([f"--steps {args.steps}"] if args.steps else []), *([f"--export {args.export}"] if args.export else [])]
     report["command"] = "nerve-learn continual " + " ".join(flags)
+    # Saved before anything else can fail: the run is the expensive part.
+    out_json.write_text(json.dumps(report, indent=2))
     if args.export:
         learner = "replay_ewc" if "replay_ewc" in models else "naive"
         model = models[learner]
@@ -255,12 +272,14 @@ def cmd_continual(args: argparse.Namespace) -> int:
 
             lw, lh = 1280 // model.scale, 720 // model.scale
             report["export"]["fps_model_only"] = 1 / seconds_per_frame(onnx_path, lw, lh)
-            if cfg.start != "scratch":
-                report["export"]["start_fps_model_only"] = 1 / seconds_per_frame(Path(cfg.start), lw, lh)
+            shipped = MODELS / f"nerve-sr-x{model.scale}.onnx"
+            if shipped.exists():
+                report["export"]["shipped_fps_model_only"] = 1 / seconds_per_frame(shipped, lw, lh)
             report["export"]["fps_note"] = f"ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720"
     plots = [] if args.no_plots else plot(report, out_dir, out_json.stem)
     report["plots"] = [p.name for p in plots]
     out_json.write_text(json.dumps(report, indent=2))
+    out_json.with_suffix(".md").write_text(markdown(report))
     print(summary_table(report))
     print(f"wrote {out_json}" + (f" and {', '.join(str(p) for p in plots)}" if plots else ""))
 
@@ -397,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--steps", type=int, default=0, help="override steps per task")
     k.add_argument("--export", default="", help="export the replay+EWC student as <name>.onnx + manifest.toml beside the JSON")
     k.add_argument("--no-plots", action="store_true")
-    k.add_argument("--work", default="", help="scratch directory (episodic memories); default beside the JSON")
+    k.add_argument("--replot", action="store_true", help="only redraw the plots and the write-up from --json")
+    k.add_argument("--work", default="", help="scratch directory (episodic memories), kept; default a temporary one")
     k.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
     k.set_defaults(func=cmd_continual)
     from . import ondevice_cli, registry_cli

@@ -21,6 +21,8 @@ PSNR-Y gain over the Catmull-Rom upscale on task j after training on tasks 0..i.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import shutil
 import time
@@ -34,9 +36,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .clips import EVAL, TRAIN, Clip
+from .clips import EVAL, TRAIN, Clip, data_root
 from .dataset import PairConfig, build_pairs, eval_frames
-from .degrade import Codec
+from .degrade import Codec, degrade, read_luma
 from .memory import EpisodicMemory, MemoryConfig, patch_stats
 from .metrics import psnr
 from .model import Student
@@ -62,20 +64,30 @@ class ContinualConfig:
     scale: int = 2
     channels: int = 16
     depth: int = 2
-    start: str = "scratch"  # "scratch" or the path of an exported Student (ONNX) to start from
+    # "base": a base model trained first on content no task uses (`base_content`, e.g. the film
+    # clip), so no learner starts cold and no task's frames were seen before; "scratch"; or the
+    # path of an exported Student (ONNX) to start from.
+    start: str = "base"
+    base_content: str = "film"
+    base_codec: str = "x264"
+    base_crf: int = 28
+    base_steps: int = 1500
     steps_per_task: int = 800
     batch: int = 32
     lr: float = 5e-4
-    threads: int = 2
+    threads: int = 1
     seed: int = 0
-    # Training pairs per task
+    # Each training clip of a task is read as `frames_per_clip` frames, every `frame_step`-th
+    # (the codec sees them as one stream). The last `heldout_frames` of them are the task's
+    # held-out frames; training patches come from the frames before, less one frame of gap.
     patch_lr: int = 32
-    frames_per_clip: int = 12
-    frame_step: int = 8
-    patches_per_frame: int = 32
-    # Held-out evaluation per task: the first `eval_frames` frames, centre crop of `eval_crop` LR pixels
-    eval_frames: int = 6
-    eval_crop: int = 192
+    frames_per_clip: int = 32
+    frame_step: int = 4
+    heldout_frames: int = 2
+    patches_per_frame: int = 16
+    eval_crop: int = 192  # centre crop (LR pixels) of each held-out frame
+    # The clips.EVAL clip of each task's content (another recording), final models only
+    clip_eval_frames: int = 4
     # Replay
     memory: MemoryConfig = field(default_factory=lambda: MemoryConfig(capacity=800, balance=("task",), strata=("task",),
                                                                       clusters=4, durable=False))
@@ -138,7 +150,7 @@ def load_config(path: Path, quick: bool = False) -> ContinualConfig:
     memory = replace(base.memory, **mem_fields)
     if "learners" in raw:
         raw["learners"] = tuple(raw["learners"])
-    if raw.get("start", "scratch") != "scratch":
+    if raw.get("start", "base") not in ("base", "scratch"):
         raw["start"] = str((path.parent / raw["start"]).resolve())  # relative to the config file
     return replace(base, memory=memory, **raw)
 
@@ -150,41 +162,117 @@ class TaskData:
     hr: torch.Tensor
     lr_u8: np.ndarray
     hr_u8: np.ndarray
-    eval_lr: np.ndarray  # (F,h,w) uint8 held-out frames, cropped
-    eval_hr: np.ndarray
-    bicubic_psnr: float
+    held: list[tuple[np.ndarray, np.ndarray, float]]  # per training clip: held-out (lr, hr), Catmull-Rom PSNR-Y
+    other_clip: tuple[np.ndarray, np.ndarray, float]  # the clips.EVAL clip of the content, same codec
 
 
 def centre_crop(lr: np.ndarray, hr: np.ndarray, side: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     _, h, w = lr.shape
     ch, cw = min(side, h), min(side, w)
     y, x = (h - ch) // 2, (w - cw) // 2
-    return lr[:, y : y + ch, x : x + cw], hr[:, y * scale : (y + ch) * scale, x * scale : (x + cw) * scale]
+    return (np.ascontiguousarray(lr[:, y : y + ch, x : x + cw]),
+            np.ascontiguousarray(hr[:, y * scale : (y + ch) * scale, x * scale : (x + cw) * scale]))
+
+
+def task_pairs(cfg: ContinualConfig, task: Task, cache: Path) -> dict[str, np.ndarray]:
+    """Training pairs and held-out frames of one task, cached: per training clip, frames read as
+    one stream through the task's codec, split by frame range into training and held-out."""
+    text = json.dumps([asdict(task), cfg.scale, cfg.frames_per_clip, cfg.frame_step, cfg.heldout_frames,
+                       cfg.patch_lr, cfg.patches_per_frame, cfg.eval_crop, cfg.seed,
+                       [c.path for c in train_clips(task.content)]])
+    path = cache / f"continual-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return dict(z)
+    rng = np.random.default_rng(cfg.seed)
+    codec = Codec(task.codec, task.crf)
+    p, s = cfg.patch_lr, cfg.scale
+    lrs, hrs = [], []
+    out: dict[str, np.ndarray] = {}
+    for k, clip in enumerate(train_clips(task.content)):
+        hr = read_luma(clip, data_root(), s, cfg.frames_per_clip, cfg.frame_step)
+        lr = degrade(hr, s, codec, clip.fps)
+        n = len(lr)
+        train_end = n - cfg.heldout_frames - 1
+        if train_end < 1:
+            raise ValueError(f"{clip.path}: {n} frames read, too few for {cfg.heldout_frames} held-out frames")
+        out[f"held_lr_{k}"], out[f"held_hr_{k}"] = centre_crop(lr[n - cfg.heldout_frames:], hr[n - cfg.heldout_frames:],
+                                                               cfg.eval_crop, s)
+        _, lh, lw = lr.shape
+        for f in range(train_end):
+            ys = rng.integers(0, lh - p + 1, cfg.patches_per_frame)
+            xs = rng.integers(0, lw - p + 1, cfg.patches_per_frame)
+            for y, x in zip(ys, xs):
+                lrs.append(lr[f, y : y + p, x : x + p])
+                hrs.append(hr[f, y * s : (y + p) * s, x * s : (x + p) * s])
+    out["lr"], out["hr"] = np.stack(lrs), np.stack(hrs)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **out)
+    tmp.replace(path)
+    return out
 
 
 def prepare(cfg: ContinualConfig, cache: Path) -> list[TaskData]:
-    """Training pairs and held-out frames of every task (pairs cached on disk by dataset.py)."""
+    """Training pairs and held-out frames of every task."""
     bicubic = Student(cfg.scale).upscale
     out = []
     for task in tqdm(cfg.tasks, desc="tasks: pairs and held-out frames", unit="task"):
-        codec = Codec(task.codec, task.crf)
-        pairs = PairConfig(scale=cfg.scale, codecs=(codec,), frames_per_clip=cfg.frames_per_clip,
-                           frame_step=cfg.frame_step, patch_lr=cfg.patch_lr, patches_per_frame=cfg.patches_per_frame,
-                           seed=cfg.seed, clips=train_clips(task.content))
-        lr, hr = build_pairs(pairs, cache)
-        (_, elr, ehr), = eval_frames(cfg.scale, codec, cfg.eval_frames, clips=(eval_clip(task.content),))
+        z = task_pairs(cfg, task, cache)
+        held = []
+        for k in range(len(train_clips(task.content))):
+            hlr, hhr = z[f"held_lr_{k}"], z[f"held_hr_{k}"]
+            held.append((hlr, hhr, psnr(upscale(bicubic, hlr), hhr)))
+        (_, elr, ehr), = eval_frames(cfg.scale, Codec(task.codec, task.crf), cfg.clip_eval_frames,
+                                     clips=(eval_clip(task.content),))
         elr, ehr = centre_crop(elr, ehr, cfg.eval_crop, cfg.scale)
-        out.append(TaskData(task, to_tensor(lr), to_tensor(hr), lr, hr, np.ascontiguousarray(elr),
-                            np.ascontiguousarray(ehr), psnr(upscale(bicubic, elr), ehr)))
+        out.append(TaskData(task, to_tensor(z["lr"]), to_tensor(z["hr"]), z["lr"], z["hr"], held,
+                            (elr, ehr, psnr(upscale(bicubic, elr), ehr))))
     return out
 
 
 def gain(model: nn.Module, data: TaskData) -> float:
-    """PSNR-Y gain (dB) over the Catmull-Rom upscale on the task's held-out frames."""
-    return psnr(upscale(model, data.eval_lr), data.eval_hr) - data.bicubic_psnr
+    """PSNR-Y gain (dB) over the Catmull-Rom upscale on the task's held-out frames, averaged over
+    its clips."""
+    return float(np.mean([psnr(upscale(model, lr), hr) - bic for lr, hr, bic in data.held]))
 
 
-def initial_model(cfg: ContinualConfig) -> Student:
+def other_clip_gain(model: nn.Module, data: TaskData) -> float:
+    """The same on the clips.EVAL clip of the task's content (a recording no task trains on)."""
+    lr, hr, bic = data.other_clip
+    return psnr(upscale(model, lr), hr) - bic
+
+
+def base_model(cfg: ContinualConfig, cache: Path) -> Student:
+    """The starting point of every learner with `start = "base"`: `base_steps` on the
+    `base_content` clips (cached)."""
+    pairs = PairConfig(scale=cfg.scale, codecs=(Codec(cfg.base_codec, cfg.base_crf),), patch_lr=cfg.patch_lr,
+                       clips=train_clips(cfg.base_content), seed=cfg.seed)
+    key = hashlib.sha256(json.dumps([pairs.key(), cfg.channels, cfg.depth, cfg.base_steps, cfg.batch, cfg.lr,
+                                     cfg.seed]).encode()).hexdigest()[:16]
+    path = cache / f"continual-base-{key}.pt"
+    model = Student(cfg.scale, cfg.channels, cfg.depth)
+    if path.exists():
+        model.load_state_dict(torch.load(path))
+        return model
+    lr, hr = build_pairs(pairs, cache)
+    lr_t, hr_t = to_tensor(lr), to_tensor(hr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    def draw(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, lr_t.shape[0], (cfg.batch,), generator=gen)
+        return lr_t[idx], hr_t[idx]
+
+    fit(model, draw, cfg.base_steps, cfg, None, f"base model ({cfg.base_content})")
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def initial_model(cfg: ContinualConfig, cache: Path) -> Student:
+    if cfg.start == "base":
+        return base_model(cfg, cache)
     model = Student(cfg.scale, cfg.channels, cfg.depth)
     if cfg.start != "scratch":
         load_onnx_weights(model, Path(cfg.start))
@@ -284,12 +372,13 @@ def remember(memory: EpisodicMemory, data: TaskData, count: int, rng: np.random.
     ])
 
 
-def run_sequential(learner: str, cfg: ContinualConfig, tasks: list[TaskData], work: Path) -> dict[str, Any]:
+def run_sequential(learner: str, cfg: ContinualConfig, tasks: list[TaskData], start: Student,
+                   work: Path) -> dict[str, Any]:
     """Trains one learner through the task sequence; returns its accuracy matrix and timings."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    model = initial_model(cfg)
+    model = copy.deepcopy(start)
     replay = learner in ("replay", "replay_ewc")
     ewc = Ewc(cfg.ewc_lambda, cfg.ewc_gamma) if learner in ("ewc", "replay_ewc") else None
     memory = None
@@ -322,7 +411,8 @@ def run_sequential(learner: str, cfg: ContinualConfig, tasks: list[TaskData], wo
             remember(memory, data, cfg.memory_per_task, rng)
         seconds += time.time() - started
         matrix.append([gain(model, d) for d in tasks])
-    result: dict[str, Any] = {"initial": initial, "matrix": matrix, "train_seconds": seconds, "model": model}
+    result: dict[str, Any] = {"initial": initial, "matrix": matrix, "train_seconds": seconds, "model": model,
+                              "other_clip_final": [other_clip_gain(model, d) for d in tasks]}
     if memory is not None:
         result["memory_items"] = len(memory)
         result["memory_per_task"] = {t.task.name: sum(memory.meta(i)["task"] == t.task.name for i in memory.ids())
@@ -330,11 +420,11 @@ def run_sequential(learner: str, cfg: ContinualConfig, tasks: list[TaskData], wo
     return result
 
 
-def run_joint(cfg: ContinualConfig, tasks: list[TaskData]) -> dict[str, Any]:
+def run_joint(cfg: ContinualConfig, tasks: list[TaskData], start: Student) -> dict[str, Any]:
     """All tasks at once, each batch drawn evenly over the tasks, same total steps."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    model = initial_model(cfg)
+    model = copy.deepcopy(start)
     started = time.time()
     per = [cfg.batch // len(tasks) + (1 if k < cfg.batch % len(tasks) else 0) for k in range(len(tasks))]
 
@@ -351,8 +441,8 @@ def run_joint(cfg: ContinualConfig, tasks: list[TaskData]) -> dict[str, Any]:
     fit(model, draw, cfg.steps_per_task * len(tasks), cfg, None, "joint")
     seconds = time.time() - started
     final = [gain(model, d) for d in tasks]
-    return {"initial": [gain(initial_model(cfg), d) for d in tasks], "final": final, "train_seconds": seconds,
-            "model": model}
+    return {"initial": [gain(start, d) for d in tasks], "final": final, "train_seconds": seconds, "model": model,
+            "other_clip_final": [other_clip_gain(model, d) for d in tasks]}
 
 
 def sequence_metrics(matrix: list[list[float]], initial: list[float], naive_diag: list[float],
@@ -393,32 +483,36 @@ def run_benchmark(cfg: ContinualConfig, cache: Path, work: Path) -> tuple[dict[s
     torch.set_num_threads(cfg.threads)
     started = time.time()
     tasks = prepare(cfg, cache)
+    start = initial_model(cfg, cache)
     runs: dict[str, dict[str, Any]] = {}
     for learner in tqdm([l for l in cfg.learners if l != "joint"], desc="learners", unit="learner"):
-        runs[learner] = run_sequential(learner, cfg, tasks, work)
+        runs[learner] = run_sequential(learner, cfg, tasks, start, work)
     naive_diag = list(np.diag(np.asarray(runs["naive"]["matrix"])))
     report: dict[str, Any] = {
         "config": json.loads(json.dumps(asdict(cfg), default=str)),
         "tasks": [{"name": d.task.name, "train_clips": [c.path for c in train_clips(d.task.content)],
                    "eval_clip": eval_clip(d.task.content).path, "train_pairs": int(d.lr.shape[0]),
-                   "eval_frames": int(d.eval_lr.shape[0]), "eval_lr_size": list(d.eval_lr.shape[1:]),
-                   "bicubic_psnr_y": d.bicubic_psnr} for d in tasks],
+                   "heldout_frames": [int(h[0].shape[0]) for h in d.held],
+                   "heldout_lr_size": [list(h[0].shape[1:]) for h in d.held],
+                   "bicubic_psnr_y": [h[2] for h in d.held], "eval_clip_bicubic_psnr_y": d.other_clip[2],
+                   } for d in tasks],
+        "other_clip_initial": [other_clip_gain(start, d) for d in tasks],
         "learners": {},
     }
     models: dict[str, nn.Module] = {}
     for learner, run in runs.items():
         entry = sequence_metrics(run["matrix"], run["initial"], naive_diag, cfg.min_gain_db)
         entry.update({"matrix": run["matrix"], "initial": run["initial"], "train_seconds": run["train_seconds"]})
-        for key in ("memory_items", "memory_per_task"):
+        for key in ("memory_items", "memory_per_task", "other_clip_final"):
             if key in run:
                 entry[key] = run[key]
         report["learners"][learner] = entry
         models[learner] = run["model"]
     if "joint" in cfg.learners:
-        joint = run_joint(cfg, tasks)
+        joint = run_joint(cfg, tasks, start)
         report["learners"]["joint"] = {
             "final_gain_db": float(np.mean(joint["final"])), "final": joint["final"], "initial": joint["initial"],
-            "train_seconds": joint["train_seconds"],
+            "train_seconds": joint["train_seconds"], "other_clip_final": joint["other_clip_final"],
         }
         models["joint"] = joint["model"]
         for entry in report["learners"].values():
@@ -439,13 +533,14 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
     t = len(names)
     mats = {k: np.asarray(v["matrix"]) for k, v in seq.items()}
     lim = max(float(np.abs(m).max()) for m in mats.values()) or 1.0
-    fig, axes = plt.subplots(1, len(mats), figsize=(4.2 * len(mats), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(mats), figsize=(3.9 * len(mats) + 1.2, 4.8), squeeze=False, layout="constrained")
     for ax, (learner, m) in zip(axes[0], mats.items()):
         im = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim)
         ax.set_title(f"{learner}\nforgetting {seq[learner]['forgetting_pct']:.1f}%, final {seq[learner]['final_gain_db']:+.2f} dB",
                      fontsize=9)
         ax.set_xlabel("evaluated task")
-        ax.set_ylabel("after training task")
+        if ax is axes[0][0]:
+            ax.set_ylabel("after training task")
         ax.set_xticks(range(t), [str(i + 1) for i in range(t)])
         ax.set_yticks(range(t), [str(i + 1) for i in range(t)])
         if t <= 10:
@@ -453,7 +548,8 @@ def plot(report: dict[str, Any], out_dir: Path, stem: str) -> list[Path]:
                 for j in range(t):
                     ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=5.5)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="PSNR-Y gain over Catmull-Rom (dB)")
-    fig.text(0.01, 0.01, "tasks: " + "; ".join(f"{i + 1} {n}" for i, n in enumerate(names)), fontsize=6, wrap=True)
+    fig.suptitle("gain on each task's held-out frames after each task; tasks: "
+                 + "; ".join(f"{i + 1} {n}" for i, n in enumerate(names)), fontsize=7)
     heat = out_dir / f"{stem}-matrix.png"
     fig.savefig(heat, dpi=130)
     plt.close(fig)
@@ -493,3 +589,65 @@ def summary_table(report: dict[str, Any]) -> str:
                      f"{f('fwt_db', '+.3f')} | {f('gap_to_joint_db', '+.3f')} | {f('train_seconds', '.0f')} |")
     return "\n".join(lines)
 
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The generated part of the write-up: settings, tasks, the summary and per-task tables."""
+    cfg = report["config"]
+    names = [t["name"] for t in report["tasks"]]
+    lines = [
+        "# Continual-learning benchmark (generated)",
+        "",
+        f"Regenerate: `{report.get('command', 'nerve-learn continual')}` ({report['seconds'] / 60:.1f} min on this machine).",
+        "",
+        f"Student {cfg['channels']} channels x {cfg['depth']} hidden layers, x{cfg['scale']}; start: `{Path(cfg['start']).name}`; "
+        f"{cfg['steps_per_task']} steps of {cfg['batch']} {cfg['patch_lr']}-px LR patches per task, Adam {cfg['lr']}, cosine "
+        f"per task; replay: {cfg['replay_fraction']:.0%} of each batch from an episodic memory of {cfg['memory']['capacity']} "
+        f"pairs ({cfg['memory']['eviction']} eviction balanced by {cfg['memory']['balance']}, {cfg['memory']['sampling']} "
+        f"sampling), {cfg['memory_per_task']} pairs offered per finished task; EWC lambda {cfg['ewc_lambda']} "
+        f"(Fisher normalised to mean 1, {cfg['fisher_samples']} samples per task). Per-cent metrics leave out tasks whose "
+        f"reference gain is below {cfg['min_gain_db']} dB.",
+        "",
+        summary_table(report),
+        "",
+        "## Tasks",
+        "",
+        "| # | task | training clips (clips.TRAIN) | training pairs | held-out frames per clip (LR crop) | "
+        "Catmull-Rom PSNR-Y per clip | other recording (clips.EVAL) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, t in enumerate(report["tasks"]):
+        sizes = ", ".join(f"{n} x {w}x{h}" for n, (h, w) in zip(t["heldout_frames"], t["heldout_lr_size"]))
+        lines.append(f"| {i + 1} | {t['name']} | {', '.join(Path(c).name for c in t['train_clips'])} | "
+                     f"{t['train_pairs']} | {sizes} | {', '.join(f'{b:.2f}' for b in t['bicubic_psnr_y'])} | "
+                     f"{Path(t['eval_clip']).name} |")
+    lines += ["", "## Final gain per task (dB over Catmull-Rom), and each task's gain right after it was learned", "",
+              "| learner | " + " | ".join(str(i + 1) for i in range(len(names))) + " |",
+              "|---|" + "---|" * len(names)]
+    for learner, e in report["learners"].items():
+        final = e["matrix"][-1] if "matrix" in e else e["final"]
+        lines.append(f"| {learner} final | " + " | ".join(f"{g:+.2f}" for g in final) + " |")
+        if "matrix" in e:
+            lines.append(f"| {learner} just learned | " + " | ".join(f"{e['matrix'][i][i]:+.2f}" for i in range(len(names))) + " |")
+    lines.append("| start model | " + " | ".join(f"{g:+.2f}" for g in report["learners"]["naive"]["initial"]) + " |")
+    lines += ["", "## Final models on the other recording of each task's content (clips.EVAL, same codec)", "",
+              "Not part of the protocol (no learner sees these clips or is selected on them): how the final "
+              "models carry over to a different recording of the same content.", "",
+              "| learner | " + " | ".join(str(i + 1) for i in range(len(names))) + " | mean |",
+              "|---|" + "---|" * (len(names) + 1)]
+    for learner, e in report["learners"].items():
+        g = e["other_clip_final"]
+        lines.append(f"| {learner} | " + " | ".join(f"{x:+.2f}" for x in g) + f" | {np.mean(g):+.3f} |")
+    g = report["other_clip_initial"]
+    lines.append("| start model | " + " | ".join(f"{x:+.2f}" for x in g) + f" | {np.mean(g):+.3f} |")
+    if "export" in report:
+        ex = report["export"]
+        lines += ["", "## Exported student", "",
+                  f"`{ex['onnx']}` ({ex['learner']}), {ex['parameters']} parameters, {ex['macs_per_pixel']} MACs per LR pixel, "
+                  f"sha256 `{ex['sha256']}`."]
+        if "fps_model_only" in ex:
+            start_fps = (f", shipped nerve-sr-x2 {ex['shipped_fps_model_only']:.1f} fps"
+                         if "shipped_fps_model_only" in ex else "")
+            lines.append(f"Speed: {ex['fps_model_only']:.1f} fps{start_fps} ({ex['fps_note']}, measured in the same run).")
+    lines.append("")
+    return "\n".join(lines)

@@ -59,11 +59,12 @@ class MemoryConfig:
 
 
 def patch_stats(patch: np.ndarray, previous: np.ndarray | None = None) -> dict[str, float | None]:
-    """The contract's content statistics of a uint8 luma patch: mean, std (0..255), mean absolute
-    horizontal gradient + mean absolute vertical gradient, and the mean absolute difference with
-    the co-located patch of the previous frame (None without one)."""
-    p = patch.astype(np.float32)
-    grad = float(np.abs(np.diff(p, axis=1)).mean() + np.abs(np.diff(p, axis=0)).mean())
+    """The contract's content statistics of a uint8 luma patch: mean, std (0..255), the absolute
+    horizontal plus vertical neighbour differences summed and divided by the pixel count, and the
+    mean absolute difference with the co-located patch of the previous frame (None without one).
+    The same arithmetic as the harvester's `patch_stats` (gst-nerve/src/sr/harvest.rs)."""
+    p = patch.astype(np.float64)
+    grad = float((np.abs(np.diff(p, axis=1)).sum() + np.abs(np.diff(p, axis=0)).sum()) / p.size)
     temporal = None if previous is None else float(np.abs(p - previous.astype(np.float32)).mean())
     return {"mean": float(p.mean()), "std": float(p.std()), "grad": grad, "temporal": temporal}
 

@@ -52,7 +52,7 @@ def test_patch_stats_measure_contrast_gradient_and_motion() -> None:
     stripes = np.tile(np.array([0, 255], np.uint8), (8, 4))
     s = patch_stats(stripes, previous=255 - stripes)
     assert s["mean"] == pytest.approx(127.5) and s["std"] == pytest.approx(127.5)
-    assert s["grad"] == pytest.approx(255.0)  # horizontal 255, vertical 0
+    assert s["grad"] == pytest.approx(255.0 * 7 * 8 / 64)  # 7 horizontal steps of 255 per row, none vertical
     assert s["temporal"] == pytest.approx(255.0)
     assert patch_stats(flat(7))["grad"] == 0.0
 
