@@ -282,6 +282,8 @@ def cmd_continual(args: argparse.Namespace) -> int:
     out_json.with_suffix(".md").write_text(markdown(report))
     print(summary_table(report))
     print(f"wrote {out_json}" + (f" and {', '.join(str(p) for p in plots)}" if plots else ""))
+    return 0
+
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from .pack import PackConfig, build_pack
