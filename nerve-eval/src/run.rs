@@ -69,6 +69,24 @@ fn collect(sink: &gst_app::AppSink) -> Result<Vec<Frame>> {
 /// Runs the clip through `filter` (a gst-launch fragment producing video/x-raw) and returns the
 /// I420 output frames and the wall time from the first push to EOS.
 pub fn through(clip: &Clip, filter: &str) -> Result<(Vec<Frame>, Duration)> {
+    through_timed(clip, filter).map(|(f, t, _)| (f, t))
+}
+
+/// CPU time (user + system) this process has used so far, all threads.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct we hand it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// `through`, also returning the CPU time the process spent meanwhile (all threads): on a machine
+/// shared with other work, frames per CPU-second is steadier than frames per wall-clock second.
+pub fn through_timed(clip: &Clip, filter: &str) -> Result<(Vec<Frame>, Duration, Duration)> {
+    let cpu0 = cpu_time();
     let (info, caps) = caps_of(clip)?;
     let desc = format!(
         "appsrc name=src format=time caps=\"{caps}\" ! {filter} ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false"
@@ -80,11 +98,12 @@ pub fn through(clip: &Clip, filter: &str) -> Result<(Vec<Frame>, Duration)> {
     push_all(&src, clip, &info)?;
     let frames = collect(&out_sink)?;
     let took = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu0);
     finish(&p, filter)?;
     if frames.len() != clip.frames.len() {
         bail!("`{filter}` gave {} frames for {}", frames.len(), clip.frames.len());
     }
-    Ok((frames, took))
+    Ok((frames, took, cpu))
 }
 
 /// How x264 spends bits on a rung.

@@ -88,8 +88,11 @@ pub struct TableRow {
     pub ssim: f64,
     pub vmaf: f64,
     pub vmaf_neg: f64,
-    /// Frames per second through the upscaler on this machine (0 for "none").
+    /// Frames per wall-clock second through the upscaler on this machine (0 for "none").
     pub fps: f64,
+    /// Frames per CPU-second (all threads of this process while the upscaler ran): what one
+    /// dedicated core gives, less sensitive to other work on a shared machine.
+    pub fps_cpu: f64,
 }
 
 /// The default nervesr model of `scale` (the name the manifest gives it).
@@ -122,7 +125,7 @@ pub fn evaluate_clip(
     for (rung, s, (aw, ah)) in plan {
         let shown = run::clip_of(reference.frames.iter().map(|f| f.crop(aw, ah)).collect(), reference.fps);
         let (low, kbps) = run::encode_rung(&shown, (rung.width, rung.height), RateControl::Bitrate(rung.kbps))?;
-        let row = |upscaler: String, out: &[frame::Frame], fps: f64| -> Result<TableRow> {
+        let row = |upscaler: String, out: &[frame::Frame], fps: f64, fps_cpu: f64| -> Result<TableRow> {
             let sc = score(&shown.frames, out)?;
             Ok(TableRow {
                 clip: name.clone(),
@@ -139,10 +142,11 @@ pub fn evaluate_clip(
                 vmaf: sc.vmaf,
                 vmaf_neg: sc.vmaf_neg,
                 fps,
+                fps_cpu,
             })
         };
         if s == 1 {
-            rows.push(row("none".into(), &low, 0.0)?);
+            rows.push(row("none".into(), &low, 0.0, 0.0)?);
             progress(&format!("{name} {} kbit/s", rung.kbps));
             continue;
         }
@@ -154,8 +158,9 @@ pub fn evaluate_clip(
         ];
         for up in ups {
             let filter = up.filter.replace("{w}", &aw.to_string()).replace("{h}", &ah.to_string());
-            let (out, took) = run::through(&low, &filter)?;
-            rows.push(row(up.name.clone(), &out, out.len() as f64 / took.as_secs_f64())?);
+            let (out, took, cpu) = run::through_timed(&low, &filter)?;
+            let n = out.len() as f64;
+            rows.push(row(up.name.clone(), &out, n / took.as_secs_f64(), n / cpu.as_secs_f64().max(1e-3))?);
             progress(&format!("{name} {} kbit/s {}", rung.kbps, up.name));
         }
     }
@@ -194,8 +199,10 @@ pub struct LevelRow {
     pub vmaf: f64,
     pub vmaf_neg: f64,
     pub psnr_y: f64,
-    /// Frames per second nervesr ran at on this machine for this rung.
+    /// Frames per wall-clock second nervesr ran at on this machine for this rung.
     pub fps: f64,
+    /// Frames per CPU-second (see `TableRow::fps_cpu`).
+    pub fps_cpu: f64,
 }
 
 fn mean(rows: &[&TableRow], f: impl Fn(&TableRow) -> f64) -> f64 {
@@ -251,6 +258,7 @@ pub fn tables(rows: &[TableRow], rungs: &[Rung], meta: &TableMeta) -> Result<Vec
                     vmaf_neg: round2(mean(&of(m), |r| r.vmaf_neg)),
                     psnr_y: round2(mean(&of(m), |r| r.psnr_y)),
                     fps: round2(mean(&of(m), |r| r.fps)),
+                    fps_cpu: round2(mean(&of(m), |r| r.fps_cpu)),
                 })
                 .collect();
             table_rungs.push(RungRow {

@@ -213,7 +213,8 @@ fn main() -> Result<()> {
             let method = format!(
                 "MEASURED: nerve-eval {} ({} clips, {frames} frames each; x264 preset medium pass=cbr at each rung's bitrate; \
                  displayed VMAF v0.6.1 at {}x{}: level 0 = Catmull-Rom upscale (videoscale method=catrom), scale-1 rungs as decoded; \
-                 levels = nervesr with the default model of the rung's scale; fps = nervesr wall-clock frames/s on the device)",
+                 levels = nervesr with the default model of the rung's scale; fps = nervesr wall-clock frames/s on the device, \
+                 fps_cpu = frames per CPU-second of the process)",
                 command.join(" "),
                 specs.len(),
                 display.0,
@@ -224,18 +225,18 @@ fn main() -> Result<()> {
             let files = table::tables(&rows, &rungs, &meta)?;
             println!("{} clips, {frames} frames each, shown at {}x{}; VMAF / VMAF NEG / PSNR-Y; fps of nervesr on this machine", specs.len(), display.0, display.1);
             println!(
-                "{:<14} {:>6} {:>10} {:>6} {:>7} {:>7} {:>7} {:<18} {:>7} {:>7} {:>7} {:>6}",
-                "content", "kbps", "res", "kbps*", "VMAF", "NEG", "PSNR", "model", "VMAF", "NEG", "PSNR", "fps"
+                "{:<14} {:>6} {:>10} {:>6} {:>7} {:>7} {:>7} {:<20} {:>7} {:>7} {:>7} {:>6} {:>7}",
+                "content", "kbps", "res", "kbps*", "VMAF", "NEG", "PSNR", "model", "VMAF", "NEG", "PSNR", "fps", "fps/cpu"
             );
             for f in &files {
                 for r in &f.rungs {
-                    let (name, v, n, p, fps) = match r.levels.first() {
-                        Some(l) => (l.name.as_str(), l.vmaf, l.vmaf_neg, l.psnr_y, l.fps),
-                        None => ("-", f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+                    let (name, v, n, p, fps, fc) = match r.levels.first() {
+                        Some(l) => (l.name.as_str(), l.vmaf, l.vmaf_neg, l.psnr_y, l.fps, l.fps_cpu),
+                        None => ("-", f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
                     };
                     println!(
-                        "{:<14} {:>6} {:>10} {:>6.0} {:>7.2} {:>7.2} {:>7.2} {:<18} {:>7.2} {:>7.2} {:>7.2} {:>6.2}",
-                        f.content, r.bitrate_kbps, r.resolution, r.measured_kbps, r.vmaf, r.vmaf_neg, r.psnr_y, name, v, n, p, fps
+                        "{:<14} {:>6} {:>10} {:>6.0} {:>7.2} {:>7.2} {:>7.2} {:<20} {:>7.2} {:>7.2} {:>7.2} {:>6.2} {:>7.2}",
+                        f.content, r.bitrate_kbps, r.resolution, r.measured_kbps, r.vmaf, r.vmaf_neg, r.psnr_y, name, v, n, p, fps, fc
                     );
                 }
             }
