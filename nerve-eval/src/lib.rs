@@ -6,6 +6,7 @@ pub mod ladder;
 pub mod metrics;
 pub mod plot;
 pub mod run;
+pub mod table;
 pub mod vid4;
 pub mod vmaf;
 
