@@ -30,8 +30,8 @@ def export_onnx(model: Student, path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, default: bool, card: str,
-                   parent: str | None = None) -> str:
+def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, default: bool, card: str | None,
+                   parent: str | None = None, version: str = "1") -> str:
     return "\n".join([
         "[[model]]",
         f'name = "{name}"',
@@ -40,8 +40,8 @@ def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, d
         f"scale = {scale}",
         f"frames = {frames}",
         f"default = {'true' if default else 'false'}",
-        f'version = "1"',
-        f'card = "{card}"',
+        f'version = "{version}"',
+        *([f'card = "{card}"'] if card else []),
         *([f'parent = "{parent}"'] if parent else []),
         f'sha256 = "{sha256}"',
         'input = { name = "lr", layout = "NCHW", planes = "Y", range = "unit" }',

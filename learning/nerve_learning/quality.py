@@ -55,6 +55,25 @@ def vmaf(reference: Path, distorted: Path) -> dict[str, float]:
     return {"vmaf": pooled["vmaf"]["mean"], "vmaf_neg": pooled["vmaf_neg"]["mean"]}
 
 
+def vmaf_frames(reference: np.ndarray, distorted: np.ndarray, fps: int = 25) -> dict[str, float]:
+    """VMAF and VMAF NEG of luma frames (N, H, W) uint8 against reference luma frames: both go to
+    libvmaf as 4:2:0 video with neutral chroma (VMAF reads luma only)."""
+    if reference.shape != distorted.shape:
+        raise ValueError(f"shapes differ: reference {reference.shape}, distorted {distorted.shape}")
+    _, h, w = reference.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for name, frames in (("ref", reference), ("dist", distorted)):
+            raw = Path(tmp) / f"{name}.gray"
+            raw.write_bytes(np.ascontiguousarray(frames).tobytes())
+            y4m = Path(tmp) / f"{name}.y4m"
+            subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}",
+                            "-r", str(fps), "-i", str(raw), "-pix_fmt", "yuv420p", str(y4m)], check=True,
+                           capture_output=True)
+            paths.append(y4m)
+        return vmaf(paths[0], paths[1])
+
+
 def compare(reference: Path, distorted: Path) -> dict[str, float]:
     ref = read_y(reference)
     dist = read_y(distorted)

@@ -45,6 +45,26 @@ impl Frame {
         &self.data[n..n + cw * ch]
     }
 
+    /// The top-left `width` x `height` of the frame (how a size not divisible by a rung's scale
+    /// is brought to one that is, as `decode` crops).
+    pub fn crop(&self, width: usize, height: usize) -> Self {
+        let (width, height) = (width.min(self.width), height.min(self.height));
+        let mut out = Self::new(width, height);
+        let (cw, ch) = out.chroma_size();
+        let (scw, _) = self.chroma_size();
+        let n = self.width * self.height;
+        let sc = scw * self.chroma_size().1;
+        let planes = [(0, self.width, 0, width, height), (n, scw, width * height, cw, ch), (n + sc, scw, width * height + cw * ch, cw, ch)];
+        for (src_off, src_stride, dst_off, w, h) in planes {
+            for row in 0..h {
+                let s = src_off + row * src_stride;
+                let d = dst_off + row * w;
+                out.data[d..d + w].copy_from_slice(&self.data[s..s + w]);
+            }
+        }
+        out
+    }
+
     /// Copies a mapped I420 video frame, keeping its top-left `width` x `height`.
     pub fn from_video(frame: &gst_video::VideoFrameRef<&gst::BufferRef>, width: usize, height: usize) -> Result<Self> {
         let mut out = Self::new(width, height);
@@ -85,14 +105,34 @@ pub struct Clip {
     pub fps: gst::Fraction,
 }
 
+/// Decodes up to `max_frames` frames as a player shows them on a `width` x `height` display:
+/// cropped to the display's aspect ratio (pixel aspect ratio honoured, `aspectratiocrop`), then
+/// scaled to the display size with Catmull-Rom (`videoscale method=catrom`; nothing is done when
+/// the clip already has that size). This is the reference every rung is scored against.
+pub fn decode_display(path: &Path, max_frames: usize, width: usize, height: usize) -> Result<Clip> {
+    if width < 16 || height < 16 {
+        bail!("display {width}x{height} is too small");
+    }
+    let filter = format!(
+        "aspectratiocrop aspect-ratio={width}/{height} ! videoscale method=catrom ! \
+         video/x-raw,format=I420,width={width},height={height},pixel-aspect-ratio=1/1"
+    );
+    decode_with(path, max_frames, 1, &filter)
+}
+
 /// Decodes up to `max_frames` frames of any file GStreamer can play, as I420, cropped to a
 /// multiple of `multiple` in each dimension (1 keeps the size).
 pub fn decode(path: &Path, max_frames: usize, multiple: usize) -> Result<Clip> {
+    decode_with(path, max_frames, multiple, "video/x-raw,format=I420")
+}
+
+/// `decode` with `filter` (a gst-launch fragment ending in I420 caps) after `videoconvert`.
+fn decode_with(path: &Path, max_frames: usize, multiple: usize, filter: &str) -> Result<Clip> {
     if !path.exists() {
         bail!("{} does not exist", path.display());
     }
     let desc = format!(
-        "filesrc location=\"{}\" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false",
+        "filesrc location=\"{}\" ! decodebin ! videoconvert ! {filter} ! appsink name=sink sync=false",
         path.display()
     );
     let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;

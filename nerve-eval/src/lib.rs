@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod plot;
 pub mod recover;
 pub mod run;
+pub mod table;
 pub mod vid4;
 pub mod vmaf;
 

@@ -42,3 +42,28 @@ fn ladder_rows_cover_every_rung_and_upscaler() {
     let bicubic = summary.iter().find(|s| s.upscaler == "bicubic").unwrap();
     assert_eq!(bicubic.d_psnr_y, 0.0);
 }
+
+#[test]
+fn quality_table_rows_and_files_follow_the_ladder() {
+    use nerve_eval::table::{self, Rung, TableMeta};
+    nerve_eval::init().unwrap();
+    let spec = ClipSpec { path: clip(), content: "texture".into() };
+    // QCIF as the display: x3 (58x48 covers 174x144), x2, and the display size itself
+    let rungs: Vec<Rung> = ["60@58x48", "150@88x72", "600@176x144"].iter().map(|r| r.parse().unwrap()).collect();
+    let rows = table::evaluate_clip(&spec, (176, 144), &rungs, 6, |_| ()).unwrap();
+    // Catmull-Rom and nervesr for each upscaled rung, the decoded picture for the full-size one
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r.frames == 6 && r.vmaf.is_finite() && r.kbps > 0.0));
+    let row = |kbps: u32, up: &str| rows.iter().find(|r| r.rung_kbps == kbps && r.upscaler == up).unwrap();
+    assert_eq!(row(60, "bicubic").scale, 3);
+    assert!(row(60, &table::default_model(3).unwrap()).fps > 0.0);
+    assert!(row(600, "none").vmaf > row(60, "bicubic").vmaf + 5.0, "the full-size rung at 10x the bits must look better");
+    assert!(row(600, "none").kbps > row(60, "bicubic").kbps);
+    let meta = TableMeta { prefix: "t", method: "MEASURED: test", device: "cpu", chunk_s: 4.0 };
+    let files = table::tables(&rows, &rungs, &meta).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["t_generic_nervesr", "t_texture_nervesr"]);
+    let levels: Vec<usize> = files[0].rungs.iter().map(|r| r.levels.len()).collect();
+    assert_eq!(levels, [1, 1, 0]);
+    assert_eq!(files[0].rungs[2].vmaf, (row(600, "none").vmaf * 100.0).round() / 100.0);
+}

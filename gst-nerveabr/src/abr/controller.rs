@@ -13,9 +13,9 @@ use crate::policy::{Decision, Ladder, Observation, Policy, QualityTable};
 use crate::sim::bones::EnhanceMode;
 use crate::sim::run::{chunk_policy, NerveConfig, PolicySpec};
 
-/// The shipped default table (interim, see the crate README), embedded so the plugin needs no
-/// data directory.
-pub const DEFAULT_TABLE: &str = include_str!("../../tables/pensieve_animation_imdn.json");
+/// The shipped default table (measured by `nerve-eval table` over all held-out clips, see
+/// `tables/make_measured.sh`), embedded so the plugin needs no data directory.
+pub const DEFAULT_TABLE: &str = include_str!("../../tables/pensieve_generic_nervesr.json");
 
 /// Recent fragment throughputs kept for the policies (RobustMPC reads the last 5).
 const RECENT: usize = 8;

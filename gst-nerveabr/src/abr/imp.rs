@@ -505,7 +505,7 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecString::builder(PROP_QUALITY_TABLE)
                     .nick("Quality table")
-                    .blurb("Quality table JSON (displayed VMAF per rung, classical and per enhancement level, and the device's speed), as in gst-nerveabr/tables; each stream rung takes the row of the nearest bitrate; empty = the shipped interim table")
+                    .blurb("Quality table JSON (displayed VMAF per rung, classical and per enhancement level, and the device's speed), as in gst-nerveabr/tables; each stream rung takes the row of the nearest bitrate; empty = the shipped measured all-content table (tables/pensieve_generic_nervesr.json)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecDouble::builder(PROP_DEVICE_SPEED)

@@ -24,8 +24,8 @@ use gstnerveabr::sim::run::{default_data_dir, run_bones, run_chunk, NerveConfig,
 use gstnerveabr::sim::trace::{read_dir, Trace};
 use gstnerveabr::sim::{plot, TraceResult};
 
-/// The quality table used without `--quality-table` (shipped in the crate).
-const DEFAULT_TABLE: &str = include_str!("../../tables/pensieve_animation_imdn.json");
+/// The quality table used without `--quality-table`: the element's (measured, all content).
+const DEFAULT_TABLE: &str = gstnerveabr::abr::DEFAULT_TABLE;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -54,7 +54,8 @@ struct Args {
     /// Enhancement table inside --bones-dir.
     #[arg(long, default_value = "imdn_bbb_3060ti.json")]
     enhance: String,
-    /// Quality table for the chunk scenario (default: the shipped animation table).
+    /// Quality table for the chunk scenario (default: the shipped measured all-content table,
+    /// tables/pensieve_generic_nervesr.json; per content type: tables/pensieve_<content>_nervesr.json).
     #[arg(long)]
     quality_table: Option<PathBuf>,
     /// Enhancement speed multiplier relative to the table's device.

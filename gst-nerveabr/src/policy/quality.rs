@@ -11,6 +11,14 @@ pub struct RungRow {
     pub resolution: String,
     /// Displayed VMAF at the target size, classical upscale.
     pub vmaf: f64,
+    /// Measured tables (nerve-eval) also carry VMAF NEG, PSNR-Y (dB) and the bitrate x264
+    /// produced; policies read `vmaf` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmaf_neg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psnr_y: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_kbps: Option<f64>,
     /// Enhancement levels, lightest first.
     #[serde(default)]
     pub levels: Vec<LevelRow>,
@@ -21,8 +29,15 @@ pub struct LevelRow {
     pub name: String,
     /// Displayed VMAF with this enhancement.
     pub vmaf: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmaf_neg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psnr_y: Option<f64>,
     /// Frames per second the reference device enhances at this rung.
     pub fps: f64,
+    /// Measured tables: frames per CPU-second (one dedicated core's worth); informative only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps_cpu: Option<f64>,
 }
 
 /// A table file.
@@ -138,12 +153,15 @@ mod tests {
                     bitrate_kbps: 300.0,
                     resolution: String::new(),
                     vmaf: 40.0,
+                    vmaf_neg: None,
+                    psnr_y: None,
+                    measured_kbps: None,
                     levels: vec![
-                        LevelRow { name: "a".into(), vmaf: 50.0, fps: 60.0 },
-                        LevelRow { name: "b".into(), vmaf: 60.0, fps: 20.0 },
+                        LevelRow { name: "a".into(), vmaf: 50.0, vmaf_neg: None, psnr_y: None, fps: 60.0, fps_cpu: None },
+                        LevelRow { name: "b".into(), vmaf: 60.0, vmaf_neg: None, psnr_y: None, fps: 20.0, fps_cpu: None },
                     ],
                 },
-                RungRow { bitrate_kbps: 1000.0, resolution: String::new(), vmaf: 90.0, levels: vec![] },
+                RungRow { bitrate_kbps: 1000.0, resolution: String::new(), vmaf: 90.0, vmaf_neg: None, psnr_y: None, measured_kbps: None, levels: vec![] },
             ],
         }
     }
@@ -167,5 +185,36 @@ mod tests {
         // a device twice as fast makes level 2 real time
         let fast = QualityTable::from_file(&file(), 2.0);
         assert_eq!(fast.best_level_within(0, 100.0, 4.0), 2);
+    }
+
+    /// The shipped tables are measured ones for Pensieve's ladder: the simulator's
+    /// Pensieve-faithfulness set-up depends on the rung bitrates, and the planner on every rung
+    /// below the display size having an enhancement level with a measured speed.
+    #[test]
+    fn shipped_tables_are_measured_on_pensieves_ladder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tables");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path(); // ok: test code
+            let name = path.file_name().unwrap().to_string_lossy().into_owned(); // ok: test code
+            if !name.ends_with("_nervesr.json") {
+                continue;
+            }
+            let f: TableFile = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap(); // ok: test code
+            assert!(f.method.starts_with("MEASURED: nerve-eval table"), "{name}: {}", f.method);
+            let kbps: Vec<f64> = f.rungs.iter().map(|r| r.bitrate_kbps).collect();
+            assert_eq!(kbps, [300.0, 750.0, 1200.0, 1850.0, 2850.0, 4300.0], "{name}");
+            for r in &f.rungs {
+                let below_display = r.resolution != "1280x720";
+                assert_eq!(r.levels.len(), usize::from(below_display), "{name} {}", r.bitrate_kbps);
+                assert!(r.levels.iter().all(|l| l.fps > 0.0 && l.vmaf > 0.0), "{name}");
+                assert!(r.vmaf > 0.0 && r.vmaf <= 100.0, "{name}");
+            }
+            let t = QualityTable::from_file(&f, 1.0);
+            assert_eq!(t.rungs(), 6);
+            seen += 1;
+        }
+        // talking_head, sports, animation, texture, screen and generic
+        assert_eq!(seen, 6);
     }
 }

@@ -3,6 +3,8 @@
 //! - `nerve-eval compare --reference R --distorted D`: PSNR-Y, SSIM, VMAF, VMAF NEG.
 //! - `nerve-eval sr --scale 2 --crf 23,33`: the streaming ladder protocol on the held-out clips
 //!   (or `--clips`), classical scalers beside nervesr with each model; table, `--json`, `--plot`.
+//! - `nerve-eval table --display 1280x720 --rungs 300@320x180,...`: a bitrate ladder shown on a
+//!   display, classical upscale beside nervesr; nerveabr's quality tables (`--tables DIR`).
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +12,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use nerve_eval::ladder::{self, ClipSpec, Upscaler};
+use nerve_eval::table::{self, Rung, TableMeta};
 use nerve_eval::{frame, init, loss, plot, recover, vid4};
 
 #[derive(Parser)]
@@ -106,6 +109,36 @@ enum Command {
         #[arg(long, default_value = loss::DECODER)]
         decoder: String,
     },
+    /// nerveabr quality tables: each rung (KBPS@WxH) encoded by x264 at its bitrate, shown on the
+    /// display upscaled by Catmull-Rom and by nervesr's default model of the rung's scale; VMAF,
+    /// VMAF NEG, PSNR-Y and nervesr's fps per rung, per content type and for all content.
+    Table {
+        /// Clips as CONTENT=PATH (or PATH); default: the held-out evaluation clips.
+        #[arg(long, value_delimiter = ',')]
+        clips: Vec<String>,
+        /// Display size every rung is shown at, WIDTHxHEIGHT.
+        #[arg(long, default_value = "1280x720")]
+        display: String,
+        /// The ladder, KBPS@WIDTHxHEIGHT; each height must divide the display height.
+        #[arg(long, value_delimiter = ',', default_value = "300@320x180,750@426x240,1200@640x360,1850@640x360,2850@1280x720,4300@1280x720")]
+        rungs: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        /// Chunk duration written into the tables (s).
+        #[arg(long, default_value_t = 4.0)]
+        chunk_s: f64,
+        /// Raw rows and the tables as one JSON document.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write one table file per content type and a generic one into this directory.
+        #[arg(long)]
+        tables: Option<PathBuf>,
+        /// Table names are PREFIX_CONTENT_nervesr.
+        #[arg(long, default_value = "pensieve")]
+        prefix: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Vid4 x4 (bicubic-downscaled, no compression): PSNR-Y of nervesr beside MATLAB bicubic.
     Vid4 {
         /// nervesr model for x4 (manifest name or path); empty = the default x4 model.
@@ -131,6 +164,20 @@ fn data_dir(given: Option<PathBuf>) -> PathBuf {
     given.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
 }
 
+fn clip_specs(clips: &[String], data: Option<PathBuf>) -> Vec<ClipSpec> {
+    let data = data_dir(data);
+    if clips.is_empty() {
+        return EVAL_CLIPS.iter().map(|(c, p)| ClipSpec { path: data.join(p), content: c.to_string() }).collect();
+    }
+    clips
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((content, p)) => ClipSpec { path: p.into(), content: content.into() },
+            None => ClipSpec { path: c.into(), content: "clip".into() },
+        })
+        .collect()
+}
+
 fn main() -> Result<()> {
     init()?;
     match Cli::parse().command {
@@ -154,18 +201,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Sr { clips, scale, crf, models, classical, frames, json, plot: plot_path, data } => {
-            let data = data_dir(data);
-            let specs: Vec<ClipSpec> = if clips.is_empty() {
-                EVAL_CLIPS.iter().map(|(c, p)| ClipSpec { path: data.join(p), content: c.to_string() }).collect()
-            } else {
-                clips
-                    .iter()
-                    .map(|c| match c.split_once('=') {
-                        Some((content, p)) => ClipSpec { path: p.into(), content: content.into() },
-                        None => ClipSpec { path: c.into(), content: "clip".into() },
-                    })
-                    .collect()
-            };
+            let specs = clip_specs(&clips, data);
             let mut upscalers: Vec<Upscaler> = classical.iter().map(|m| Upscaler::classical(m)).collect();
             upscalers.extend(models.iter().map(|m| Upscaler::nervesr(m, scale)));
             let bar = ProgressBar::new((specs.len() * crf.len() * upscalers.len()) as u64);
@@ -324,6 +360,73 @@ fn main() -> Result<()> {
                 clip.frames.len(), first.width, first.height, run.dropped, run.packets,
                 run.lossy.corrupted.iter().filter(|&&c| c).count()
             );
+        }
+        Command::Table { clips, display, rungs, frames, chunk_s, json, tables, prefix, data } => {
+            let specs = clip_specs(&clips, data);
+            let display = table::parse_size(&display)?;
+            let rungs: Vec<Rung> = rungs.iter().map(|r| r.parse()).collect::<Result<_>>()?;
+            if rungs.is_empty() {
+                bail!("give at least one rung");
+            }
+            for r in &rungs {
+                r.scale_to(display)?;
+            }
+            let per_clip: usize = rungs.iter().map(|r| if r.scale_to(display).map(|s| s.0).unwrap_or(1) == 1 { 1 } else { 2 }).sum();
+            let bar = ProgressBar::new((specs.len() * per_clip) as u64);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
+            let mut rows = Vec::new();
+            for spec in &specs {
+                rows.extend(table::evaluate_clip(spec, display, &rungs, frames, |m| {
+                    bar.inc(1);
+                    bar.set_message(m.to_string());
+                })?);
+            }
+            bar.finish_and_clear();
+            // The exact command, so a table says how to remake it.
+            let command: Vec<String> = std::env::args().skip(1).collect();
+            let method = format!(
+                "MEASURED: nerve-eval {} ({} clips, {frames} frames each; x264 preset medium pass=cbr at each rung's bitrate; \
+                 displayed VMAF v0.6.1 at {}x{}: level 0 = Catmull-Rom upscale (videoscale method=catrom), scale-1 rungs as decoded; \
+                 levels = nervesr with the default model of the rung's scale; fps = nervesr wall-clock frames/s on the device, \
+                 fps_cpu = frames per CPU-second of the process)",
+                command.join(" "),
+                specs.len(),
+                display.0,
+                display.1
+            );
+            let device = format!("{} (nervesr on CPU through ONNX Runtime; fps measured on a shared machine)", table::cpu_name());
+            let meta = TableMeta { prefix: &prefix, method: &method, device: &device, chunk_s };
+            let files = table::tables(&rows, &rungs, &meta)?;
+            println!("{} clips, {frames} frames each, shown at {}x{}; VMAF / VMAF NEG / PSNR-Y; fps of nervesr on this machine", specs.len(), display.0, display.1);
+            println!(
+                "{:<14} {:>6} {:>10} {:>6} {:>7} {:>7} {:>7} {:<20} {:>7} {:>7} {:>7} {:>6} {:>7}",
+                "content", "kbps", "res", "kbps*", "VMAF", "NEG", "PSNR", "model", "VMAF", "NEG", "PSNR", "fps", "fps/cpu"
+            );
+            for f in &files {
+                for r in &f.rungs {
+                    let (name, v, n, p, fps, fc) = match r.levels.first() {
+                        Some(l) => (l.name.as_str(), l.vmaf, l.vmaf_neg, l.psnr_y, l.fps, l.fps_cpu),
+                        None => ("-", f64::NAN, f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+                    };
+                    println!(
+                        "{:<14} {:>6} {:>10} {:>6.0} {:>7.2} {:>7.2} {:>7.2} {:<20} {:>7.2} {:>7.2} {:>7.2} {:>6.2} {:>7.2}",
+                        f.content, r.bitrate_kbps, r.resolution, r.measured_kbps, r.vmaf, r.vmaf_neg, r.psnr_y, name, v, n, p, fps, fc
+                    );
+                }
+            }
+            if let Some(path) = json {
+                let doc = serde_json::json!({"display": format!("{}x{}", display.0, display.1), "frames": frames, "rows": rows, "tables": files});
+                std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
+                println!("wrote {}", path.display());
+            }
+            if let Some(dir) = tables {
+                std::fs::create_dir_all(&dir)?;
+                for f in &files {
+                    let path = dir.join(format!("{}.json", f.name));
+                    std::fs::write(&path, serde_json::to_string_pretty(f)? + "\n")?;
+                    println!("wrote {}", path.display());
+                }
+            }
         }
         Command::Vid4 { model, json, data } => {
             let dir = data_dir(data).join("sr/vid4/GT");
