@@ -233,10 +233,14 @@ def cmd_continual(args: argparse.Namespace) -> int:
         print(f"wrote {', '.join(str(p) for p in plots)} and {out_json.with_suffix('.md')}")
         return 0
     cfg = load_config(Path(args.config), quick=args.quick)
-    if args.steps:
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if args.steps:
         cfg = replace(cfg, steps_per_task=args.steps)
+    if args.ewc_lambda is not None:
+        cfg = replace(cfg, ewc_lambda=args.ewc_lambda)
+    if args.learners:
+        cfg = replace(cfg, learners=tuple(args.learners.split(",")))
     out_json = Path(args.json)
     out_dir = out_json.parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +254,9 @@ def cmd_continual(args: argparse.Namespace) -> int:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     flags = [f"--config {args.config}", f"--json {args.json}", *(["--quick"] if args.quick else []),
-             *([f"--steps {args.steps}"] if args.steps else []), *([f"--export {args.export}"] if args.export else [])]
+             *([f"--steps {args.steps}"] if args.steps else []),
+             *([f"--ewc-lambda {args.ewc_lambda}"] if args.ewc_lambda is not None else []),
+             *([f"--learners {args.learners}"] if args.learners else []), *([f"--export {args.export}"] if args.export else [])]
     report["command"] = "nerve-learn continual " + " ".join(flags)
     # Saved before anything else can fail: the run is the expensive part.
     out_json.write_text(json.dumps(report, indent=2))
@@ -416,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--json", required=True, help="report path; plots are written beside it")
     k.add_argument("--quick", action="store_true", help="the config's [quick] overrides: tiny data, for tests")
     k.add_argument("--steps", type=int, default=0, help="override steps per task")
+    k.add_argument("--ewc-lambda", type=float, default=None, help="override the EWC strength")
+    k.add_argument("--learners", default="", help="override the learners, comma separated (naive is needed)")
     k.add_argument("--export", default="", help="export the replay+EWC student as <name>.onnx + manifest.toml beside the JSON")
     k.add_argument("--no-plots", action="store_true")
     k.add_argument("--replot", action="store_true", help="only redraw the plots and the write-up from --json")
