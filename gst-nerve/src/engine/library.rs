@@ -167,7 +167,7 @@ mod tests {
     fn nothing_found_says_what_to_install() -> Result<(), Box<dyn std::error::Error>> {
         let dir = std::env::temp_dir().join(format!("nerve-empty-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let err = resolve_from(None, None, &[dir.clone()]).err().ok_or("expected an error")?;
+        let err = resolve_from(None, None, std::slice::from_ref(&dir)).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("pip install onnxruntime"));
         std::fs::remove_dir_all(dir)?;
         Ok(())
@@ -183,7 +183,7 @@ mod tests {
         assert_eq!(found, dir.join("libonnxruntime.so.1.31.1"));
         // ORT_DYLIB_PATH wins over the search directories.
         let env_lib = dir.join("libonnxruntime_providers_shared.so");
-        assert_eq!(resolve_from(None, Some(&env_lib), &[dir.clone()])?, env_lib);
+        assert_eq!(resolve_from(None, Some(&env_lib), std::slice::from_ref(&dir))?, env_lib);
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

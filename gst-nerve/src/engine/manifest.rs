@@ -277,12 +277,12 @@ output = { name = "hr", layout = "NCHW", planes = "Y" }
     fn default_and_named_lookup() -> Result<(), Box<dyn std::error::Error>> {
         let dir = temp_dir("lookup")?;
         std::fs::write(dir.join(MANIFEST_FILE), ENTRY)?;
-        let m = resolve_in("", Task::SuperResolution, 2, &[dir.clone()])?;
+        let m = resolve_in("", Task::SuperResolution, 2, std::slice::from_ref(&dir))?;
         assert_eq!(m.entry.name, "sr-x2-test");
         assert_eq!(m.entry.frames, 1);
-        assert!(resolve_in("", Task::SuperResolution, 3, &[dir.clone()]).is_err());
-        assert!(resolve_in("sr-x2-test", Task::SuperResolution, 3, &[dir.clone()]).is_ok());
-        let err = resolve_in("nope", Task::SuperResolution, 2, &[dir.clone()]).err().ok_or("expected an error")?;
+        assert!(resolve_in("", Task::SuperResolution, 3, std::slice::from_ref(&dir)).is_err());
+        assert!(resolve_in("sr-x2-test", Task::SuperResolution, 3, std::slice::from_ref(&dir)).is_ok());
+        let err = resolve_in("nope", Task::SuperResolution, 2, std::slice::from_ref(&dir)).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("'nope'"));
         std::fs::remove_dir_all(dir)?;
         Ok(())
@@ -292,7 +292,7 @@ output = { name = "hr", layout = "NCHW", planes = "Y" }
     fn malformed_manifest_is_reported_with_its_path() -> Result<(), Box<dyn std::error::Error>> {
         let dir = temp_dir("bad")?;
         std::fs::write(dir.join(MANIFEST_FILE), "[[model]]\nname = 3\n")?;
-        let err = resolve_in("", Task::SuperResolution, 2, &[dir.clone()]).err().ok_or("expected an error")?;
+        let err = resolve_in("", Task::SuperResolution, 2, std::slice::from_ref(&dir)).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("malformed"), "{err}");
         std::fs::remove_dir_all(dir)?;
         Ok(())

@@ -496,7 +496,7 @@ impl NerveSr {
                     state.history.pop_front();
                 }
                 gst::info!(CAT, imp = self, "swapped model '{from}' for '{}'", model.spec.entry.name);
-                state.model = Some(model);
+                state.model = Some(*model);
                 state.counters.swaps += 1;
             }
             Loaded::Refused(why) => {
@@ -850,7 +850,7 @@ impl VideoFilterImpl for NerveSr {
         if changed {
             gst::debug!(CAT, imp = self, "{} the model", if late { "late: falling back from" } else { "caught up: back to" });
         }
-        if changed || (interval > 0 && total % interval == 0) {
+        if changed || (interval > 0 && total.is_multiple_of(interval)) {
             self.post_stats();
         }
         Ok(gst::FlowSuccess::Ok)

@@ -30,7 +30,7 @@ pub struct LoadRequest {
 impl LoadRequest {
     pub fn resolve(&self) -> Result<engine::manifest::ResolvedModel, EngineError> {
         let resolved = match &self.location {
-            Some(dir) => engine::manifest::resolve_in(&self.spec, Task::SuperResolution, self.scale, &[dir.clone()])?,
+            Some(dir) => engine::manifest::resolve_in(&self.spec, Task::SuperResolution, self.scale, std::slice::from_ref(dir))?,
             None => engine::manifest::resolve(&self.spec, Task::SuperResolution, self.scale)?,
         };
         let entry = &resolved.entry;
@@ -50,7 +50,7 @@ impl LoadRequest {
 
 /// The outcome of a background load, waiting for the streaming thread.
 pub enum Loaded {
-    Ready(Model),
+    Ready(Box<Model>),
     Refused(String),
 }
 
@@ -75,7 +75,7 @@ impl Swapper {
         let (slot, current) = (self.slot.clone(), self.generation.clone());
         let spawned = thread::Builder::new().name("nervesr-load".into()).spawn(move || {
             let loaded = match request.load() {
-                Ok(model) => Loaded::Ready(model),
+                Ok(model) => Loaded::Ready(Box::new(model)),
                 Err(e) => Loaded::Refused(e.to_string()),
             };
             if current.load(Ordering::SeqCst) == generation {
@@ -122,7 +122,7 @@ impl Swapper {
                 }
                 let mine = generation.fetch_add(1, Ordering::SeqCst) + 1;
                 let loaded = match request.load() {
-                    Ok(model) => Loaded::Ready(model),
+                    Ok(model) => Loaded::Ready(Box::new(model)),
                     Err(e) => Loaded::Refused(e.to_string()),
                 };
                 if generation.load(Ordering::SeqCst) == mine && !stop.load(Ordering::SeqCst) {
