@@ -41,11 +41,10 @@ fn init() {
         // nervesr, if the `nerve` plugin is built next to this crate's artifacts
         // (load that one file: scanning the directory would load libgstnerveabr.so a second time)
         let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libgstnerve.so");
-        if lib.exists() {
-            if let Err(e) = gst::Plugin::load_file(&lib) {
+        if lib.exists()
+            && let Err(e) = gst::Plugin::load_file(&lib) {
                 eprintln!("nervesr not available: {e}");
             }
-        }
     });
 }
 

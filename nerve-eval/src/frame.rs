@@ -154,11 +154,10 @@ fn decode_with(path: &Path, max_frames: usize, multiple: usize, filter: &str) ->
     }
     let error = pipeline.bus().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]));
     pipeline.set_state(gst::State::Null)?;
-    if let Some(msg) = error {
-        if let gst::MessageView::Error(e) = msg.view() {
+    if let Some(msg) = error
+        && let gst::MessageView::Error(e) = msg.view() {
             bail!("decoding {}: {}", path.display(), e.error());
         }
-    }
     if frames.is_empty() {
         bail!("{} gave no frames", path.display());
     }

@@ -275,11 +275,10 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     for t in threads {
         t.join().map_err(|_| anyhow::anyhow!("a sink thread panicked"))??;
     }
-    if let Some(msg) = msg {
-        if let gst::MessageView::Error(e) = msg.view() {
+    if let Some(msg) = msg
+        && let gst::MessageView::Error(e) = msg.view() {
             bail!("loss pipeline: {} ({:?})", e.error(), e.debug());
         }
-    }
 
     let r = record.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let base = r.first_pts.context("the encoder produced nothing")?;

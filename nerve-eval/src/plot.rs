@@ -82,13 +82,16 @@ pub fn quality_vs_bitrate(rows: &[Row], metric: &str, path: &Path) -> Result<()>
     Ok(())
 }
 
+/// A plotted measure: its axis label and how to read it from a summary row.
+type Measure = (&'static str, fn(&crate::recover::Summary) -> f64);
+
 /// `nerve-eval recover`: PSNR-Y and VMAF against the packet-loss rate, one line per method.
 pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Result<()> {
     let labelled = register_font();
     let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let panels = root.split_evenly((1, 2));
-    let metrics: [(&str, fn(&crate::recover::Summary) -> f64); 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
+    let metrics: [Measure; 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
     let mut methods: Vec<&str> = Vec::new();
     for s in summary {
         if !methods.contains(&s.method.as_str()) {

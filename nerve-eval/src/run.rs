@@ -47,11 +47,10 @@ fn finish(p: &gst::Pipeline, what: &str) -> Result<()> {
     let bus = p.bus().context("bus")?;
     let msg = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]);
     p.set_state(gst::State::Null)?;
-    if let Some(msg) = msg {
-        if let gst::MessageView::Error(e) = msg.view() {
+    if let Some(msg) = msg
+        && let gst::MessageView::Error(e) = msg.view() {
             bail!("{what}: {} ({:?})", e.error(), e.debug());
         }
-    }
     Ok(())
 }
 

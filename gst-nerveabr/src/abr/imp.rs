@@ -301,11 +301,10 @@ impl NerveAbr {
             let weak = self.obj().downgrade();
             let demux_weak = demuxer.downgrade();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                if let (Some(obj), Some(gst::PadProbeData::Buffer(buf))) = (weak.upgrade(), info.data.as_ref()) {
-                    if let (Some(d), Ok(map)) = (demux_weak.upgrade(), buf.map_readable()) {
+                if let (Some(obj), Some(gst::PadProbeData::Buffer(buf))) = (weak.upgrade(), info.data.as_ref())
+                    && let (Some(d), Ok(map)) = (demux_weak.upgrade(), buf.map_readable()) {
                         obj.imp().on_manifest_bytes(&d, map.as_slice());
                     }
-                }
                 gst::PadProbeReturn::Ok
             })
             .map(|id| (pad.downgrade(), id))
@@ -412,11 +411,10 @@ impl NerveAbr {
         if let (Some(d), Some(id)) = (st.demuxer.and_then(|w| w.upgrade()), st.bandwidth_handler) {
             d.disconnect(id);
         }
-        if let Some((pad, id)) = st.probe {
-            if let Some(pad) = pad.upgrade() {
+        if let Some((pad, id)) = st.probe
+            && let Some(pad) = pad.upgrade() {
                 pad.remove_probe(id);
             }
-        }
     }
 
     /// Bus messages, on the posting thread: only bookkeeping.

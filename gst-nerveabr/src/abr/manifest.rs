@@ -51,8 +51,8 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
         let start = from + pos;
         let before_ok = start == 0 || tag[..start].ends_with(|c: char| c.is_whitespace());
         let rest = tag[start + name.len()..].trim_start();
-        if before_ok {
-            if let Some(rest) = rest.strip_prefix('=') {
+        if before_ok
+            && let Some(rest) = rest.strip_prefix('=') {
                 let rest = rest.trim_start();
                 let quote = rest.chars().next()?;
                 if quote == '"' || quote == '\'' {
@@ -60,7 +60,6 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
                     return body.find(quote).map(|end| &body[..end]);
                 }
             }
-        }
         from = start + name.len();
     }
     None

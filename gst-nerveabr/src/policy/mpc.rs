@@ -41,14 +41,13 @@ impl Policy for RobustMpc {
             return Decision::default();
         };
         // Score the previous prediction against the chunk it predicted (called once per chunk).
-        if let Some(pred) = self.last_prediction {
-            if actual > 0.0 {
+        if let Some(pred) = self.last_prediction
+            && actual > 0.0 {
                 self.errors.push((pred - actual).abs() / actual);
                 if self.errors.len() > 5 {
                     self.errors.remove(0);
                 }
             }
-        }
         let hm = harmonic_mean(recent);
         self.last_prediction = Some(hm);
         let max_err = self.errors.iter().copied().fold(0.0, f64::max);

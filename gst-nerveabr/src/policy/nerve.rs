@@ -161,14 +161,13 @@ impl Policy for Nerve {
         let l = obs.ladder;
         let chunk = l.chunk_s();
         // Score the previous estimate against the throughput the last download measured.
-        if let (Some(est), Some(&actual)) = (self.last_estimate, obs.recent_bps.last()) {
-            if actual > 0.0 {
+        if let (Some(est), Some(&actual)) = (self.last_estimate, obs.recent_bps.last())
+            && actual > 0.0 {
                 self.errors.push((est - actual).abs() / actual);
                 if self.errors.len() > 5 {
                     self.errors.remove(0);
                 }
             }
-        }
         self.last_estimate = obs.throughput_bps;
         let max_err = self.errors.iter().copied().fold(0.0, f64::max);
         let tput = obs.throughput_bps.unwrap_or(0.0) * p.safety / (1.0 + p.robust * max_err);

@@ -125,12 +125,11 @@ impl QualityTable {
         let mut best_q = self.base(rung);
         for l in 1..self.levels() {
             let c = self.cost(rung, l);
-            if let Some(q) = self.get(rung, l) {
-                if c <= budget_s && c <= chunk_s && q > best_q {
+            if let Some(q) = self.get(rung, l)
+                && c <= budget_s && c <= chunk_s && q > best_q {
                     best = l;
                     best_q = q;
                 }
-            }
         }
         best
     }

@@ -531,13 +531,12 @@ fn download_monitored(
                 sizes_bits: &data.seg_bits[idx],
                 ladder,
             };
-            if let Some(new) = policy.abandon(&p) {
-                if let Some(&new_size) = data.seg_bits[idx].get(new) {
+            if let Some(new) = policy.abandon(&p)
+                && let Some(&new_size) = data.seg_bits[idx].get(new) {
                     *action = new;
                     remain = new_size;
                     total_time += latency;
                 }
-            }
         }
     }
     (total_time - latency, total_size, latency)
