@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use gst::prelude::*;
 
+mod common;
+
 const FRAMES: usize = 600;
 const W: usize = 640;
 const H: usize = 360;
@@ -25,16 +27,7 @@ fn damaged_frames() -> Vec<gst::Buffer> {
          netsim drop-probability=0.05 ! rtpjitterbuffer ! rtph264depay ! avdec_h264 ! appsink name=sink sync=false",
         sample.display()
     );
-    let pipeline = gst::parse::launch(&desc).expect("loss pipeline").downcast::<gst::Pipeline>().unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut frames = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        frames.push(sample.buffer_owned().unwrap());
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(!frames.is_empty(), "the clip decodes");
-    frames
+    common::decode(&desc)
 }
 
 /// Pushes FRAMES frames (every 7th one left out, so frames must be synthesised too) through

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+mod common;
+
 const FRAMES: usize = 300;
 const W: usize = 640;
 const H: usize = 360;
@@ -21,16 +23,7 @@ fn sample_frames() -> Vec<gst::Buffer> {
          video/x-raw,format=I420,width={W},height={H} ! appsink name=sink sync=false",
         sample.display()
     );
-    let pipeline = gst::parse::launch(&desc).expect("decode pipeline").downcast::<gst::Pipeline>().unwrap();
-    let sink = pipeline.by_name("sink").unwrap().downcast::<gst_app::AppSink>().unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut frames = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        frames.push(sample.buffer_owned().unwrap());
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(!frames.is_empty(), "the sample decodes");
-    frames
+    common::decode(&desc)
 }
 
 /// Pushes FRAMES frames through `filter` into a fakesink as fast as possible; returns fps.

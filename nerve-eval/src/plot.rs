@@ -45,38 +45,21 @@ pub fn quality_vs_bitrate(rows: &[Row], metric: &str, path: &Path) -> Result<()>
         let (x0, x1) = mine.iter().fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(r.kbps), b.max(r.kbps)));
         let (y0, y1) = mine.iter().fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(value(r)), b.max(value(r))));
         let pad = ((y1 - y0) * 0.1).max(0.5);
-        let mut builder = ChartBuilder::on(panel);
-        builder.margin(12);
-        if labelled {
-            builder.caption(format!("{content}: {metric} vs kbit/s"), ("sans-serif", 16)).x_label_area_size(30).y_label_area_size(40);
-        }
-        let mut chart = builder
-            .build_cartesian_2d((x0 * 0.9)..(x1 * 1.1), (y0 - pad)..(y1 + pad))
-            .map_err(|e| anyhow!("{e}"))?;
-        if labelled {
-            chart.configure_mesh().draw().map_err(|e| anyhow!("{e}"))?;
-        }
-        for (i, up) in upscalers.iter().enumerate() {
-            let mut pts: Vec<(f64, f64)> = mine.iter().filter(|r| r.upscaler == *up).map(|r| (r.kbps, value(r))).collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let colour = Palette99::pick(i).to_rgba();
-            let series = chart
-                .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
-                .map_err(|e| anyhow!("{e}"))?;
-            if labelled {
-                series.label(*up).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
-            }
-            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
-        }
-        if labelled {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
-        }
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = upscalers
+            .iter()
+            .map(|up| {
+                let mut pts: Vec<(f64, f64)> = mine.iter().filter(|r| r.upscaler == *up).map(|r| (r.kbps, value(r))).collect();
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                (*up, pts)
+            })
+            .collect();
+        let frame = Panel {
+            caption: format!("{content}: {metric} vs kbit/s"),
+            x: (x0 * 0.9)..(x1 * 1.1),
+            y: (y0 - pad)..(y1 + pad),
+            legend: SeriesLabelPosition::LowerRight,
+        };
+        draw_lines(panel, &frame, &lines, labelled)?;
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
@@ -106,35 +89,66 @@ pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Resu
         let (y0, y1) = finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let x1 = summary.iter().map(|s| s.loss * 100.0).fold(1.0, f64::max);
         let pad = ((y1 - y0) * 0.1).max(0.5);
-        let mut builder = ChartBuilder::on(panel);
-        builder.margin(12);
-        if labelled {
-            builder.caption(format!("{name} vs packet loss (%)"), ("sans-serif", 16)).x_label_area_size(30).y_label_area_size(40);
-        }
-        let mut chart = builder.build_cartesian_2d(0.0..x1 * 1.05, (y0 - pad)..(y1 + pad)).map_err(|e| anyhow!("{e}"))?;
-        if labelled {
-            chart.configure_mesh().draw().map_err(|e| anyhow!("{e}"))?;
-        }
-        for (i, m) in methods.iter().enumerate() {
-            let pts: Vec<(f64, f64)> =
-                summary.iter().filter(|s| s.method == *m).map(|s| (s.loss * 100.0, value(s))).filter(|p| p.1.is_finite()).collect();
-            let colour = Palette99::pick(i).to_rgba();
-            let series = chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(|e| anyhow!("{e}"))?;
-            if labelled {
-                series.label(*m).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
-            }
-            chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
-        }
-        if labelled {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
-        }
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = methods
+            .iter()
+            .map(|m| {
+                let pts = summary.iter().filter(|s| s.method == *m).map(|s| (s.loss * 100.0, value(s))).filter(|p| p.1.is_finite());
+                (*m, pts.collect())
+            })
+            .collect();
+        let frame = Panel {
+            caption: format!("{name} vs packet loss (%)"),
+            x: 0.0..x1 * 1.05,
+            y: (y0 - pad)..(y1 + pad),
+            legend: SeriesLabelPosition::UpperRight,
+        };
+        draw_lines(panel, &frame, &lines, labelled)?;
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// One chart's frame: caption, axis ranges and where its legend goes.
+struct Panel {
+    caption: String,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    legend: SeriesLabelPosition,
+}
+
+/// Draws labelled lines with point markers into one panel (captions, mesh and legend only when a
+/// font is available).
+fn draw_lines(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    frame: &Panel,
+    lines: &[(&str, Vec<(f64, f64)>)],
+    labelled: bool,
+) -> Result<()> {
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(12);
+    if labelled {
+        builder.caption(&frame.caption, ("sans-serif", 16)).x_label_area_size(30).y_label_area_size(40);
+    }
+    let mut chart = builder.build_cartesian_2d(frame.x.clone(), frame.y.clone()).map_err(|e| anyhow!("{e}"))?;
+    if labelled {
+        chart.configure_mesh().draw().map_err(|e| anyhow!("{e}"))?;
+    }
+    for (i, (label, pts)) in lines.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let series = chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2))).map_err(|e| anyhow!("{e}"))?;
+        if labelled {
+            series.label(*label).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+        }
+        chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
+    }
+    if labelled {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(frame.legend.clone())
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+    }
     Ok(())
 }

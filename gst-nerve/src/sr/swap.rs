@@ -54,6 +54,15 @@ pub enum Loaded {
     Refused(String),
 }
 
+impl From<Result<Model, EngineError>> for Loaded {
+    fn from(result: Result<Model, EngineError>) -> Self {
+        match result {
+            Ok(model) => Loaded::Ready(Box::new(model)),
+            Err(e) => Loaded::Refused(e.to_string()),
+        }
+    }
+}
+
 /// Background loads and the slot they land in. Only the latest request counts: an older load
 /// that finishes late is thrown away.
 #[derive(Default)]
@@ -74,10 +83,7 @@ impl Swapper {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let (slot, current) = (self.slot.clone(), self.generation.clone());
         let spawned = thread::Builder::new().name("nervesr-load".into()).spawn(move || {
-            let loaded = match request.load() {
-                Ok(model) => Loaded::Ready(Box::new(model)),
-                Err(e) => Loaded::Refused(e.to_string()),
-            };
+            let loaded = Loaded::from(request.load());
             if current.load(Ordering::SeqCst) == generation {
                 *lock(&slot) = Some(loaded);
             }
@@ -121,10 +127,7 @@ impl Swapper {
                     continue;
                 }
                 let mine = generation.fetch_add(1, Ordering::SeqCst) + 1;
-                let loaded = match request.load() {
-                    Ok(model) => Loaded::Ready(Box::new(model)),
-                    Err(e) => Loaded::Refused(e.to_string()),
-                };
+                let loaded = Loaded::from(request.load());
                 if generation.load(Ordering::SeqCst) == mine && !stop.load(Ordering::SeqCst) {
                     *lock(&slot) = Some(loaded);
                 }
