@@ -68,12 +68,14 @@ fn harvests_a_bounded_number_of_patches_at_scale_one_in_the_memory_format() {
     let metas = items(&dir, ".json");
     assert_eq!(metas.len(), 3, "{metas:?}");
     assert!(items(&dir, ".tmp").is_empty());
+    let mut frames = Vec::new();
     for meta in metas {
         let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
         let id = m["id"].as_str().unwrap();
         assert_eq!(id.len(), 32);
         assert_eq!((m["width"].as_u64(), m["height"].as_u64(), m["patch"].as_u64()), (Some(160), Some(120), Some(32)));
         assert!(m["source"].as_str().unwrap().starts_with("harvest:"));
+        frames.push(m["frame"].as_u64().unwrap());
         assert!(m["stats"]["std"].as_f64().unwrap() > 4.0 && m["stats"]["grad"].as_f64().unwrap() > 0.0);
         // The patch is the frame's luma at (x, y), stored as NPY 1.0 uint8 (32, 32).
         let npy = std::fs::read(dir.join("items").join(format!("{id}.npy"))).unwrap();
@@ -87,6 +89,9 @@ fn harvests_a_bounded_number_of_patches_at_scale_one_in_the_memory_format() {
             assert_eq!(p, textured(x + i % 32, y + i / 32));
         }
     }
+    // One patch a second at 30 fps: frames 0, 30 and 60, each patch tagged with its frame.
+    frames.sort();
+    assert_eq!(frames, [0, 30, 60]);
 }
 
 #[test]

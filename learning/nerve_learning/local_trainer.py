@@ -236,8 +236,8 @@ def harvest_clip(memory: EpisodicMemory, clip: Clip, root: Path | None = None, *
 # ---- pairs from the memory ------------------------------------------------------------------
 
 def frame_key(meta: dict[str, Any]) -> str:
-    """Items cut from the same frame share this key (the Rust harvester may not write `frame`:
-    then the creation time to a tenth of a second stands for it)."""
+    """Items cut from the same frame share this key (`frame` in the memory format; items stored
+    before that key existed fall back to their creation time to a tenth of a second)."""
     frame = meta.get("frame", round(float(meta.get("created", 0.0)), 1))
     return f"{meta.get('source', '')}#{frame}"
 

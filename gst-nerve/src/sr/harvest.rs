@@ -47,6 +47,8 @@ pub struct Stats {
 
 struct Patch {
     id: String,
+    /// Index of the frame in the stream (patches of one frame share it).
+    frame: u64,
     pixels: Vec<u8>,
     side: usize,
     x: usize,
@@ -134,7 +136,7 @@ impl Harvester {
         if due && width >= side && height >= side {
             let interval = 60_000_000_000 / self.config.budget.max(1) as u64;
             self.next_due = Some(now + interval);
-            if let Some(patch) = self.pick(luma, stride, width, height, keep_previous) {
+            if let Some(patch) = self.pick(luma, stride, width, height, keep_previous, index) {
                 self.counters.patches += 1;
                 self.counters.bytes += patch.pixels.len() as u64;
                 let sent = self.tx.as_ref().is_some_and(|tx| tx.send(patch).is_ok());
@@ -158,7 +160,7 @@ impl Harvester {
         Ok(())
     }
 
-    fn pick(&mut self, luma: &[u8], stride: usize, width: usize, height: usize, with_previous: bool) -> Option<Patch> {
+    fn pick(&mut self, luma: &[u8], stride: usize, width: usize, height: usize, with_previous: bool, frame: u64) -> Option<Patch> {
         let side = self.config.patch as usize;
         let mut best: Option<(usize, usize, Stats)> = None;
         for _ in 0..CANDIDATES {
@@ -176,7 +178,7 @@ impl Harvester {
             pixels.extend_from_slice(&luma[row * stride + x..row * stride + x + side]);
         }
         let id = format!("{:016x}{:016x}", self.next_random(), self.next_random());
-        Some(Patch { id, pixels, side, x, y, width, height, stats, info: self.info.clone() })
+        Some(Patch { id, frame, pixels, side, x, y, width, height, stats, info: self.info.clone() })
     }
 
     /// Closes the writer and waits for it: every patch handed over is on disk afterwards.
@@ -257,6 +259,7 @@ fn write_item(items: &Path, p: &Patch) -> std::io::Result<()> {
         "bitrate_kbps": p.info.bitrate_kbps,
         "width": p.width,
         "height": p.height,
+        "frame": p.frame,
         "x": p.x,
         "y": p.y,
         "patch": p.side,
