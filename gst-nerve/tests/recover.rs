@@ -7,6 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use gst::prelude::*;
+use gst_video::prelude::*;
 use gst_check::Harness;
 use sha2::{Digest, Sha256};
 
@@ -197,39 +198,95 @@ fn recovery_manifest(model: &str, task: &str, frames: u32) -> PathBuf {
         dir.join("manifest.toml"),
         format!(
             "[[model]]\nname = \"fixture\"\nfile = \"{model}\"\ntask = \"{task}\"\nscale = 1\nframes = {frames}\nsha256 = \"{sha}\"\n\
-             input = {{ name = \"frames\", layout = \"NCHW\", planes = \"Y\" }}\noutput = {{ name = \"repaired\", layout = \"NCHW\", planes = \"Y\" }}\n"
+             input = {{ name = \"frames\", layout = \"NCHW\", planes = \"Y\" }}\noutput = {{ name = \"shown\", layout = \"NCHW\", planes = \"Y\" }}\n"
         ),
     )
     .expect("manifest");
     dir.join(model)
 }
 
-#[test]
-fn a_recovery_model_repairs_only_the_damaged_blocks() {
+fn model_harness(model: &str) -> Harness {
     init();
-    let path = recovery_manifest("recover_grey.onnx", "recovery", 3);
+    let path = recovery_manifest(model, "recovery", 4);
     let element = gst::ElementFactory::make("nerverecover")
         .property("model", path.to_str().expect("utf-8"))
         .build()
         .expect("element");
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_src_caps(info(gst_video::VideoFormat::I420, W, H).to_caps().expect("caps"));
+    h
+}
+
+/// What rtph264depay sends through the decoder for a lost packet: a GAP at the timestamp of the
+/// frame it belonged to, without a duration.
+fn lost_packet(index: u64) -> gst::Event {
+    gst::event::Gap::builder(gst::ClockTime::from_nseconds(index * FRAME_NS)).build()
+}
+
+fn tinted(v: u8, u: u8) -> gst::Buffer {
+    frame(&info(gst_video::VideoFormat::I420, W, H), |x, y| v.wrapping_add(((x + y) % 5) as u8), u, 128)
+}
+
+fn chroma_u(b: &gst::Buffer) -> Vec<u8> {
+    let vf = gst_video::VideoFrame::from_buffer_readable(b.clone(), &info(gst_video::VideoFormat::I420, W, H)).expect("map");
+    let (w, h, stride) = ((W / 2) as usize, (H / 2) as usize, vf.plane_stride()[1] as usize);
+    let data = vf.plane_data(1).expect("u plane");
+    (0..h).flat_map(|y| data[y * stride..y * stride + w].to_vec()).collect()
+}
+
+fn stat(h: &Harness, field: &str) -> u64 {
+    h.element().expect("element").property::<gst::Structure>("stats").get::<u64>(field).expect("field")
+}
+
+#[test]
+fn a_lost_packet_gap_synthesises_no_frame() {
+    let mut h = harness(&[]);
+    h.push(at(flat(50), 0)).expect("push");
+    assert!(h.push_event(lost_packet(1)));
+    h.push(at(flat(52), 1)).expect("push");
+    let out: Vec<gst::Buffer> = (0..2).map(|_| h.pull().expect("frame")).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(luma(&out[1]), luma(&at(flat(52), 1)), "the damaged frame itself comes out");
+    assert!(h.try_pull().is_none(), "one frame per timestamp");
+    assert_eq!(stat(&h, "gap-events"), 1);
+    assert_eq!(stat(&h, "frames-synthesised"), 0);
+}
+
+#[test]
+fn a_reported_loss_runs_the_model_and_every_plane_follows_its_choice() {
+    let mut h = model_harness("recover_hold.onnx");
+    let first = at(tinted(100, 90), 0);
+    let ptr = first.as_ptr();
+    assert_eq!(h.push_and_pull(first.clone()).expect("frame").as_ptr(), ptr, "no loss, nothing carried: untouched");
+    assert_eq!(stat(&h, "model-runs"), 0);
+    assert!(h.push_event(lost_packet(1)));
+    let out = h.push_and_pull(at(tinted(60, 170), 1)).expect("frame");
+    assert_eq!(luma(&out), luma(&first), "the model held the frame shown before");
+    assert_eq!(chroma_u(&out), chroma_u(&first), "chroma from the source the model chose");
+    assert_eq!(stat(&h, "model-runs"), 1);
+    // No loss reported, but the frame shown differs from the decoder's: the model runs again to
+    // carry the repair on.
+    let out = h.push_and_pull(at(tinted(61, 170), 2)).expect("frame");
+    assert_eq!(luma(&out), luma(&first));
+    assert_eq!(stat(&h, "model-runs"), 2);
+    assert_eq!(stat(&h, "frames-synthesised"), 0);
+}
+
+#[test]
+fn a_model_that_keeps_the_decoder_frame_leaves_it_untouched() {
+    let mut h = model_harness("recover_keep.onnx");
     h.push_and_pull(at(flat(100), 0)).expect("frame");
-    let input = at(holed(100), 1);
-    let out = h.push_and_pull(input.clone()).expect("frame");
-    let (o, i) = (luma(&out), luma(&input));
-    let w = W as usize;
-    for y in 0..H as usize {
-        let row = &o[y * w..(y + 1) * w];
-        if (16..32).contains(&y) {
-            assert!(row.iter().all(|&v| v == 128), "row {y} from the model");
-        } else {
-            assert_eq!(row, &i[y * w..(y + 1) * w], "row {y} untouched");
-        }
-    }
-    let stats = h.element().expect("element").property::<gst::Structure>("stats");
-    assert_eq!(stats.get::<u64>("model-runs").expect("field"), 1);
-    assert_eq!(stats.get::<String>("model").expect("field"), "fixture");
+    assert!(h.push_event(lost_packet(1)));
+    let input = at(flat(60), 1);
+    let bytes = input.map_readable().expect("map").to_vec();
+    let out = h.push_and_pull(input).expect("frame");
+    assert_eq!(out.map_readable().expect("map").as_slice(), bytes.as_slice(), "bit-exact");
+    assert_eq!(stat(&h, "model-runs"), 1);
+    // Nothing carried and no loss: the model is not even asked.
+    let input = at(flat(61), 2);
+    let ptr = input.as_ptr();
+    assert_eq!(h.push_and_pull(input).expect("frame").as_ptr(), ptr);
+    assert_eq!(stat(&h, "model-runs"), 1);
 }
 
 fn start_error(model: &str) -> String {
@@ -255,7 +312,7 @@ fn bad_models_fail_the_start_clearly() {
     let sr = recovery_manifest("nearest_x2.onnx", "super-resolution", 1);
     let wrong = start_error(sr.to_str().expect("utf-8"));
     assert!(wrong.contains("needs a recovery model"), "{wrong}");
-    let inputs = recovery_manifest("recover_grey.onnx", "recovery", 4);
+    let inputs = recovery_manifest("recover_hold.onnx", "recovery", 3);
     let contradicts = start_error(inputs.to_str().expect("utf-8"));
     assert!(contradicts.contains("needs a recovery model") || contradicts.contains("channels"), "{contradicts}");
 }

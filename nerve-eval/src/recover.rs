@@ -76,7 +76,7 @@ pub fn branches(model: &str) -> Vec<String> {
 
 /// The sender settings for a clip: about 0.1 bit per pixel (640x360 at 30 fps: 690 kbit/s) and
 /// an IDR frame every two seconds.
-pub fn config_for(clip: &frame::Clip, loss: f64, seed: u64) -> LossConfig {
+pub fn config_for(clip: &frame::Clip, loss: f64, seed: u64, decoder: &str) -> LossConfig {
     let (w, h) = clip.frames.first().map(|f| (f.width, f.height)).unwrap_or((640, 360));
     let fps = clip.fps.numer() as f64 / clip.fps.denom().max(1) as f64;
     LossConfig {
@@ -86,7 +86,7 @@ pub fn config_for(clip: &frame::Clip, loss: f64, seed: u64) -> LossConfig {
         slices: 4,
         mtu: 1200,
         keyint: (2.0 * fps).round().max(1.0) as u32,
-        decoder: loss::DECODER.into(),
+        decoder: decoder.into(),
     }
 }
 
@@ -97,9 +97,10 @@ pub fn evaluate(
     loss_rate: f64,
     seed: u64,
     model: &str,
+    decoder: &str,
     with_vmaf: bool,
 ) -> Result<(Vec<Row>, DetectorScore)> {
-    let cfg = config_for(clip, loss_rate, seed);
+    let cfg = config_for(clip, loss_rate, seed, decoder);
     let run = loss::run(clip, &cfg, &branches(model))?;
     let (w, h) = (clip.frames[0].width, clip.frames[0].height);
     let shown: Vec<Vec<Frame>> = vec![

@@ -30,7 +30,8 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use super::Mode;
+use super::{INPUT_PLANES, Mode};
+use super::blend::{self, Source};
 use super::detect::{self, Detector, Plane};
 use super::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks, fill_vertical};
 use super::timeline::Timeline;
@@ -102,12 +103,22 @@ struct State {
     detector: Detector,
     /// The last frame output: the source of every repair.
     shown: Option<gst::Buffer>,
-    /// Lookahead: the frame waiting for its successor.
-    pending: Option<gst::Buffer>,
+    /// Lookahead: the frame waiting for its successor, and whether a loss was reported before it.
+    pending: Option<(gst::Buffer, bool)>,
+    /// The last frame as the decoder gave it (kept only with a model: its input).
+    decoded: Option<gst::Buffer>,
+    /// The frame shown last differs from the decoder's: the model runs on the next frame too,
+    /// to carry the correction on.
+    carrying: bool,
     segment: gst::FormattedSegment<gst::ClockTime>,
     model: Option<Model>,
     input: Vec<f32>,
+    /// The model's last luma (reused allocation).
+    model_out: Vec<u8>,
     counters: Counters,
+    /// A packet was reported lost (a GAP event without duration) since the last frame arrived:
+    /// the next frame is damaged somewhere even where the detector sees nothing.
+    loss_since_frame: bool,
 }
 
 impl State {
@@ -119,10 +130,14 @@ impl State {
             detector: Detector::default(),
             shown: None,
             pending: None,
+            decoded: None,
+            carrying: false,
             segment: gst::FormattedSegment::new(),
             model,
             input: Vec::new(),
+            model_out: Vec::new(),
             counters: Counters::default(),
+            loss_since_frame: false,
         }
     }
 
@@ -132,6 +147,9 @@ impl State {
         self.detector.reset();
         self.shown = None;
         self.pending = None;
+        self.decoded = None;
+        self.carrying = false;
+        self.loss_since_frame = false;
     }
 }
 
@@ -403,7 +421,7 @@ impl NerveRecover {
 
     fn load_model(&self) -> Result<Option<Model>, gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
-        let inputs = settings.mode.model_inputs();
+        let inputs = INPUT_PLANES as u32;
         let to_error = |e: EngineError| match &e {
             EngineError::ModelMissing(_) => gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)),
             EngineError::Library(_) => gst::error_msg!(gst::LibraryError::Init, ("{}", e)),
@@ -425,8 +443,8 @@ impl NerveRecover {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
                 (
-                    "model '{}' is a {:?} model (scale {}, {} input planes); mode {:?} needs a recovery model with scale 1 \
-                     and {inputs} input planes",
+                    "model '{}' is a {:?} model (scale {}, {} input planes); nerverecover ({:?}) needs a recovery model \
+                     with scale 1 and {inputs} input planes",
                     entry.name,
                     entry.task,
                     entry.scale,
@@ -500,8 +518,8 @@ impl NerveRecover {
         let mut outputs = Outputs::new();
         if buffer.flags().contains(gst::BufferFlags::DISCONT) && state.counters.frames_in > 0 {
             // Nothing from before a discontinuity may be used to repair what follows it.
-            if let Some(pending) = state.pending.take() {
-                outputs.push(self.process(state, pending, None, detect, late));
+            if let Some((pending, loss)) = state.pending.take() {
+                outputs.push(self.process(state, pending, None, detect, late, loss));
             }
             state.forget();
         }
@@ -517,16 +535,17 @@ impl NerveRecover {
             }
         }
         let missing = buffer.pts().map(|pts| state.timeline.arrive(pts)).unwrap_or_default();
+        let loss = std::mem::take(&mut state.loss_since_frame);
         match state.mode {
             Mode::LowLatency => {
                 for ts in missing {
                     outputs.extend(self.hold(state, ts));
                 }
-                outputs.push(self.process(state, buffer, None, detect, late));
+                outputs.push(self.process(state, buffer, None, detect, late, loss));
             }
             Mode::Lookahead => {
-                if let Some(pending) = state.pending.take() {
-                    outputs.push(self.process(state, pending, Some(&buffer), detect, late));
+                if let Some((pending, pending_loss)) = state.pending.take() {
+                    outputs.push(self.process(state, pending, Some(&buffer), detect, late, pending_loss));
                     let n = missing.len() as u32;
                     for (k, ts) in missing.into_iter().enumerate() {
                         outputs.extend(self.interpolate(state, &buffer, ts, (k as u32 + 1) * 256 / (n + 1)));
@@ -536,7 +555,7 @@ impl NerveRecover {
                         outputs.extend(self.hold(state, ts));
                     }
                 }
-                state.pending = Some(buffer);
+                state.pending = Some((buffer, loss));
             }
         }
         state.counters.frames_out += outputs.len() as u64;
@@ -601,13 +620,27 @@ impl NerveRecover {
     }
 
     /// A frame that arrived: passed through if clean, repaired otherwise. Becomes the frame shown.
-    fn process(&self, state: &mut State, buffer: gst::Buffer, next: Option<&gst::Buffer>, detect: bool, late: bool) -> gst::Buffer {
-        let out = self.repaired(state, &buffer, next, detect, late).unwrap_or(buffer);
+    fn process(&self, state: &mut State, buffer: gst::Buffer, next: Option<&gst::Buffer>, detect: bool, late: bool, loss: bool) -> gst::Buffer {
+        let modelled = if state.model.is_some() && !late && (loss || state.carrying) {
+            self.model_repair(state, &buffer, loss)
+        } else {
+            None
+        };
+        state.carrying = matches!(modelled, Some(Some(_)));
+        let out = match modelled {
+            Some(Some(out)) => out,
+            // The model kept the decoder's frame everywhere, or did not run: the detector and
+            // the corrupted flag still get their say.
+            _ => self.repaired(state, &buffer, next, detect).unwrap_or_else(|| buffer.clone()),
+        };
+        if state.model.is_some() {
+            state.decoded = Some(buffer);
+        }
         state.shown = Some(out.clone());
         out
     }
 
-    fn repaired(&self, state: &mut State, buffer: &gst::Buffer, next: Option<&gst::Buffer>, detect: bool, late: bool) -> Option<gst::Buffer> {
+    fn repaired(&self, state: &mut State, buffer: &gst::Buffer, next: Option<&gst::Buffer>, detect: bool) -> Option<gst::Buffer> {
         let geo = state.geometry.as_ref()?;
         let corrupted = buffer.flags().contains(gst::BufferFlags::CORRUPTED);
         if corrupted {
@@ -670,9 +703,6 @@ impl NerveRecover {
                 }
                 fill_vertical(&mut plane, *g, &spatial, cols, 128);
             }
-            if !late && let (Some(model), Some(prev)) = (state.model.as_mut(), shown_frame.as_ref()) {
-                self.run_model(model, &mut state.input, &mut state.counters, &mut dst, prev, next_frame.as_ref(), &mask, &state.detector);
-            }
         }
         state.counters.repaired += 1;
         state.counters.blocks += blocks;
@@ -680,78 +710,83 @@ impl NerveRecover {
         Some(out)
     }
 
-    /// Luma of the damaged blocks through the model: inputs are the frame shown, the frame with
-    /// its damaged blocks filled classically, the next frame (lookahead) and the mask; only the
-    /// damaged blocks take the model's output.
-    #[allow(clippy::too_many_arguments)]
-    fn run_model(
-        &self,
-        model: &mut Model,
-        input: &mut Vec<f32>,
-        counters: &mut Counters,
-        dst: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
-        prev: &gst_video::VideoFrameRef<&gst::BufferRef>,
-        next: Option<&gst_video::VideoFrameRef<&gst::BufferRef>>,
-        mask: &[bool],
-        detector: &Detector,
-    ) {
-        let (w, h) = (dst.width() as usize, dst.height() as usize);
+    /// The recovery model's turn (a loss was reported before this frame, or a correction is being
+    /// carried): `None` when it could not run (nothing shown yet, a model error), `Some(None)`
+    /// when it kept the decoder's frame everywhere, else the frame to show.
+    fn model_repair(&self, state: &mut State, buffer: &gst::Buffer, loss: bool) -> Option<Option<gst::Buffer>> {
+        let geo = state.geometry.as_ref()?;
+        let (shown, decoded) = (state.shown.clone()?, state.decoded.clone()?);
+        let (Some(cur), Some(s_prev), Some(d_prev)) = (map(buffer, &geo.info), map(&shown, &geo.info), map(&decoded, &geo.info))
+        else {
+            return None;
+        };
+        let (w, h) = (geo.info.width() as usize, geo.info.height() as usize);
         let area = w * h;
-        let planes = model.frames();
-        input.resize(planes * area, 0.0);
-        let stride = dst.plane_stride()[0] as usize;
+        let model = state.model.as_mut()?;
+        let input = &mut state.input;
+        input.resize(INPUT_PLANES * area, 0.0);
         {
-            let mut chunks = input.chunks_exact_mut(area);
-            let (Some(c_prev), Some(c_cur)) = (chunks.next(), chunks.next()) else { return };
-            let (Some(py), Ok(cy)) = (luma(prev), dst.plane_data(0)) else { return };
-            luma_to_tensor(py.data, py.stride, w, h, c_prev);
-            luma_to_tensor(cy, stride, w, h, c_cur);
-            if planes == 4 {
-                let Some(c_next) = chunks.next() else { return };
-                match next.and_then(luma) {
-                    Some(ny) => luma_to_tensor(ny.data, ny.stride, w, h, c_next),
-                    None => c_next.copy_from_slice(c_prev),
-                }
+            let mut planes = input.chunks_exact_mut(area);
+            for frame in [&cur, &d_prev, &s_prev] {
+                let (Some(dst), Some(y)) = (planes.next(), luma(frame)) else { return None };
+                luma_to_tensor(y.data, y.stride, w, h, dst);
             }
-            let Some(c_mask) = chunks.next() else { return };
-            c_mask.fill(0.0);
-            for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-                let (x, y, bw, bh) = detector.rect(i);
-                for row in y..y + bh {
-                    if let Some(r) = c_mask.get_mut(row * w + x..row * w + x + bw) {
-                        r.fill(1.0);
-                    }
-                }
-            }
+            planes.next()?.fill(if loss { 1.0 } else { 0.0 });
         }
-        let mut repaired = vec![0u8; area];
-        match model.run(input, w, h, |out| tensor_to_luma(out, w, h, &mut repaired, w)) {
+        let mut chosen = std::mem::take(&mut state.model_out);
+        chosen.resize(area, 0);
+        match model.run(input, w, h, |out| tensor_to_luma(out, w, h, &mut chosen, w)) {
             Ok(took) => {
-                counters.model_runs += 1;
-                counters.model_time += took;
-                let Ok(y) = dst.plane_data_mut(0) else { return };
-                for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-                    let (x, yy, bw, bh) = detector.rect(i);
-                    for row in yy..yy + bh {
-                        if let (Some(d), Some(s)) =
-                            (y.get_mut(row * stride + x..row * stride + x + bw), repaired.get(row * w + x..row * w + x + bw))
-                        {
-                            d.copy_from_slice(s);
-                        }
-                    }
-                }
+                state.counters.model_runs += 1;
+                state.counters.model_time += took;
             }
             Err(e) => {
-                counters.model_errors += 1;
-                if counters.model_errors % ERROR_WARN_INTERVAL == 1 {
+                state.counters.model_errors += 1;
+                if state.counters.model_errors % ERROR_WARN_INTERVAL == 1 {
                     gst::element_imp_warning!(
                         self,
                         gst::StreamError::Failed,
-                        ("recovery model failed ({} so far), repaired classically: {}", counters.model_errors, e)
+                        ("recovery model failed ({} so far), repaired classically: {}", state.counters.model_errors, e)
                     );
+                }
+                state.model_out = chosen;
+                return None;
+            }
+        }
+        let (d, dp, sp) = (plane_ref(&cur, 0)?, plane_ref(&d_prev, 0)?, plane_ref(&s_prev, 0)?);
+        let sources = blend::choose(&chosen, w, d, dp, sp, &state.detector);
+        let of = |which: Source| sources.iter().map(|&s| s == which).collect::<Vec<bool>>();
+        let (carried, held) = (of(Source::Carried), of(Source::Shown));
+        let changed: Vec<bool> = carried.iter().zip(&held).map(|(a, b)| *a || *b).collect();
+        let blocks = changed.iter().filter(|&&c| c).count() as u64;
+        if blocks == 0 {
+            state.model_out = chosen;
+            return Some(None);
+        }
+        let mut out = buffer.copy_deep().ok()?;
+        {
+            let b = out.make_mut();
+            b.unset_flags(gst::BufferFlags::CORRUPTED);
+            let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &geo.info).ok()?;
+            let cols = state.detector.cols();
+            for (p, g) in geo.planes.iter().enumerate() {
+                let stride = dst.plane_stride()[p] as usize;
+                let (Some(dp), Some(sp)) = (plane_ref(&d_prev, p), plane_ref(&s_prev, p)) else { continue };
+                let Ok(data) = dst.plane_data_mut(p as u32) else { continue };
+                let mut plane = PlaneMut { data, stride };
+                if p == 0 {
+                    blend::write_luma(&mut plane, &chosen, w, &changed, &state.detector);
+                } else {
+                    blend::carry_blocks(&mut plane, dp, sp, *g, &carried, cols);
+                    blend_blocks(&mut plane, sp, None, 0, *g, &held, cols);
                 }
             }
         }
+        state.model_out = chosen;
+        state.counters.repaired += 1;
+        state.counters.blocks += blocks;
+        gst::log!(CAT, imp = self, "model repaired {blocks} blocks at {:?} (loss reported: {loss})", buffer.pts());
+        Some(Some(out))
     }
 
     /// Flushes the lookahead frame (EOS, GAP) and returns what to push.
@@ -759,8 +794,8 @@ impl NerveRecover {
         let detect = lock(&self.settings).detect;
         let mut guard = lock(&self.state);
         let Some(state) = guard.as_mut() else { return Outputs::new() };
-        let Some(pending) = state.pending.take() else { return Outputs::new() };
-        let out = self.process(state, pending, None, detect, false);
+        let Some((pending, loss)) = state.pending.take() else { return Outputs::new() };
+        let out = self.process(state, pending, None, detect, false, loss);
         state.counters.frames_out += 1;
         vec![out]
     }
@@ -800,13 +835,22 @@ impl NerveRecover {
             }
             gst::EventView::Gap(g) => {
                 let (ts, duration) = g.get();
+                let Some(duration) = duration else {
+                    // A point in time, not a span: what rtph264depay sends (through the decoder)
+                    // for each lost packet, just before the frame that packet belonged to. That
+                    // frame still comes, damaged: nothing is missing yet.
+                    if let Some(state) = lock(&self.state).as_mut() {
+                        state.counters.gaps += 1;
+                        state.loss_since_frame = true;
+                    }
+                    return gst::Pad::event_default(pad, Some(&*self.obj()), event);
+                };
                 let mut outputs = self.drain();
                 let mut guard = lock(&self.state);
                 if let Some(state) = guard.as_mut() {
                     state.counters.gaps += 1;
                     state.timeline.start_at(ts);
-                    let end = duration.map(|d| ts + d).unwrap_or(ts + state.timeline.frame());
-                    let slots = state.timeline.missing_until(end);
+                    let slots = state.timeline.missing_until(ts + duration);
                     let before = outputs.len();
                     for slot in slots {
                         outputs.extend(self.hold(state, slot));

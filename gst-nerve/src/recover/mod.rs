@@ -14,6 +14,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+pub mod blend;
 pub mod detect;
 mod imp;
 pub mod repair;
@@ -33,17 +34,11 @@ pub enum Mode {
     Lookahead = 1,
 }
 
-impl Mode {
-    /// Input planes of a recovery model for this mode (the manifest's `frames`): the frame shown
-    /// before, the damaged frame (its damaged blocks filled from the one before), the next frame
-    /// in lookahead mode, and the damage mask (1.0 in damaged blocks).
-    pub fn model_inputs(self) -> u32 {
-        match self {
-            Mode::LowLatency => 3,
-            Mode::Lookahead => 4,
-        }
-    }
-}
+/// Input planes of a recovery model (the manifest's `frames`), in both modes: the decoder's
+/// frame, the decoder's frame before it, the frame shown before it, and a plane of 1.0 when a
+/// packet was reported lost since the frame before (0.0 otherwise). Its output is the luma to
+/// show ([`blend`] makes a whole frame of it).
+pub const INPUT_PLANES: usize = 4;
 
 glib::wrapper! {
     pub struct NerveRecover(ObjectSubclass<imp::NerveRecover>) @extends gst::Element, gst::Object;

@@ -22,7 +22,7 @@ impl PlaneBlocks {
     }
 
     /// The byte rectangle (x, y, w, h) of luma block (`col`, `row`) in this plane.
-    fn rect(&self, col: usize, row: usize) -> Option<(usize, usize, usize, usize)> {
+    pub fn rect(&self, col: usize, row: usize) -> Option<(usize, usize, usize, usize)> {
         let (x, y) = (col * self.block_bytes, row * self.block_rows);
         (x < self.row_bytes && y < self.rows)
             .then(|| (x, y, self.block_bytes.min(self.row_bytes - x), self.block_rows.min(self.rows - y)))

@@ -77,6 +77,9 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 120)]
         frames: usize,
+        /// The decoder element and its settings (the same for every method).
+        #[arg(long, default_value = loss::DECODER)]
+        decoder: String,
         /// Skip VMAF (PSNR-Y only, much faster).
         #[arg(long)]
         no_vmaf: bool,
@@ -243,7 +246,7 @@ fn main() -> Result<()> {
             plot::quality_vs_loss(&summary, &path)?;
             println!("wrote {}", path.display());
         }
-        Command::Recover { clips, loss: rates, seeds, model, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
+        Command::Recover { clips, loss: rates, seeds, model, decoder, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
             let data = data_dir(data);
             let specs: Vec<recover::ClipSpec> = if clips.is_empty() {
                 EVAL_CLIPS.iter().map(|(c, p)| recover::ClipSpec { path: data.join(p), content: c.to_string() }).collect()
@@ -265,7 +268,7 @@ fn main() -> Result<()> {
                 for &rate in &rates {
                     for &seed in &seeds {
                         bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
-                        let (r, d) = recover::evaluate(spec, &clip, rate, seed, &model, !no_vmaf)?;
+                        let (r, d) = recover::evaluate(spec, &clip, rate, seed, &model, &decoder, !no_vmaf)?;
                         rows.extend(r);
                         match detector.iter_mut().find(|s| s.loss == rate) {
                             Some(s) => {
@@ -319,7 +322,7 @@ fn main() -> Result<()> {
         }
         Command::LossFrames { reference, loss: p, seed, frames, out, decoder } => {
             let clip = frame::decode(&reference, frames, 2)?;
-            let cfg = loss::LossConfig { decoder, ..recover::config_for(&clip, p, seed) };
+            let cfg = recover::config_for(&clip, p, seed, &decoder);
             let run = loss::run(&clip, &cfg, &[])?;
             std::fs::create_dir_all(&out)?;
             let first = &clip.frames[0];
