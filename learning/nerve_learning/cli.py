@@ -430,10 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--work", default="", help="scratch directory (episodic memories), kept; default a temporary one")
     k.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
     k.set_defaults(func=cmd_continual)
-    from . import ondevice_cli, registry_cli
+    from . import ondevice_cli, recovery_cli, registry_cli
 
     registry_cli.add_parser(sub)
     ondevice_cli.add_parsers(sub)
+    recovery_cli.add_parser(sub)
 
     k = sub.add_parser("pack", help="frame pack: training crops with their decoded rungs, for training elsewhere")
     k.add_argument("--out", required=True)

@@ -1,0 +1,149 @@
+"""`nerve-learn train-recovery`: the recovery model of `nerverecover`, from the real loss pipeline
+to a manifest entry and a model card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import recovery
+from .clips import EVAL, TRAIN, data_root
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def manifest_entry(name: str, file: str, sha256: str, default: bool, card: str) -> str:
+    return "\n".join([
+        "[[model]]",
+        f'name = "{name}"',
+        f'file = "{file}"',
+        'task = "recovery"',
+        "scale = 1",
+        f"frames = {recovery.INPUT_PLANES}",
+        f"default = {'true' if default else 'false'}",
+        'version = "1"',
+        f'card = "{card}"',
+        f'sha256 = "{sha256}"',
+        'input = { name = "frames", layout = "NCHW", planes = "Y", range = "unit" }',
+        'output = { name = "shown", layout = "NCHW", planes = "Y", range = "unit" }',
+        "",
+    ])
+
+
+def macs_per_pixel(model: recovery.RecoveryNet) -> int:
+    c = model.full.out_channels
+    full = 7 * c * 9 + 3 * c * 3
+    quarter = 2 * c * c * 9 / 16
+    coarse = 2 * c * c * 9 / 256
+    return int(full + quarter + coarse)
+
+
+def card(name: str, model: recovery.RecoveryNet, cfg: recovery.RecoveryTrainConfig, crops: recovery.CropConfig,
+         specs: list[recovery.LossRunSpec], decoders: list[str], seconds: float, replay: dict) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    rates = sorted({s.loss for s in specs})
+    seeds = sorted({s.seed for s in specs})
+    lines = [
+        f"# {name}",
+        "",
+        "Recovery model of `nerverecover`: after packet loss, per pixel, how much of the decoder's frame,",
+        "of the decoder's frame carrying on the last correction, and of the frame shown before to show.",
+        "Recurrent through the frame shown. Contract: `learning/nerve_learning/recovery.py`.",
+        "",
+        f"- Inputs: {recovery.INPUT_PLANES} luma planes (decoded, decoded before, shown before, loss reported); output: luma",
+        f"- Architecture: conv3x3(7->{cfg.channels}) at full resolution, 2 x conv3x3 at 1/4 and 2 at 1/16,"
+        " conv1x1 -> 3 softmax weights",
+        f"- Parameters: {params}; MACs per pixel: {macs_per_pixel(model)}",
+        f"- Training data: the real RTP loss pipeline (`nerve-eval loss-frames`: x264 4 slices, MTU 1200, IDR every 2 s,"
+        f" 0.1 bit/pixel) on {', '.join(c.path for c in TRAIN)}; packet loss {', '.join(f'{r:.0%}' for r in rates)},"
+        f" seeds {', '.join(map(str, seeds))}; decoders {', '.join(decoders)}",
+        f"- {crops.per_run} sequences of {crops.frames} frames of {crops.size}x{crops.size} per run, damage and damaged IDR"
+        " frames oversampled; target: the lossless decode of the same packets",
+        f"- Training: Charbonnier, unrolled over the sequence, Adam {cfg.lr}, cosine, {cfg.steps} steps of {cfg.batch};"
+        f" {seconds / 60:.0f} min on this machine's CPU",
+        f"- Held-out clips (never trained on): {', '.join(c.path for c in EVAL)}",
+        "",
+        "## Replay on held-out loss runs (Python, full frames, PSNR-Y against the original)",
+        "",
+        "| run | decoder | this model | gain |",
+        "|---|---|---|---|",
+        *[f"| {k} | {v['decoder']:.2f} | {v['model']:.2f} | {v['model'] - v['decoder']:+.2f} |" for k, v in sorted(replay.items())],
+        "",
+        "Inside the element, with VMAF and freezing as a baseline: `nerve-eval recover` (see the README).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_train_recovery(args: argparse.Namespace) -> int:
+    from .cli import upsert_manifest
+
+    torch.set_num_threads(args.threads)
+    nerve_eval = Path(args.nerve_eval)
+    if not nerve_eval.is_file():
+        raise SystemExit(f"{nerve_eval} not found: build it first (cargo build --release -p nerve-eval)")
+    rates = [float(x) for x in args.loss.split(",")]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    decoders = [d for d in args.decoders.split(";") if d]
+    specs = [recovery.LossRunSpec(c, r, s) for c in TRAIN for r in rates for s in seeds]
+    crops_cfg = recovery.CropConfig(frames=args.sequence, size=args.crop, per_run=args.per_run, clip_frames=args.frames)
+    work = Path(args.work)
+    caches = []
+    for k, dec in enumerate(decoders):
+        cache = Path(args.cache).with_suffix(f".{k}.npz")
+        caches.append(recovery.build_crops(specs, nerve_eval, data_root(), work / f"dec{k}", cache, crops_cfg, dec))
+    merged = Path(args.cache)
+    parts = [np.load(c) for c in caches]
+    np.savez(merged, **{key: np.concatenate([p[key] for p in parts]) for key in ("clean", "lossy", "loss")})
+    cfg = recovery.RecoveryTrainConfig(steps=args.steps, batch=args.batch, channels=args.channels)
+    started = time.time()
+    model, history = recovery.train(merged, cfg)
+    seconds = time.time() - started
+    replay = {}
+    for clip in EVAL:
+        for r in (0.05,):
+            for s in (1, 2):
+                run_dir = work / "eval" / f"{Path(clip.path).stem}_{r}_{s}"
+                recovery.loss_frames(nerve_eval, data_root(), recovery.LossRunSpec(clip, r, s), run_dir, args.frames)
+                replay[run_dir.name] = recovery.replay_run(model, run_dir)
+                for f in run_dir.glob("*.yuv"):
+                    f.unlink()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / f"{args.name}.onnx"
+    sha = recovery.export_recovery(model, onnx_path)
+    (out / f"{args.name}.md").write_text(card(args.name, model, cfg, crops_cfg, specs, decoders, seconds, replay))
+    (out / f"{args.name}.metrics.json").write_text(json.dumps({"replay": replay, "loss_history": history[::10]}, indent=2))
+    upsert_manifest(out / "manifest.toml", args.name, manifest_entry(args.name, onnx_path.name, sha, args.default, f"{args.name}.md"))
+    mean = {k: float(np.mean([v[k] for v in replay.values()])) for k in ("decoder", "model")}
+    print(f"{args.name}: held-out replay at 5% loss, decoder {mean['decoder']:.2f} dB, model {mean['model']:.2f} dB "
+          f"({mean['model'] - mean['decoder']:+.2f}); wrote {onnx_path}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("train-recovery", help="train the nerverecover model on the real RTP loss pipeline")
+    p.add_argument("--nerve-eval", default=str(REPO / "target" / "release" / "nerve-eval"))
+    p.add_argument("--loss", default="0.03,0.05,0.10")
+    p.add_argument("--seeds", default="11,12,13")
+    p.add_argument("--decoders", default="avdec_h264 max-threads=1;avdec_h264",
+                   help="decoders the loss runs use, ';'-separated (the default frame-threaded one leaves lost slices black)")
+    p.add_argument("--frames", type=int, default=120, help="frames per clip")
+    p.add_argument("--sequence", type=int, default=8, help="frames per training sequence")
+    p.add_argument("--crop", type=int, default=96)
+    p.add_argument("--per-run", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--channels", type=int, default=12)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--work", default=str(REPO / "learning" / "cache" / "recovery-runs"))
+    p.add_argument("--cache", default=str(REPO / "learning" / "cache" / "recovery-crops.npz"))
+    p.add_argument("--out", default=str(REPO / "models"))
+    p.add_argument("--name", default="nerve-recover")
+    p.add_argument("--default", action="store_true", help="make it the model nerverecover uses when none is named")
+    p.set_defaults(func=cmd_train_recovery)
