@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,8 @@ from tqdm import tqdm
 from .clips import Clip
 
 INPUT_PLANES = 4
+# The element chooses sources per 16x16 block (a macroblock): so does the oracle.
+BLOCK = 16
 
 
 class RecoveryNet(nn.Module):
@@ -51,12 +52,13 @@ class RecoveryNet(nn.Module):
         self.coarse = nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.Conv2d(c, c, 3, padding=1), nn.ReLU())
         self.weights = nn.Conv2d(3 * c, 3, 1)
 
-    def sources(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def sources(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d, d_prev, s_prev = x[:, 0:1], x[:, 1:2], x[:, 2:3]
         carried = (d + s_prev - d_prev).clamp(0.0, 1.0)
         return d, carried, s_prev
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         d, carried, s_prev = self.sources(x)
         d_prev, loss = x[:, 1:2], x[:, 3:4]
         feats = torch.cat([d - 0.5, carried - 0.5, s_prev - 0.5, d_prev - 0.5,
@@ -67,8 +69,11 @@ class RecoveryNet(nn.Module):
         h, w = d.shape[-2:]
         q = F.interpolate(q, scale_factor=4.0, mode="nearest")[..., :h, :w]
         k = F.interpolate(k, scale_factor=16.0, mode="nearest")[..., :h, :w]
-        wgt = torch.softmax(self.weights(torch.cat([f, q, k], 1)), 1)
-        return wgt[:, 0:1] * d + wgt[:, 1:2] * carried + wgt[:, 2:3] * s_prev
+        return self.weights(torch.cat([f, q, k], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        wgt = torch.softmax(self.logits(x), 1)
+        return (wgt * torch.cat(self.sources(x), 1)).sum(1, keepdim=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +182,11 @@ class RecoveryTrainConfig:
     lr: float = 2e-3
     channels: int = 12
     seed: int = 0
+    # "regression": Charbonnier to the lossless decode through the unrolled recurrence.
+    # "oracle": imitate, block by block, the source nearest the lossless decode given what the
+    # model itself showed before (DAgger), when it beats the decoder's by `margin` levels.
+    objective: str = "regression"
+    margin: float = 4.0
 
 
 def unroll(model: RecoveryNet, lossy: torch.Tensor, loss: torch.Tensor) -> list[torch.Tensor]:
@@ -189,6 +199,15 @@ def unroll(model: RecoveryNet, lossy: torch.Tensor, loss: torch.Tensor) -> list[
     return shown
 
 
+def oracle_labels(sources: torch.Tensor, clean: torch.Tensor, margin: float) -> torch.Tensor:
+    """Per 16x16 block, the index of the source (N, 3, H, W) nearest `clean`, or 0 (the decoder's)
+    unless another beats it by `margin` grey levels per pixel."""
+    err = F.avg_pool2d((sources - clean).abs(), BLOCK)
+    best = err.argmin(1)
+    best[err[:, 0] - err.min(1).values < margin / 255] = 0
+    return best
+
+
 def train(crops: Path, cfg: RecoveryTrainConfig, progress: bool = True) -> tuple[RecoveryNet, list[float]]:
     z = np.load(crops)
     clean, lossy, loss = z["clean"], z["lossy"], z["loss"].astype(np.float32)
@@ -198,14 +217,18 @@ def train(crops: Path, cfg: RecoveryTrainConfig, progress: bool = True) -> tuple
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     rng = np.random.default_rng(cfg.seed)
     history = []
-    bar = tqdm(range(cfg.steps), desc="recovery", unit="step", disable=not progress)
+    bar = tqdm(range(cfg.steps), desc=f"recovery ({cfg.objective})", unit="step", disable=not progress)
     for _ in bar:
         idx = rng.integers(0, len(clean), cfg.batch)
         c = torch.from_numpy(clean[idx]).float() / 255
         d = torch.from_numpy(lossy[idx]).float() / 255
-        shown = unroll(model, d, torch.from_numpy(loss[idx]))
-        err = sum(torch.sqrt((s - c[:, t:t + 1]) ** 2 + 1e-6).mean() for t, s in enumerate(shown) if t > 0)
-        err = err / (len(shown) - 1)
+        lp = torch.from_numpy(loss[idx])
+        if cfg.objective == "oracle":
+            err = imitation_loss(model, d, c, lp, cfg.margin)
+        else:
+            shown = unroll(model, d, lp)
+            err = sum(torch.sqrt((s - c[:, t:t + 1]) ** 2 + 1e-6).mean() for t, s in enumerate(shown) if t > 0)
+            err = err / (len(shown) - 1)
         opt.zero_grad()
         err.backward()
         opt.step()
@@ -213,6 +236,23 @@ def train(crops: Path, cfg: RecoveryTrainConfig, progress: bool = True) -> tuple
         history.append(float(err.detach()))
         bar.set_postfix(loss=f"{np.mean(history[-50:]):.4f}")
     return model, history
+
+
+def imitation_loss(model: RecoveryNet, d: torch.Tensor, c: torch.Tensor, loss: torch.Tensor, margin: float) -> torch.Tensor:
+    """Cross-entropy of the model's block-averaged source logits against the oracle's choice,
+    along the model's own (detached) trajectory."""
+    total = torch.zeros(())
+    shown = d[:, 0:1]
+    for t in range(1, d.shape[1]):
+        cur = d[:, t:t + 1]
+        x = torch.cat([cur, d[:, t - 1:t], shown, loss[:, t].view(-1, 1, 1, 1).expand_as(cur)], 1)
+        logits = model.logits(x)
+        sources = torch.cat(model.sources(x), 1)
+        labels = oracle_labels(sources, c[:, t:t + 1], margin)
+        total = total + F.cross_entropy(F.avg_pool2d(logits, BLOCK), labels, weight=torch.tensor([1.0, 3.0, 3.0]))
+        with torch.no_grad():
+            shown = ((torch.softmax(logits, 1) * sources).sum(1, keepdim=True) * 255).round() / 255
+    return total / (d.shape[1] - 1)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -251,6 +291,36 @@ def replay_run(model: RecoveryNet, run_dir: Path) -> dict[str, float]:
             "model": float(np.mean([psnr(shown_frames[i], orig[i]) for i in range(n)]))}
 
 
+def oracle_replay(run_dir: Path, margin: float = 1.0) -> dict[str, float]:
+    """The bound of this family of repairs: per block, the source nearest the lossless decode
+    (knowing it), frame after frame. PSNR-Y against the original."""
+    meta = json.loads((run_dir / "frames.json").read_text())
+    orig, clean, lossy = (read_luma(run_dir, meta, n) for n in ("original.yuv", "clean.yuv", "lossy.yuv"))
+    decoder, shown_frames = [], []
+    prev_d = prev_s = None
+    for t, f in enumerate(meta["frames"]):
+        if not f["present"]:
+            decoder.append(decoder[-1] if decoder else lossy[t])
+            shown_frames.append(shown_frames[-1] if shown_frames else lossy[t])
+            continue
+        d = torch.from_numpy(lossy[t]).float()[None, None] / 255
+        s = d
+        if prev_d is not None:
+            x = torch.cat([d, prev_d, prev_s, torch.zeros_like(d)], 1)
+            sources = torch.cat(RecoveryNet.sources(x), 1)
+            best = oracle_labels(sources, torch.from_numpy(clean[t]).float()[None, None] / 255, margin)
+            pick = F.interpolate(best[:, None].float(), scale_factor=float(BLOCK), mode="nearest").long()
+            pad = (0, d.shape[-1] - pick.shape[-1], 0, d.shape[-2] - pick.shape[-2])
+            pick = F.pad(pick, pad)  # the partial blocks at the edge keep the decoder's
+            s = sources.gather(1, pick)
+        decoder.append(lossy[t])
+        shown_frames.append((s[0, 0] * 255).round().byte().numpy())
+        prev_d, prev_s = d, s
+    n = len(meta["frames"])
+    return {"decoder": float(np.mean([psnr(decoder[i], orig[i]) for i in range(n)])),
+            "oracle": float(np.mean([psnr(shown_frames[i], orig[i]) for i in range(n)]))}
+
+
 def export_recovery(model: RecoveryNet, path: Path) -> str:
     """ONNX (opset 17, dynamic size) checked against PyTorch at an odd size; returns the sha256."""
     import hashlib
@@ -270,9 +340,3 @@ def export_recovery(model: RecoveryNet, path: Path) -> str:
     if err > 1e-4:
         raise RuntimeError(f"ONNX export differs from PyTorch by {err}")
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    out = fn(*args, **kwargs)
-    return out, time.monotonic() - start

@@ -55,7 +55,8 @@ def test_crops_skip_windows_with_frames_the_decoder_never_produced(tmp_path: Pat
     assert crops["lossy"].shape == (10, 8, 96, 96) and crops["loss"].shape == (10, 8)
 
 
-def test_training_learns_to_hold_what_a_loss_destroyed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("objective", ["regression", "oracle"])
+def test_training_learns_to_hold_what_a_loss_destroyed(tmp_path: Path, objective: str) -> None:
     # Static content; at a reported loss a band turns black and stays so (what a decoder carries
     # on). Showing the past there, then carrying that correction, is right.
     rng = np.random.default_rng(1)
@@ -71,8 +72,8 @@ def test_training_learns_to_hold_what_a_loss_destroyed(tmp_path: Path) -> None:
     crops = tmp_path / "crops.npz"
     np.savez(crops, clean=clean, lossy=lossy, loss=loss)
     torch.set_num_threads(1)
-    model, history = recovery.train(crops, recovery.RecoveryTrainConfig(steps=150, batch=8, lr=5e-3), progress=False)
-    assert np.mean(history[-20:]) < 0.5 * np.mean(history[:5]), (history[:5], history[-20:])
+    model, history = recovery.train(crops, recovery.RecoveryTrainConfig(steps=150, batch=8, lr=5e-3, objective=objective), progress=False)
+    assert np.mean(history[-20:]) < 0.7 * np.mean(history[:5]), (history[:5], history[-20:])
     with torch.no_grad():
         shown = recovery.unroll(model, torch.from_numpy(lossy[:8]).float() / 255, torch.from_numpy(loss[:8]).float())
     err_model = float(np.mean([(s - torch.from_numpy(clean[:8, k:k + 1]).float() / 255).abs().mean() for k, s in enumerate(shown)]))
@@ -94,7 +95,7 @@ def test_export_matches_pytorch_and_the_element_contract(tmp_path: Path) -> None
 
 
 @pytest.mark.skipif(not NERVE_EVAL.is_file(), reason="nerve-eval is built by scripts/setup.sh")
-def test_crops_from_the_real_loss_pipeline(tmp_path: Path) -> None:
+def test_crops_and_the_oracle_bound_from_the_real_loss_pipeline(tmp_path: Path) -> None:
     clip = next(c for c in TRAIN if c.content == "talking_head")
     spec = recovery.LossRunSpec(clip, 0.10, 11)
     meta = recovery.loss_frames(NERVE_EVAL, data_root(), spec, tmp_path, 24)
@@ -103,3 +104,6 @@ def test_crops_from_the_real_loss_pipeline(tmp_path: Path) -> None:
     assert crops is not None
     # The lossy decode differs from the lossless one somewhere: there is damage to learn from.
     assert (crops["lossy"] != crops["clean"]).any()
+    # The block oracle never does worse than the decoder (it may always keep the decoder's).
+    bound = recovery.oracle_replay(tmp_path)
+    assert bound["oracle"] >= bound["decoder"] - 1e-6, bound
