@@ -6,6 +6,11 @@
 //! packetised, 5% of the RTP packets dropped (netsim), depacketised and decoded by avdec_h264,
 //! so the element sees what it sees in a receiver (black lost slices, damage carried forward).
 //! They are decoded once and pushed from memory so the decoder's cost is not counted.
+//!
+//! `NERVE_RECOVER_MODEL=path/to/model.onnx` (with its manifest beside it) also times the element
+//! running that recovery model, with a lost packet reported (a GAP without duration, as
+//! rtph264depay sends it) before every 5th frame, so the model runs on those and on every frame
+//! while it carries a repair on.
 
 use std::path::Path;
 use std::time::Instant;
@@ -32,7 +37,7 @@ fn damaged_frames() -> Vec<gst::Buffer> {
 
 /// Pushes FRAMES frames (every 7th one left out, so frames must be synthesised too) through
 /// `filter` into a fakesink as fast as possible; returns (input fps, the element's stats).
-fn run(filter: &str, frames: &[gst::Buffer]) -> (f64, Option<gst::Structure>) {
+fn run(filter: &str, frames: &[gst::Buffer], loss_every: Option<usize>) -> (f64, Option<gst::Structure>) {
     let desc = format!(
         "appsrc name=src format=time is-live=false caps=video/x-raw,format=I420,width={W},height={H},framerate=30/1 ! \
          {filter} ! fakesink sync=false"
@@ -46,6 +51,9 @@ fn run(filter: &str, frames: &[gst::Buffer]) -> (f64, Option<gst::Structure>) {
     for i in 0..FRAMES {
         if i % 7 == 6 {
             continue;
+        }
+        if loss_every.is_some_and(|k| i % k == 0) {
+            src.send_event(gst::event::Gap::builder(gst::ClockTime::from_nseconds(i as u64 * 33_333_333)).build());
         }
         let mut b = frames[i % frames.len()].copy();
         let b_mut = b.make_mut();
@@ -70,14 +78,21 @@ fn main() {
     gst::init().unwrap();
     gstnerve::plugin_register_static().unwrap();
     let frames = damaged_frames();
-    let (base, _) = run("identity", &frames);
-    let (ll, stats) = run("nerverecover name=r mode=low-latency stats-interval=0", &frames);
-    let (la, _) = run("nerverecover name=r mode=lookahead stats-interval=0", &frames);
+    let (base, _) = run("identity", &frames, None);
+    let (ll, stats) = run("nerverecover name=r mode=low-latency stats-interval=0", &frames, None);
+    let (la, _) = run("nerverecover name=r mode=lookahead stats-interval=0", &frames, None);
     println!("{} decoded frames after 5% RTP packet loss, {W}x{H} I420, pushed {FRAMES} times with every 7th left out", frames.len());
     println!("identity                          {base:>8.1} fps");
     println!("nerverecover mode=low-latency     {ll:>8.1} fps (target >= 30)");
     println!("nerverecover mode=lookahead       {la:>8.1} fps");
     if let Some(s) = stats {
         println!("low-latency stats: {s}");
+    }
+    if let Ok(model) = std::env::var("NERVE_RECOVER_MODEL") {
+        let (m, stats) = run(&format!("nerverecover name=r mode=low-latency stats-interval=0 model={model}"), &frames, Some(5));
+        println!("nerverecover low-latency + model  {m:>8.1} fps (target >= 30), loss reported before every 5th frame");
+        if let Some(s) = stats {
+            println!("with the model: {s}");
+        }
     }
 }

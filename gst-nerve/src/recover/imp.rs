@@ -7,8 +7,12 @@
  * synthesised, frames flagged corrupted or with damaged blocks (found by a statistical detector:
  * sub-black slices and the damage predicted from them) are repaired from the frame shown before
  * (and from the next frame in `mode=lookahead`), clean frames pass through untouched (the same
- * buffer, bit-exact, no copy). With a recovery model from the manifest, damaged luma goes
- * through it; chroma is always repaired classically.
+ * buffer, bit-exact, no copy). A GAP event without a duration (what `rtph264depay` sends for a
+ * lost packet) marks the next frame as damaged somewhere. With a recovery model from the
+ * manifest, such frames, and every frame while a repair is being carried on, go through it: it
+ * chooses per pixel between the decoder's frame, the decoder's frame with the last correction
+ * carried on, and the frame shown before; each 16x16 block then takes the nearest of those
+ * sources in every plane.
  *
  * ## Example launch line
  * |[
