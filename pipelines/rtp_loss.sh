@@ -13,11 +13,11 @@ clip=$1
 loss=${2:-0.05}
 mode=${3:-low-latency}
 # Four slices per frame and a 1200-byte MTU: a lost packet damages one slice, not the frame.
-# rtph264depay reports each lost packet downstream (a GAP event), which nerverecover's model
+# rtpjitterbuffer do-lost=true reports each lost packet (rtph264depay makes it a GAP event), which nerverecover's model
 # takes as "this frame is damaged somewhere". avdec_h264 with frame threads sometimes leaves
 # lost slices black, on one thread it conceals them (what the evaluation uses: DECODER=...
 # to choose); either way later frames are predicted from the damage until the next IDR.
 exec gst-launch-1.0 filesrc location="$clip" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! \
   x264enc tune=zerolatency speed-preset=veryfast bitrate=1000 key-int-max=60 option-string="slices=4:scenecut=0" ! \
   rtph264pay mtu=1200 config-interval=-1 ! netsim drop-probability="$loss" ! \
-  rtpjitterbuffer ! rtph264depay ! ${DECODER:-avdec_h264} ! nerverecover mode="$mode" ! videoconvert ! ${SINK:-autovideosink}
+  rtpjitterbuffer do-lost=true ! rtph264depay ! ${DECODER:-avdec_h264} ! nerverecover mode="$mode" ! videoconvert ! ${SINK:-autovideosink}

@@ -217,10 +217,16 @@ fn model_harness(model: &str) -> Harness {
     h
 }
 
-/// What rtph264depay sends through the decoder for a lost packet: a GAP at the timestamp of the
-/// frame it belonged to, without a duration.
+/// What rtph264depay sends through the decoder for a packet `rtpjitterbuffer do-lost=true`
+/// reports lost: a GAP at the timestamp of the frame it belonged to, of duration 0 (`identity
+/// drop-probability` sends one without a duration: both mean the same).
 fn lost_packet(index: u64) -> gst::Event {
-    gst::event::Gap::builder(gst::ClockTime::from_nseconds(index * FRAME_NS)).build()
+    let ts = gst::ClockTime::from_nseconds(index * FRAME_NS);
+    if index.is_multiple_of(2) {
+        gst::event::Gap::builder(ts).build()
+    } else {
+        gst::event::Gap::builder(ts).duration(gst::ClockTime::ZERO).build()
+    }
 }
 
 fn tinted(v: u8, u: u8) -> gst::Buffer {
@@ -244,11 +250,13 @@ fn a_lost_packet_gap_synthesises_no_frame() {
     h.push(at(flat(50), 0)).expect("push");
     assert!(h.push_event(lost_packet(1)));
     h.push(at(flat(52), 1)).expect("push");
-    let out: Vec<gst::Buffer> = (0..2).map(|_| h.pull().expect("frame")).collect();
-    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(h.push_event(lost_packet(2)));
+    h.push(at(flat(54), 2)).expect("push");
+    let out: Vec<gst::Buffer> = (0..3).map(|_| h.pull().expect("frame")).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert_eq!(luma(&out[1]), luma(&at(flat(52), 1)), "the damaged frame itself comes out");
     assert!(h.try_pull().is_none(), "one frame per timestamp");
-    assert_eq!(stat(&h, "gap-events"), 1);
+    assert_eq!(stat(&h, "gap-events"), 2);
     assert_eq!(stat(&h, "frames-synthesised"), 0);
 }
 

@@ -75,8 +75,10 @@ impl LossConfig {
     }
 }
 
-/// The receiver's fragment up to the decoder, from RTP to H.264 access units.
-pub const RECEIVER: &str = "rtpjitterbuffer ! rtph264depay";
+/// The receiver's fragment up to the decoder, from RTP to H.264 access units. `do-lost=true`
+/// reports each lost packet downstream (the depayloader turns it into a GAP event), as a real
+/// receiver that wants to react to loss sets it.
+pub const RECEIVER: &str = "rtpjitterbuffer do-lost=true ! rtph264depay";
 
 /// GStreamer's H.264 decoder, on one thread. With its default frame threads `avdec_h264` is not
 /// deterministic on a damaged stream: whether a lost slice is concealed or left black depends on

@@ -11,7 +11,7 @@ fn loss_is_seeded_damages_the_decode_and_nerverecover_fills_every_slot() {
     nerve_eval::init().unwrap();
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/videos/film_archival/chaplin.mp4");
     let clip = frame::decode(&path, 40, 2).unwrap();
-    let cfg = LossConfig { loss: 0.1, seed: 7, ..recover::config_for(&clip, 0.1, 7) };
+    let cfg = LossConfig { loss: 0.1, seed: 7, ..recover::config_for(&clip, 0.1, 7, loss::DECODER) };
     let branches = recover::branches("none");
     let a = loss::run(&clip, &cfg, &branches).unwrap();
     let b = loss::run(&clip, &cfg, &[]).unwrap();

@@ -839,10 +839,11 @@ impl NerveRecover {
             }
             gst::EventView::Gap(g) => {
                 let (ts, duration) = g.get();
-                let Some(duration) = duration else {
-                    // A point in time, not a span: what rtph264depay sends (through the decoder)
-                    // for each lost packet, just before the frame that packet belonged to. That
-                    // frame still comes, damaged: nothing is missing yet.
+                let Some(duration) = duration.filter(|d| !d.is_zero()) else {
+                    // A point in time, not a span: what the RTP depayloaders send (through the
+                    // decoder) for each lost packet that `rtpjitterbuffer do-lost=true` reports,
+                    // just before the frame that packet belonged to. That frame still comes,
+                    // damaged: nothing is missing yet.
                     if let Some(state) = lock(&self.state).as_mut() {
                         state.counters.gaps += 1;
                         state.loss_since_frame = true;
