@@ -189,7 +189,8 @@ fn flush_and_discontinuity_forget_the_past() {
 }
 
 fn recovery_manifest(model: &str, task: &str, frames: u32) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nerve-recover-test-{}-{task}-{frames}", std::process::id()));
+    // One directory per fixture and entry: tests run in parallel, and each writes its own manifest.
+    let dir = std::env::temp_dir().join(format!("nerve-recover-test-{}-{model}-{task}-{frames}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let bytes = std::fs::read(fixture(model)).expect("fixture");
     std::fs::write(dir.join(model), &bytes).expect("copy");
