@@ -20,10 +20,16 @@ def export_onnx(model: Student, path: Path) -> str:
         model, (dummy,), str(path), input_names=["lr"], output_names=["hr"], opset_version=17,
         dynamic_axes={"lr": {2: "height", 3: "width"}, "hr": {2: "out_height", 3: "out_width"}}, dynamo=False,
     )
-    probe = torch.rand(1, model.frames, 37, 53)  # odd sizes on purpose
+    return verify_onnx(model, path, "lr", model.frames)
+
+
+def verify_onnx(model: torch.nn.Module, path: Path, input_name: str, planes: int) -> str:
+    """Runs the exported file and the PyTorch model on the same odd-sized input (dynamic sizes
+    must really be dynamic); raises if they differ; returns the file's sha256."""
+    probe = torch.rand(1, planes, 37, 53)
     with torch.no_grad():
         expected = model(probe).numpy()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"lr": probe.numpy()})[0]
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {input_name: probe.numpy()})[0]
     err = float(np.abs(got - expected).max())
     if err > 1e-4:
         raise RuntimeError(f"ONNX export differs from PyTorch by {err}")

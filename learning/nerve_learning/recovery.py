@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .clips import Clip
+from .metrics import psnr
 
 INPUT_PLANES = 4
 # The element chooses sources per 16x16 block (a macroblock): so does the oracle.
@@ -255,11 +256,6 @@ def imitation_loss(model: RecoveryNet, d: torch.Tensor, c: torch.Tensor, loss: t
     return total / (d.shape[1] - 1)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
-
-
 def replay_run(model: RecoveryNet, run_dir: Path) -> dict[str, float]:
     """Full frames through the recurrence, as the element runs it; a frame the decoder never
     produced is held (as the element synthesises it). PSNR-Y against the original."""
@@ -323,20 +319,11 @@ def oracle_replay(run_dir: Path, margin: float = 1.0) -> dict[str, float]:
 
 def export_recovery(model: RecoveryNet, path: Path) -> str:
     """ONNX (opset 17, dynamic size) checked against PyTorch at an odd size; returns the sha256."""
-    import hashlib
-
-    import onnxruntime as ort
+    from .export import verify_onnx
 
     model.eval()
     dummy = torch.rand(1, INPUT_PLANES, 48, 64)
     torch.onnx.export(model, (dummy,), str(path), input_names=["frames"], output_names=["shown"], opset_version=17,
                       dynamic_axes={"frames": {2: "height", 3: "width"}, "shown": {2: "height", 3: "width"}},
                       dynamo=False)
-    probe = torch.rand(1, INPUT_PLANES, 37, 53)
-    with torch.no_grad():
-        expected = model(probe).numpy()
-    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"frames": probe.numpy()})[0]
-    err = float(np.abs(got - expected).max())
-    if err > 1e-4:
-        raise RuntimeError(f"ONNX export differs from PyTorch by {err}")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return verify_onnx(model, path, "frames", INPUT_PLANES)
