@@ -299,17 +299,7 @@ fn a_model_that_keeps_the_decoder_frame_leaves_it_untouched() {
 }
 
 fn start_error(model: &str) -> String {
-    init();
-    let element = gst::ElementFactory::make("nerverecover").property("model", model).build().expect("element");
-    let bus = gst::Bus::new();
-    element.set_bus(Some(&bus));
-    assert!(element.set_state(gst::State::Paused).is_err(), "start must fail for model {model}");
-    let msg = bus.pop_filtered(&[gst::MessageType::Error]).expect("an error message is posted");
-    let _ = element.set_state(gst::State::Null);
-    match msg.view() {
-        gst::MessageView::Error(e) => format!("{} ({})", e.error(), e.debug().unwrap_or_default()),
-        _ => unreachable!(),
-    }
+    common::start_error_of("nerverecover", &[("model", model)])
 }
 
 #[test]

@@ -102,12 +102,17 @@ pub fn luma_of(frame: &gst_video::VideoFrame<gst_video::video_frame::Readable>) 
 /// Starts `nervesr` with the given properties outside any pipeline, expecting the start to fail,
 /// and returns the error message it posted.
 pub fn start_error(props: &[(&str, &str)]) -> String {
+    start_error_of("nervesr", props)
+}
+
+/// [`start_error`] for any element of the plugin.
+pub fn start_error_of(factory: &str, props: &[(&str, &str)]) -> String {
     init();
-    let mut builder = gst::ElementFactory::make("nervesr");
+    let mut builder = gst::ElementFactory::make(factory);
     for (k, v) in props {
         builder = builder.property_from_str(k, v);
     }
-    let element = builder.build().expect("nervesr exists");
+    let element = builder.build().expect("the element exists");
     let bus = gst::Bus::new();
     element.set_bus(Some(&bus));
     assert!(element.set_state(gst::State::Paused).is_err(), "start must fail");
