@@ -171,6 +171,19 @@ def cmd_int8(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_int8_profile(args: argparse.Namespace) -> int:
+    from .quantize import layer_times
+
+    width, height = (int(v) for v in args.size.split("x"))
+    for model in args.model:
+        times = layer_times(Path(model), width, height, args.threads)
+        print(f"{model}: {sum(times.values()):.2f} ms per {args.size} frame, {args.threads} thread(s)")
+        for node, ms in times.items():
+            if ms >= 0.05:
+                print(f"  {ms:7.2f} ms  {node}")
+    return 0
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     """Evaluates an already exported student (ONNX) on the held-out clips and writes its model
     card, metrics and manifest entry: for a model whose training run ended before that step."""
@@ -403,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--patches", type=int, default=24)
     q.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
     q.set_defaults(func=cmd_int8)
+    q = sub.add_parser("int8-profile", help="time per node of float and int8 models (ONNX Runtime's profiler)")
+    q.add_argument("--model", action="append", required=True, help="an .onnx file; repeat to compare")
+    q.add_argument("--size", default="640x360", help="input (LR) frame size WxH")
+    q.add_argument("--threads", type=int, default=1)
+    q.set_defaults(func=cmd_int8_profile)
     r = sub.add_parser("register", help="card, metrics and manifest entry for an exported student")
     r.add_argument("--model", required=True)
     r.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))

@@ -51,3 +51,30 @@ def upscale_onnx(path: Path, lr: np.ndarray) -> np.ndarray:
     feed = (lambda f: f[None]) if lr.ndim == 4 else (lambda f: f[None, None])
     outs = [session.run(None, {"lr": feed(f).astype(np.float32) / 255.0})[0][0, 0] for f in lr]
     return np.clip(np.stack(outs) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def layer_times(path: Path, width: int, height: int, threads: int = 1, runs: int = 6) -> dict[str, float]:
+    """Milliseconds per frame spent in each node of the optimized graph ONNX Runtime runs (its
+    own profiler), for one width x height luma frame: where int8 wins and where it loses."""
+    import json
+    from collections import Counter
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.enable_profiling = True
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
+    session.run(None, {"lr": x})  # the first run allocates; it is profiled too, so it is subtracted below
+    for _ in range(runs):
+        session.run(None, {"lr": x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    per_node: Counter[str] = Counter()
+    first: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            name = f"{e['args'].get('op_name', '?')} {e['name'].removesuffix('_kernel_time')}"
+            if name not in first:
+                first[name] = e["dur"]
+            else:
+                per_node[name] += e["dur"]
+    return {k: v / runs / 1000.0 for k, v in per_node.most_common()}
