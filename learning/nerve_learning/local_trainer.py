@@ -259,21 +259,51 @@ def rungs_of(meta: dict[str, Any], default: tuple[Codec, ...]) -> tuple[Codec, .
     return default
 
 
-def memory_pairs(memory: EpisodicMemory, ids: list[str], scale: int,
-                 rungs: tuple[Codec, ...]) -> tuple[np.ndarray, np.ndarray]:
+BAR_LUMA = 16  # black in the limited range every broadcast and streaming format uses
+
+
+def with_bar(hr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The patch with a black letterbox or pillarbox bar over one of its sides, covering 1/8 to
+    1/2 of it. Bars sit in most played video (any aspect-ratio mismatch) whatever its content, and
+    the hard edge between a bar and the picture is where a shipped model gains most; a fine-tune
+    on harvested content alone forgets it (the README's on-device section: Sintel lost 0.15 dB,
+    all of it in the two rows of macroblocks at its bars)."""
+    out = hr.copy()
+    side = int(rng.integers(4))
+    extent = out.shape[0] if side < 2 else out.shape[1]
+    depth = int(rng.integers(max(1, extent // 8), max(2, extent // 2 + 1)))
+    if side == 0:
+        out[:depth] = BAR_LUMA
+    elif side == 1:
+        out[-depth:] = BAR_LUMA
+    elif side == 2:
+        out[:, :depth] = BAR_LUMA
+    else:
+        out[:, -depth:] = BAR_LUMA
+    return out
+
+
+def memory_pairs(memory: EpisodicMemory, ids: list[str], scale: int, rungs: tuple[Codec, ...],
+                 bars: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(lr, hr) uint8 stacks: an item's stored low-resolution side when it has one, otherwise
     its patch degraded by the real codec at each of its rungs (patches of a size and rung go
-    through the encoder together, as one short video)."""
+    through the encoder together, as one short video). With `bars` > 0, that share of the items
+    also comes as a barred copy (`with_bar`), degraded by the codec like the rest."""
     groups: dict[tuple[Codec, tuple[int, int]], list[np.ndarray]] = {}
     lrs, hrs = [], []
+    rng = np.random.default_rng(seed)
     for i in ids:
         hr, lr = memory.load(i)
+        h, w = hr_geometry((hr.shape[1], hr.shape[0]), scale)
+        codecs = rungs_of(memory.meta(i), rungs)
+        if bars > 0 and rng.random() < bars:
+            for codec in codecs:
+                groups.setdefault((codec, (h, w)), []).append(with_bar(hr[:h, :w], rng))
         if lr is not None:
             lrs.append(lr)
             hrs.append(hr)
             continue
-        h, w = hr_geometry((hr.shape[1], hr.shape[0]), scale)
-        for codec in rungs_of(memory.meta(i), rungs):
+        for codec in codecs:
             groups.setdefault((codec, (h, w)), []).append(hr[:h, :w])
     for (codec, _), patches in groups.items():
         stack = np.stack(patches)
@@ -339,6 +369,7 @@ class LocalTrainConfig:
     fisher_samples: int = 128
     holdout: float = 0.2
     min_gain_db: float = 0.02  # below this, the candidate is not registered
+    bars: float = 0.0  # share of harvested patches also trained with a letterbox/pillarbox bar (with_bar)
     guard_pairs: int = 2000  # original training pairs kept out of the fine-tune to measure forgetting
     max_forget_db: float = 0.1  # refuse a candidate that loses more than this on them (< 0: no guard)
     threads: int = 1
@@ -444,7 +475,7 @@ def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfi
         if base.scale != champion.scale:
             raise RegistryError(f"{cfg.name} v{champion.version}: weights are x{base.scale}, registered x{champion.scale}")
         rng = np.random.default_rng(cfg.seed)
-        new = memory_pairs(memory, train_ids, base.scale, cfg.rungs)
+        new = memory_pairs(memory, train_ids, base.scale, cfg.rungs, cfg.bars, cfg.seed)
         held = memory_pairs(memory, held_ids, base.scale, cfg.rungs)
         use_guard = cfg.max_forget_db >= 0 and cfg.guard_pairs > 0
         if cfg.replay_fraction > 0 or use_guard:
@@ -488,7 +519,7 @@ def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfi
                                        **({"guard": {"forget_db": forget}} if forget is not None else {})},
                               description=f"local fine-tune of v{champion.version} on {len(train_ids)} harvested patches",
                               alias=CANDIDATE, params={"steps": cfg.steps, "lr": cfg.lr, "ewc_lambda": cfg.ewc_lambda,
-                                                       "replay_fraction": cfg.replay_fraction})
+                                                       "replay_fraction": cfg.replay_fraction, "bars": cfg.bars})
         report["candidate"] = v.version
         report["decision"] = f"registered v{v.version} as candidate ({gain:+.3f} dB on held-back pairs)"
         if promote:

@@ -56,7 +56,7 @@ def config_from(args: argparse.Namespace) -> Any:
                             lr=args.lr, replay_fraction=args.replay_fraction, replay_pairs=args.replay_pairs,
                             ewc_lambda=args.ewc_lambda, holdout=args.holdout, min_gain_db=args.min_gain,
                             max_forget_db=args.max_forget, guard_pairs=args.guard_pairs,
-                            threads=args.threads, seed=args.seed)
+                            threads=args.threads, seed=args.seed, bars=args.bars)
 
 
 def cmd_local_train(args: argparse.Namespace) -> int:
@@ -110,6 +110,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-forget", type=float, default=0.1,
                    help="dB the candidate may lose on original training pairs kept out of the fine-tune (<0: no check)")
     p.add_argument("--guard-pairs", type=int, default=2000)
+    p.add_argument("--bars", type=float, default=0.0,
+                   help="share of harvested patches also trained with a letterbox/pillarbox bar (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=str(CACHE), help="where the original training pairs are cached")

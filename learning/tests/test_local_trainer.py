@@ -15,8 +15,8 @@ from nerve_learning.clips import TRAIN, Clip
 from nerve_learning.dataset import PairConfig
 from nerve_learning.degrade import Codec
 from nerve_learning.local_trainer import (
-    EX_TEMPFAIL, LocalTrainConfig, Policy, allowed, harvest_clip, local_train, memory_pairs, read_device, split,
-    student_from_onnx,
+    BAR_LUMA, EX_TEMPFAIL, LocalTrainConfig, Policy, allowed, harvest_clip, local_train, memory_pairs, read_device,
+    split, student_from_onnx, with_bar,
 )
 from nerve_learning.memory import EpisodicMemory, MemoryConfig
 from nerve_learning.metrics import psnr
@@ -100,6 +100,27 @@ def test_harvest_writes_the_contract_and_pairs_go_through_the_codec(tmp_path: Pa
     assert mild_lr.shape == (18, 32, 32) and mild_hr.shape == (18, 64, 64) and len(both_lr) == 36
     plain = mild_hr.reshape(18, 32, 2, 32, 2).mean((2, 4))
     assert psnr(mild_lr, plain) > psnr(harsh_lr, plain) + 3  # the codec really ran, at the rung asked
+
+    barred_lr, barred_hr = memory_pairs(again, ids, 2, (Codec("x264", 18),), bars=1.0)
+    assert len(barred_lr) == 36 and len(barred_hr) == 36, "every item once plain, once barred"
+    bar_hr = barred_hr[[not any(np.array_equal(b, m) for m in mild_hr) for b in barred_hr]]
+    assert len(bar_hr) == 18 and all((h == BAR_LUMA).any() for h in bar_hr)
+
+
+def test_a_bar_covers_one_side_and_leaves_the_rest() -> None:
+    rng = np.random.default_rng(1)
+    patch = np.random.default_rng(0).integers(40, 240, (64, 96), dtype=np.uint8)
+    sides = set()
+    for _ in range(40):
+        out = with_bar(patch, rng)
+        bar = out == BAR_LUMA
+        rows, cols = bar.all(1), bar.all(0)
+        assert rows.any() or cols.any(), "the bar spans the patch"
+        covered = rows.sum() / 64 if rows.any() else cols.sum() / 96
+        assert 1 / 8 - 1e-9 <= covered <= 1 / 2 + 1e-9
+        assert np.array_equal(out[~bar], patch[~bar]), "the picture outside the bar is untouched"
+        sides.add((bool(rows[0]), bool(rows[-1]), bool(cols[0]), bool(cols[-1])))
+    assert len(sides) == 4, "bars come on all four sides"
 
 
 def test_local_train_registers_only_a_better_model(tmp_path: Path) -> None:
