@@ -16,5 +16,5 @@ contents=("${@:-talking_head}")
 for content in "${contents[@]}"; do
   PYTHONPATH="$PWD/learning${PYTHONPATH:+:$PYTHONPATH}" nice -n 10 "$PY" -m nerve_learning.cli ondevice-loop \
     --content "$content" --work "$OUT/work-$content" --out "$OUT" --cache "$CACHE" --threads 1 \
-    ${ONDEVICE_ARGS:---ewc-lambda 0}
+    ${ONDEVICE_ARGS:-}
 done

@@ -183,3 +183,35 @@ def markdown(result: dict[str, Any]) -> str:
 
 def with_overrides(cfg: LoopConfig, **train: Any) -> LoopConfig:
     return replace(cfg, train=replace(cfg.train, **train))
+
+
+def plot_reports(reports: list[Path], out: Path) -> None:
+    """One bar pair per loop report: the gain on the learnt content's unseen clips and the worst
+    change on the other content types, with the issue's two limits drawn in (a run that kept the
+    shipped model shows 0 for both)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, own, worst = [], [], []
+    for path in reports:
+        report = json.loads(path.read_text())
+        s = report["summary"]
+        labels.append(path.stem.removeprefix("ondevice-"))
+        own.append(s.get("target_gain_db", 0.0))
+        worst.append(s.get("worst_other_db", 0.0))
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels)), 4.2))
+    ax.bar(x - 0.2, own, 0.4, label="learnt content, unseen clips")
+    ax.bar(x + 0.2, worst, 0.4, label="worst other content type")
+    ax.axhline(TARGET_GAIN_DB, color="green", linestyle="--", linewidth=1, label=f"target +{TARGET_GAIN_DB} dB")
+    ax.axhline(-MAX_LOSS_DB, color="red", linestyle="--", linewidth=1, label=f"limit -{MAX_LOSS_DB} dB")
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel("PSNR-Y vs shipped model (dB)")
+    ax.set_title("On-device loop: one local training run per content type")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

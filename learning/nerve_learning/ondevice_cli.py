@@ -97,6 +97,14 @@ def cmd_ondevice_loop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ondevice_plot(args: argparse.Namespace) -> int:
+    from .ondevice import plot_reports
+
+    plot_reports([Path(r) for r in args.reports], Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rungs", default="x264:23,x264:33", help="codec:crf rungs for harvested patches without one")
     p.add_argument("--steps", type=int, default=2000)
@@ -104,13 +112,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--replay-fraction", type=float, default=0.5, help="share of each batch from the original pairs")
     p.add_argument("--replay-pairs", type=int, default=6000)
-    p.add_argument("--ewc-lambda", type=float, default=0.03, help="0: no EWC")
+    p.add_argument("--ewc-lambda", type=float, default=0.0, help="EWC strength (0: no EWC)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of harvested frames held back for the decision")
     p.add_argument("--min-gain", type=float, default=0.02, help="dB the candidate must gain to be registered")
     p.add_argument("--max-forget", type=float, default=0.1,
                    help="dB the candidate may lose on original training pairs kept out of the fine-tune (<0: no check)")
     p.add_argument("--guard-pairs", type=int, default=2000)
-    p.add_argument("--bars", type=float, default=0.0,
+    p.add_argument("--bars", type=float, default=0.5,
                    help="share of harvested patches also trained with a letterbox/pillarbox bar (0: none)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -166,3 +174,7 @@ def add_parsers(sub: Any) -> None:
     o.add_argument("--name", default="nerve-sr-x2")
     add_train_args(o)
     o.set_defaults(func=cmd_ondevice_loop)
+    g = sub.add_parser("ondevice-plot", help="bar chart (PNG) of ondevice-loop reports: own gain and worst other change")
+    g.add_argument("reports", nargs="+", help="ondevice-*.json reports")
+    g.add_argument("--out", required=True, help="PNG to write")
+    g.set_defaults(func=cmd_ondevice_plot)
