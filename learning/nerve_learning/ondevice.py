@@ -51,7 +51,7 @@ class LoopConfig:
     harvest_step: int = 2
     harvest_patches: int = 8
     patch: int = 96
-    harvest_select: str = "random"
+    harvest_select: str = "textured"  # as nervesr's harvester chooses
     train: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     eval_rungs: tuple[Codec, ...] = (Codec("x264", 23), Codec("x264", 33))
     eval_frames: int = 16
@@ -157,6 +157,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"Local training: {lt.get('train_pairs')} pairs, {lt.get('replay_pairs')} replayed, "
         f"held-back {lt.get('held_pairs')} pairs: champion {lt.get('heldback_psnr_champion', 0):.2f} dB -> "
         f"candidate {lt.get('heldback_psnr_candidate', 0):.2f} dB ({lt.get('gain_db', 0):+.3f}); {lt.get('decision')}.",
+        "Candidates tried (learning rate: gain on the held-back pairs, loss on the forgetting guard): "
+        + ", ".join(f"{t['lr']:g}: {t['gain_db']:+.3f} / {t['forget_db']:.3f} dB" if t.get("forget_db") is not None
+                    else f"{t['lr']:g}: {t['gain_db']:+.3f} dB" for t in lt.get("tries", [])) + ".",
         "",
         "PSNR-Y (dB) and VMAF of the exported files, first frames of each clip, never trained on:",
         "",

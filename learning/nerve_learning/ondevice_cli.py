@@ -53,7 +53,8 @@ def config_from(args: argparse.Namespace) -> Any:
     from .local_trainer import LocalTrainConfig
 
     return LocalTrainConfig(name=args.name, rungs=parse_codecs(args.rungs), steps=args.steps, batch=args.batch,
-                            lr=args.lr, replay_fraction=args.replay_fraction, replay_pairs=args.replay_pairs,
+                            lrs=tuple(float(v) for v in str(args.lr).split(",") if v.strip()),
+                            replay_fraction=args.replay_fraction, replay_pairs=args.replay_pairs,
                             ewc_lambda=args.ewc_lambda, holdout=args.holdout, min_gain_db=args.min_gain,
                             max_forget_db=args.max_forget, guard_pairs=args.guard_pairs,
                             threads=args.threads, seed=args.seed, bars=args.bars)
@@ -107,9 +108,10 @@ def cmd_ondevice_plot(args: argparse.Namespace) -> int:
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rungs", default="x264:23,x264:33", help="codec:crf rungs for harvested patches without one")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", default="5e-4,1e-3,2e-3",
+                   help="learning rates to try, comma-separated: one candidate each, the best on the held-back pairs is kept")
     p.add_argument("--replay-fraction", type=float, default=0.5, help="share of each batch from the original pairs")
     p.add_argument("--replay-pairs", type=int, default=6000)
     p.add_argument("--ewc-lambda", type=float, default=0.0, help="EWC strength (0: no EWC)")
@@ -146,7 +148,8 @@ def add_parsers(sub: Any) -> None:
     h.add_argument("--step", type=int, default=5, help="sample every N-th frame")
     h.add_argument("--patches", type=int, default=6, help="patches per sampled frame")
     h.add_argument("--patch", type=int, default=96, help="patch side (high-resolution pixels)")
-    h.add_argument("--select", default="random", choices=("random", "textured"), help="patch selection in a frame")
+    h.add_argument("--select", default="textured", choices=("random", "textured"),
+                   help="patch selection in a frame (textured: the most detailed of several candidates, as nervesr does)")
     h.add_argument("--capacity", type=int, default=4000)
     h.add_argument("--allow-eval", action="store_true")
     h.set_defaults(func=cmd_harvest)
@@ -169,7 +172,7 @@ def add_parsers(sub: Any) -> None:
     o.add_argument("--step", type=int, default=2)
     o.add_argument("--patches", type=int, default=8)
     o.add_argument("--patch", type=int, default=96)
-    o.add_argument("--select", default="random", choices=("random", "textured"))
+    o.add_argument("--select", default="textured", choices=("random", "textured"))
     o.add_argument("--eval-frames", type=int, default=16)
     o.add_argument("--name", default="nerve-sr-x2")
     add_train_args(o)

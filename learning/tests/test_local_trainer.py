@@ -155,6 +155,36 @@ def test_local_train_registers_only_a_better_model(tmp_path: Path) -> None:
     assert any((a - b).abs().max() > 0 for a, b in zip(tuned.state_dict().values(), base.state_dict().values()))
 
 
+def test_the_best_learning_rate_within_the_guard_is_kept(tmp_path: Path) -> None:
+    memory = EpisodicMemory(tmp_path / "mem", MemoryConfig(capacity=1000, durable=False))
+    harvest_clip(memory, CLIP, max_frames=10, frame_step=2, patches_per_frame=4, patch=64)
+    registry = Registry(tmp_path / "registry")
+    registry.register(MODELS / "nerve-sr-x2.onnx", "sr", scale=2, alias="champion")
+    # lr 0 leaves the champion as it is: no gain, no forgetting
+    cfg = LocalTrainConfig(name="sr", rungs=(Codec("x264", 28),), steps=30, batch=8, replay=TINY_REPLAY,
+                           replay_pairs=4, guard_pairs=4, holdout=0.3, min_gain_db=-50.0, lrs=(0.0, 3e-3))
+    report = local_train(registry, memory, cfg, ASSUME, tmp_path / "cache")
+    tries = {t["lr"]: t for t in report["tries"]}
+    assert set(tries) == {0.0, 3e-3} and tries[0.0]["gain_db"] == pytest.approx(0.0, abs=1e-6)
+    assert tries[0.0]["forget_db"] == pytest.approx(0.0, abs=1e-6), "the guard was measured"
+    assert tries[3e-3]["gain_db"] != pytest.approx(0.0, abs=1e-6), "the other rate really trained"
+    def expected(tries: list[dict], limit: float) -> float:
+        within = [t for t in tries if t["forget_db"] <= limit]
+        return max(within or tries, key=lambda t: t["gain_db"])["lr"]
+
+    assert report["lr"] == expected(report["tries"], cfg.max_forget_db)
+    assert report["gain_db"] == pytest.approx(tries[report["lr"]]["gain_db"])
+    # A guard that only the untouched model passes: it is kept although the other gained more.
+    loose = LocalTrainConfig(**{**cfg.__dict__, "max_forget_db": 10.0})
+    report = local_train(registry, memory, loose, ASSUME, tmp_path / "cache")
+    assert report["lr"] == expected(report["tries"], 10.0) == max(report["tries"], key=lambda t: t["gain_db"])["lr"]
+    strict = LocalTrainConfig(**{**cfg.__dict__, "max_forget_db": 1e-9})
+    report = local_train(registry, memory, strict, ASSUME, tmp_path / "cache")
+    assert report["lr"] == expected(report["tries"], 1e-9)
+    if report["tries"][1]["forget_db"] > 1e-9:
+        assert report["lr"] == 0.0
+
+
 def test_cli_harvest_and_local_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     mem, reg = str(tmp_path / "mem"), str(tmp_path / "reg")
     assert main(["harvest", "--memory", mem, "--clip", CLIP.path, "--frames", "4", "--step", "2",
