@@ -123,11 +123,17 @@ def test_a_bar_covers_one_side_and_leaves_the_rest() -> None:
     assert len(sides) == 4, "bars come on all four sides"
 
 
-def test_local_train_registers_only_a_better_model(tmp_path: Path) -> None:
+def harvested_with_champion(tmp_path: Path) -> tuple[EpisodicMemory, Registry]:
+    """A memory harvested from a training clip and a registry with the shipped model as champion."""
     memory = EpisodicMemory(tmp_path / "mem", MemoryConfig(capacity=1000, durable=False))
     harvest_clip(memory, CLIP, max_frames=10, frame_step=2, patches_per_frame=4, patch=64)
     registry = Registry(tmp_path / "registry")
     registry.register(MODELS / "nerve-sr-x2.onnx", "sr", scale=2, alias="champion")
+    return memory, registry
+
+
+def test_local_train_registers_only_a_better_model(tmp_path: Path) -> None:
+    memory, registry = harvested_with_champion(tmp_path)
     cfg = LocalTrainConfig(name="sr", rungs=(Codec("x264", 28),), steps=40, batch=8, replay=TINY_REPLAY,
                            replay_pairs=8, fisher_samples=4, holdout=0.3)
     cache = tmp_path / "cache"
@@ -156,10 +162,7 @@ def test_local_train_registers_only_a_better_model(tmp_path: Path) -> None:
 
 
 def test_the_best_learning_rate_within_the_guard_is_kept(tmp_path: Path) -> None:
-    memory = EpisodicMemory(tmp_path / "mem", MemoryConfig(capacity=1000, durable=False))
-    harvest_clip(memory, CLIP, max_frames=10, frame_step=2, patches_per_frame=4, patch=64)
-    registry = Registry(tmp_path / "registry")
-    registry.register(MODELS / "nerve-sr-x2.onnx", "sr", scale=2, alias="champion")
+    memory, registry = harvested_with_champion(tmp_path)
     # lr 0 leaves the champion as it is: no gain, no forgetting
     cfg = LocalTrainConfig(name="sr", rungs=(Codec("x264", 28),), steps=30, batch=8, replay=TINY_REPLAY,
                            replay_pairs=4, guard_pairs=4, holdout=0.3, min_gain_db=-50.0, lrs=(0.0, 3e-3))

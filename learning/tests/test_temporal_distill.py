@@ -58,14 +58,7 @@ def test_int8_variant_stays_close_to_float(tmp_path: Path) -> None:
     a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
     assert a.shape == b.shape == (2, 48, 48)
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 3.0
-
-
-def test_layer_times_name_the_int8_convolutions(tmp_path: Path) -> None:
-    lr, _ = build_pairs(tiny(False), tmp_path)
-    model = train(TrainConfig(steps=2, batch=2), tiny(False), tmp_path)
-    f32, i8 = tmp_path / "f.onnx", tmp_path / "i.onnx"
-    export_onnx(model, f32)
-    quantize(f32, i8, lr)
+    # the profile behind `nerve-learn int8-profile` names the kernels that really ran
     float_ops = {node.split()[0] for node in layer_times(f32, 64, 48, runs=2)}
     int8_ops = {node.split()[0] for node in layer_times(i8, 64, 48, runs=2)}
     assert "Conv" in float_ops and "QLinearConv" not in float_ops
