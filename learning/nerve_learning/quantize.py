@@ -57,17 +57,20 @@ def layer_times(path: Path, width: int, height: int, threads: int = 1, runs: int
     """Milliseconds per frame spent in each node of the optimized graph ONNX Runtime runs (its
     own profiler), for one width x height luma frame: where int8 wins and where it loses."""
     import json
+    import tempfile
     from collections import Counter
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.enable_profiling = True
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
-    session.run(None, {"lr": x})  # the first run allocates; it is profiled too, so it is subtracted below
-    for _ in range(runs):
-        session.run(None, {"lr": x})
-    events = json.loads(Path(session.end_profiling()).read_text())
+    with tempfile.TemporaryDirectory(prefix="nerve-int8-profile-") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp) / "profile")  # not the working directory
+        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        x = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
+        session.run(None, {"lr": x})  # the first run allocates; it is profiled too, so it is subtracted below
+        for _ in range(runs):
+            session.run(None, {"lr": x})
+        events = json.loads(Path(session.end_profiling()).read_text())
     per_node: Counter[str] = Counter()
     first: dict[str, float] = {}
     for e in events:
