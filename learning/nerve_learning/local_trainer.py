@@ -244,11 +244,23 @@ def frame_key(meta: dict[str, Any]) -> str:
     return f"{meta.get('source', '')}#{frame}"
 
 
-def split(memory: EpisodicMemory, holdout: float) -> tuple[list[str], list[str]]:
-    """(training ids, held-back ids): whole frames held back, chosen by a hash of the frame key so
-    the split does not move when items are added."""
+def split(memory: EpisodicMemory, holdout: float, by: str = "frame") -> tuple[list[str], list[str]]:
+    """(training ids, held-back ids), chosen by hashes so the split does not move when items are
+    added. `by="frame"`: whole frames held back (neighbouring frames of the same video stay on the
+    training side, so the held-back pairs reward fitting those videos). `by="source"`: whole
+    videos held back (a `holdout` share of the sources, at least one), when there are two or more;
+    otherwise by frame."""
+    if by not in ("frame", "source"):
+        raise ValueError(f"unknown hold-out unit {by!r}: frame or source")
+    ids = memory.ids()
+    sources = sorted({str(memory.meta(i).get("source", "")) for i in ids},
+                     key=lambda src: hashlib.sha256(src.encode()).digest())
+    if by == "source" and len(sources) >= 2:
+        kept_out = set(sources[: max(1, min(len(sources) - 1, round(holdout * len(sources))))])
+        train = [i for i in ids if str(memory.meta(i).get("source", "")) not in kept_out]
+        return train, [i for i in ids if str(memory.meta(i).get("source", "")) in kept_out]
     train, held = [], []
-    for i in memory.ids():
+    for i in ids:
         digest = hashlib.sha256(frame_key(memory.meta(i)).encode()).digest()
         (held if int.from_bytes(digest[:4], "big") / 2**32 < holdout else train).append(i)
     return train, held
@@ -374,6 +386,7 @@ class LocalTrainConfig:
     ewc_lambda: float = 0.0
     fisher_samples: int = 128
     holdout: float = 0.2
+    holdout_by: str = "frame"  # "source": hold back whole videos (see split)
     min_gain_db: float = 0.02  # below this, the candidate is not registered
     bars: float = 0.5  # share of harvested patches also trained with a letterbox/pillarbox bar (with_bar)
     guard_pairs: int = 2000  # original training pairs kept out of the fine-tune to measure forgetting
@@ -470,7 +483,7 @@ def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfi
         raise RegistryError(f"{cfg.name} v{champion.version} takes {champion.frames} frames; harvested patches are "
                             "single frames, so only single-frame models are fine-tuned on the device")
     memory.refresh()
-    train_ids, held_ids = split(memory, cfg.holdout)
+    train_ids, held_ids = split(memory, cfg.holdout, cfg.holdout_by)
     if not train_ids or not held_ids:
         raise ValueError(f"the episodic memory {memory.root} holds {len(memory)} items: too few to train and "
                          "hold back (harvest more first)")

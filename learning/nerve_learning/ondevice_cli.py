@@ -57,7 +57,8 @@ def config_from(args: argparse.Namespace) -> Any:
                             replay_fraction=args.replay_fraction, replay_pairs=args.replay_pairs,
                             ewc_lambda=args.ewc_lambda, holdout=args.holdout, min_gain_db=args.min_gain,
                             max_forget_db=args.max_forget, guard_pairs=args.guard_pairs,
-                            threads=args.threads, seed=args.seed, bars=args.bars)
+                            threads=args.threads, seed=args.seed, bars=args.bars,
+                            holdout_by=args.holdout_by)
 
 
 def cmd_local_train(args: argparse.Namespace) -> int:
@@ -116,6 +117,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay-pairs", type=int, default=6000)
     p.add_argument("--ewc-lambda", type=float, default=0.0, help="EWC strength (0: no EWC)")
     p.add_argument("--holdout", type=float, default=0.2, help="share of harvested frames held back for the decision")
+    p.add_argument("--holdout-by", default="frame", choices=("frame", "source"),
+                   help="hold back whole frames, or whole videos (when the memory has two or more)")
     p.add_argument("--min-gain", type=float, default=0.02, help="dB the candidate must gain to be registered")
     p.add_argument("--max-forget", type=float, default=0.1,
                    help="dB the candidate may lose on original training pairs kept out of the fine-tune (<0: no check)")

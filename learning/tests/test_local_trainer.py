@@ -107,6 +107,21 @@ def test_harvest_writes_the_contract_and_pairs_go_through_the_codec(tmp_path: Pa
     assert len(bar_hr) == 18 and all((h == BAR_LUMA).any() for h in bar_hr)
 
 
+def test_holding_back_whole_videos(tmp_path: Path) -> None:
+    memory = EpisodicMemory(tmp_path / "mem", MemoryConfig(capacity=1000, durable=False))
+    harvest_clip(memory, CLIP, max_frames=4, frame_step=2, patches_per_frame=2, patch=64)
+    source = lambda i: memory.meta(i)["source"]  # noqa: E731
+    train, held = split(memory, 0.2, by="source")  # one video only: whole frames, as by="frame"
+    assert (train, held) == split(memory, 0.2, by="frame")
+    other = next(c for c in TRAIN if c.content == "talking_head" and c != CLIP)
+    harvest_clip(memory, other, max_frames=4, frame_step=2, patches_per_frame=2, patch=64)
+    train, held = split(memory, 0.2, by="source")
+    assert train and held and sorted(train + held) == sorted(memory.ids())
+    assert len({source(i) for i in held}) == 1 and not {source(i) for i in train} & {source(i) for i in held}
+    with pytest.raises(ValueError, match="hold-out unit"):
+        split(memory, 0.2, by="clip")
+
+
 def test_a_bar_covers_one_side_and_leaves_the_rest() -> None:
     rng = np.random.default_rng(1)
     patch = np.random.default_rng(0).integers(40, 240, (64, 96), dtype=np.uint8)
