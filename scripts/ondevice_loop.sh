@@ -6,7 +6,8 @@
 # location, and score shipped vs on-device model on clips never trained on (unseen clips of that
 # content, the held-out clip of every other content type). Writes out/ondevice/ondevice-<content>.{json,md};
 # the reviewed copies live in learning/reports/ondevice/.
-# CPU only, nice'd, one PyTorch thread: about 10 minutes per content type on 2 shared cores.
+# CPU only, nice'd, one PyTorch thread: about 12 minutes per content type (three learning rates
+# tried) on 2 shared cores. Extra nerve-learn flags go in ONDEVICE_ARGS (e.g. "--seed 1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
