@@ -506,19 +506,18 @@ def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfi
         before = pairs_psnr(base, *held)
         guard_before = pairs_psnr(base, *guard) if use_guard and len(guard[0]) else None
         tries: list[dict[str, Any]] = []
-        best: tuple[float, Student, float | None, float] | None = None
+        models: list[Student] = []
         for lr in cfg.lrs:
             candidate = student_from_onnx(base_path)
             finetune(candidate, new, replay, cfg, lr)
-            g = pairs_psnr(candidate, *held) - before
-            f = guard_before - pairs_psnr(candidate, *guard) if guard_before is not None else None
-            tries.append({"lr": lr, "gain_db": g, "forget_db": f})
-            within = f is None or f <= cfg.max_forget_db
-            # the best within the guard; if none is, the best of all (refused below with its reason)
-            if best is None or (within, g) > (best[2] is None or best[2] <= cfg.max_forget_db, best[0]):
-                best = (g, candidate, f, lr)
-        assert best is not None
-        gain, model, forget, chosen_lr = best
+            forget_lr = guard_before - pairs_psnr(candidate, *guard) if guard_before is not None else None
+            tries.append({"lr": lr, "gain_db": pairs_psnr(candidate, *held) - before, "forget_db": forget_lr,
+                          "within_guard": forget_lr is None or forget_lr <= cfg.max_forget_db})
+            models.append(candidate)
+        # the best within the guard; if none is, the best of all (refused below with its reason)
+        pick = max(range(len(tries)), key=lambda k: (tries[k]["within_guard"], tries[k]["gain_db"]))
+        model = models[pick]
+        gain, forget, chosen_lr = tries[pick]["gain_db"], tries[pick]["forget_db"], tries[pick]["lr"]
         after = before + gain
         sources = sorted({memory.meta(i).get("source", "") for i in train_ids})
         tasks: dict[str, int] = {}

@@ -31,11 +31,20 @@ def quantize(float_path: Path, int8_path: Path, calibration_lr: np.ndarray) -> N
     )
 
 
-def seconds_per_frame(path: Path, width: int, height: int, threads: int = 2, runs: int = 20, frames: int = 1) -> float:
-    """Model-only ONNX Runtime CPU time for one width x height luma frame (with `frames` inputs)."""
+def cpu_session(path: Path, threads: int, profile_prefix: Path | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with `threads` intra-op threads, profiling into
+    `profile_prefix`* when given."""
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = str(profile_prefix)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def seconds_per_frame(path: Path, width: int, height: int, threads: int = 2, runs: int = 20, frames: int = 1) -> float:
+    """Model-only ONNX Runtime CPU time for one width x height luma frame (with `frames` inputs)."""
+    session = cpu_session(path, threads)
     x = np.random.default_rng(0).random((1, frames, height, width), dtype=np.float32)
     for _ in range(3):
         session.run(None, {"lr": x})
@@ -61,23 +70,18 @@ def layer_times(path: Path, width: int, height: int, threads: int = 1, runs: int
     from collections import Counter
 
     with tempfile.TemporaryDirectory(prefix="nerve-int8-profile-") as tmp:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(tmp) / "profile")  # not the working directory
-        session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        session = cpu_session(path, threads, Path(tmp) / "profile")  # not into the working directory
         x = np.random.default_rng(0).random((1, 1, height, width), dtype=np.float32)
-        session.run(None, {"lr": x})  # the first run allocates; it is profiled too, so it is subtracted below
+        session.run(None, {"lr": x})  # the first run allocates; it is profiled too, and skipped below
         for _ in range(runs):
             session.run(None, {"lr": x})
         events = json.loads(Path(session.end_profiling()).read_text())
     per_node: Counter[str] = Counter()
-    first: dict[str, float] = {}
+    seen: set[str] = set()
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             name = f"{e['args'].get('op_name', '?')} {e['name'].removesuffix('_kernel_time')}"
-            if name not in first:
-                first[name] = e["dur"]
-            else:
+            if name in seen:
                 per_node[name] += e["dur"]
+            seen.add(name)
     return {k: v / runs / 1000.0 for k, v in per_node.most_common()}
