@@ -7,6 +7,8 @@
 #   scripts/train_pack_models.sh pack          # learning/cache/pack-v1.npz (~47 MB, 1 min)
 #   scripts/train_pack_models.sh train OUTDIR  # weights files OUTDIR/*.pt
 #   scripts/train_pack_models.sh finish OUTDIR # ONNX + cards + manifest entries in models/
+#   scripts/train_pack_models.sh train-t OUTDIR  # x4 BI students, single-frame and temporal,
+#   scripts/train_pack_models.sh finish-t OUTDIR # plain and re-parameterised (ECB): Vid4
 set -euo pipefail
 cd "$(dirname "$0")/../learning"
 PY=${PY:-../.venv/bin/python}
@@ -18,7 +20,17 @@ else M=${MINUTES:-6.5}; SIZE=(--minutes "$M"); TSIZE=(--teacher-minutes "$(awk "
 case "${1:-}" in
   pack) learn pack --out "$PACK"
     # The BI pack: originals shrunk by 2 first (cleaner ground truth), no codec rungs.
-    learn pack --out cache/pack-bi-half.npz --codecs "" --frames 48 --step 3 --crop 192 --crops 4 --hr-downscale 2 ;;
+    learn pack --out cache/pack-bi-half.npz --codecs "" --frames 48 --step 3 --crop 192 --crops 4 --hr-downscale 2
+    # The temporal BI pack: each crop with the same region of the frame before (47 MB).
+    learn pack --out cache/pack-bi-t.npz --codecs "" --frames 32 --step 6 --crop 288 --crops 3 --previous ;;
+  train-t)
+    out=$2; mkdir -p "$out"
+    t=(--pack cache/pack-bi-t.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --channels 24 --depth 3 "${SIZE[@]}")
+    learn train-pack "${t[@]}" --out "$out/x4-bi-s24.pt" > "$out/x4-bi-s24.log" 2>&1 &
+    learn train-pack "${t[@]}" --rep --out "$out/x4-bi-s24r.pt" > "$out/x4-bi-s24r.log" 2>&1 &
+    learn train-pack "${t[@]}" --frames-in 2 --out "$out/x4-bi-t24.pt" > "$out/x4-bi-t24.log" 2>&1 &
+    learn train-pack "${t[@]}" --frames-in 2 --rep --out "$out/x4-bi-t24r.pt" > "$out/x4-bi-t24r.log" 2>&1 &
+    wait ;;
   train-bi)
     out=$2; mkdir -p "$out"
     bi=(--pack cache/pack-bi-half.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --patch 32 "${SIZE[@]}")
@@ -48,5 +60,9 @@ case "${1:-}" in
     learn finish --weights "$out/x3-kd.pt" --name nerve-sr-x3-kd --eval-codecs $ev
     learn finish --weights "$out/x4-kd.pt" --name nerve-sr-x4-kd --eval-codecs $ev
     for c in 24 28 32; do learn finish --weights "$out/x4-bi-c$c.pt" --name nerve-sr-x4-bi-c$c --eval-codecs none:0,x264:23; done ;;
-  *) echo "usage: $0 pack | train OUTDIR | finish OUTDIR" >&2; exit 2 ;;
+  finish-t)
+    # The shipped nerve-sr-x4-bi is the temporal ECB student of train-t.
+    learn finish --weights "$2/x4-bi-t24r.pt" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
+      --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" ;;
+  *) echo "usage: $0 pack | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | finish OUTDIR | finish-t OUTDIR" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 //! Throughput of `nervesr` x2 (640x360 I420 -> 1280x720) with the default model, beside
 //! `videoscale method=lanczos` in the same run; the conversion overhead alone (model excluded);
-//! the pipeline's peak resident memory. Run with `cargo bench -p gst-nerve`.
+//! the pipeline's peak resident memory; and x4 (320x180 -> 1280x720) with the default x4 model
+//! and with the Vid4 one. Run with `cargo bench -p gst-nerve`.
 //!
 //! Frames are real video (the bundled talking-head sample, downscaled to 640x360), decoded once
 //! and pushed from memory so the decoder's cost is not counted.
@@ -16,20 +17,20 @@ const FRAMES: usize = 300;
 const W: usize = 640;
 const H: usize = 360;
 
-fn sample_frames() -> Vec<gst::Buffer> {
+fn sample_frames(w: usize, h: usize) -> Vec<gst::Buffer> {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/talking_head_720p.mp4");
     let desc = format!(
         "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale method=bilinear ! videoconvert ! \
-         video/x-raw,format=I420,width={W},height={H} ! appsink name=sink sync=false",
+         video/x-raw,format=I420,width={w},height={h} ! appsink name=sink sync=false",
         sample.display()
     );
     common::decode(&desc)
 }
 
-/// Pushes FRAMES frames through `filter` into a fakesink as fast as possible; returns fps.
-fn run(filter: &str, frames: &[gst::Buffer]) -> f64 {
+/// Pushes FRAMES frames of w x h through `filter` into a fakesink as fast as possible; returns fps.
+fn run(filter: &str, frames: &[gst::Buffer], (w, h): (usize, usize)) -> f64 {
     let desc = format!(
-        "appsrc name=src format=time is-live=false caps=video/x-raw,format=I420,width={W},height={H},framerate=30/1 ! \
+        "appsrc name=src format=time is-live=false caps=video/x-raw,format=I420,width={w},height={h},framerate=30/1 ! \
          {filter} ! fakesink sync=false"
     );
     let pipeline = gst::parse::launch(&desc).expect("bench pipeline").downcast::<gst::Pipeline>().unwrap();
@@ -89,15 +90,18 @@ fn peak_rss_kib() -> u64 {
 fn main() {
     gst::init().unwrap();
     gstnerve::plugin_register_static().unwrap();
-    let frames = sample_frames();
+    let frames = sample_frames(W, H);
     if std::env::args().any(|a| a == "--child-memory") {
         // Run alone in a fresh process so its peak memory is the pipeline's own.
-        let fps = run("nervesr", &frames);
+        let fps = run("nervesr", &frames, (W, H));
         println!("{fps:.1} {}", peak_rss_kib());
         return;
     }
-    let lanczos = run("videoscale method=lanczos ! video/x-raw,width=1280,height=720", &frames);
-    let nervesr = run("nervesr", &frames);
+    let lanczos = run("videoscale method=lanczos ! video/x-raw,width=1280,height=720", &frames, (W, H));
+    let nervesr = run("nervesr", &frames, (W, H));
+    let small = sample_frames(W / 2, H / 2);
+    let x4 = |filter: &str| run(filter, &small, (W / 2, H / 2));
+    let (x4_default, x4_bi) = (x4("nervesr scale=4"), x4("nervesr scale=4 model=nerve-sr-x4-bi"));
     let overhead = conversion_overhead(&frames[0]);
     let child = std::process::Command::new(std::env::current_exe().unwrap()).arg("--child-memory").output().unwrap();
     let child_out = String::from_utf8_lossy(&child.stdout);
@@ -107,4 +111,6 @@ fn main() {
     println!("  videoscale method=lanczos    {lanczos:7.1} fps");
     println!("  conversion overhead          {:7.2} ms/frame (luma in/out + chroma upscale, model excluded)", overhead.as_secs_f64() * 1e3);
     println!("  peak resident memory         {peak_mib:7.1} MiB (nervesr pipeline alone, whole process)");
+    println!("  nervesr x4, 320x180 -> 1280x720, default x4 model   {x4_default:7.1} fps");
+    println!("  nervesr x4, 320x180 -> 1280x720, nerve-sr-x4-bi     {x4_bi:7.1} fps");
 }

@@ -29,6 +29,17 @@ def parse_codecs(text: str) -> tuple[Codec, ...]:
     return tuple(out)
 
 
+def next_version(manifest: Path, name: str, sha256: str) -> str:
+    """The version a new file for `name` gets: the entry's own when the file is unchanged, one
+    more than the entry's when it replaces it, "1" for a new model."""
+    text = manifest.read_text() if manifest.exists() else ""
+    table = next((t for t in re.split(r"(?m)^(?=\[\[model\]\])", text) if f'name = "{name}"' in t), "")
+    found = re.search(r'(?m)^version = "(\d+)"', table)
+    if not found:
+        return "1"
+    return found.group(1) if f'sha256 = "{sha256}"' in table else str(int(found.group(1)) + 1)
+
+
 def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
     """Replaces the `[[model]]` table called `name` in the manifest, or appends it."""
     text = manifest.read_text() if manifest.exists() else "# nerve model manifest: see models/README.md\n\n"
@@ -309,7 +320,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     codecs = parse_codecs(args.codecs) if args.codecs else ()
     cfg = PackConfig(scales=(2, 3, 4) if codecs else (), codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
-                     crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale)
+                     crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale, previous=args.previous)
     out = build_pack(cfg, Path(args.out))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -323,7 +334,8 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           depth=args.depth, steps=args.steps, minutes=args.minutes, batch=args.batch, patch_lr=args.patch,
                           teacher_channels=args.teacher_channels, teacher_blocks=args.teacher_blocks,
                           teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
-                          distill=args.distill, device=args.device, threads=args.threads, seed=args.seed)
+                          distill=args.distill, frames=args.frames_in, rep=args.rep, device=args.device,
+                          threads=args.threads, seed=args.seed)
     out = train_from_pack(load_pack(Path(args.pack)), cfg, Path(args.out))
     print(f"wrote {out}")
     return 0
@@ -346,7 +358,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     onnx_path = out / f"{name}.onnx"
     sha = export_onnx(model, onnx_path)
     lw, lh = 1280 // model.scale, 720 // model.scale
-    fps = 1 / seconds_per_frame(onnx_path, lw, lh)
+    fps = 1 / seconds_per_frame(onnx_path, lw, lh, frames=model.frames)
     params = sum(p.numel() for p in model.parameters())
     s = record["student"]
     rungs = ("MATLAB bicubic downscale only (the BI degradation of Vid4/Set5)" if cfg["rungs"] == "bi" else
@@ -354,11 +366,15 @@ def cmd_finish(args: argparse.Namespace) -> int:
     kd = f" + {cfg['distill']} x L1 to the teacher (distillation)" if "teacher" in record else ""
     lines = [
         f"# {name}", "",
-        f"Real-time super-resolution student, x{model.scale}, luma in (the current frame), residual on a built-in",
+        f"Real-time super-resolution student, x{model.scale}, luma in ("
+        + ("the current frame" if model.frames == 1 else "the previous and the current frame, unaligned")
+        + "), residual on a built-in",
         "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback). Trained from a frame pack",
         "(`nerve-learn pack`, `nerve-learn train-pack`), exported and evaluated by `nerve-learn finish`.", "",
-        f"- Architecture: conv3x3(1->{model.channels}), {model.depth} x conv3x3({model.channels}->{model.channels}), "
-        f"conv3x3(->{model.scale ** 2}), ReLU, pixel shuffle",
+        f"- Architecture: conv3x3({model.frames}->{model.channels}), {model.depth} x conv3x3({model.channels}->{model.channels}), "
+        f"conv3x3(->{model.scale ** 2}), ReLU, pixel shuffle"
+        + (" (trained as re-parameterisable edge-oriented blocks, ECBSR-style, merged into these plain convolutions)"
+           if cfg.get("rep") else ""),
         f"- Parameters: {params}",
         f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
         f"- Training data: {', '.join(record['clips'])}",
@@ -379,7 +395,9 @@ def cmd_finish(args: argparse.Namespace) -> int:
     ]
     (out / f"{name}.md").write_text("\n".join(lines))
     (out / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=2))
-    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model.scale, 1, sha, args.default, f"{name}.md"))
+    version = next_version(out / "manifest.toml", name, sha)
+    upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model.scale, model.frames, sha, args.default,
+                                                                f"{name}.md", version=version))
     gain = sum(v["psnr_y"] - v["psnr_y_bicubic"] for v in metrics.values()) / len(metrics)
     print(f"{name}: mean PSNR-Y gain over Catmull-Rom on held-out clips {gain:+.2f} dB; {fps:.1f} fps model only")
     return 0
@@ -462,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--step", type=int, default=6, help="every n-th frame")
     k.add_argument("--crops", type=int, default=2, help="crops per frame")
     k.add_argument("--hr-downscale", type=int, default=1, help="shrink the originals first (BI packs)")
+    k.add_argument("--previous", action="store_true", help="also store each crop's previous frame (temporal students)")
     k.set_defaults(func=cmd_pack)
     t = sub.add_parser("train-pack", help="train a student (and optionally its teacher) from a frame pack, on CUDA if present")
     t.add_argument("--pack", required=True)
@@ -480,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--teacher-steps", type=int, default=0)
     t.add_argument("--teacher-minutes", type=float, default=0.0)
     t.add_argument("--distill", type=float, default=0.5)
+    t.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: temporal student (pack made with --previous)")
+    t.add_argument("--rep", action="store_true", help="re-parameterisable (ECB) blocks in training, plain convs deployed")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)

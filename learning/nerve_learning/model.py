@@ -56,24 +56,95 @@ class BicubicUpscale(nn.Module):
         return F.pixel_shuffle(self.phases(x), self.scale)
 
 
+# Fixed edge filters of the ECB branches: Sobel x, Sobel y, Laplacian.
+EDGE_MASKS = torch.tensor([
+    [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
+    [[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]],
+    [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+])
+
+
+class EdgeConv(nn.Module):
+    """A re-parameterisable 3x3 convolution (the edge-oriented block of ECBSR, Zhang et al. 2021):
+    a 3x3 conv, a 1x1-expand -> 3x3 branch and three 1x1 branches through fixed Sobel-x, Sobel-y
+    and Laplacian filters with learned per-channel scales. Every branch is linear and has no bias
+    of its own, so their sum *is* one 3x3 kernel: training runs the merged kernel (as cheap as a
+    plain conv) while the gradients see the richer parameterisation, and deployment copies the
+    merged kernel into a plain `nn.Conv2d` - train rich, deploy plain, exactly (borders too)."""
+
+    def __init__(self, cin: int, cout: int, expand: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.expand = nn.Parameter(torch.empty(cout * expand, cin))
+        self.squeeze = nn.Parameter(torch.empty(cout, cout * expand, 3, 3))
+        self.edge = nn.Parameter(torch.empty(len(EDGE_MASKS), cout, cin))
+        self.edge_scale = nn.Parameter(torch.empty(len(EDGE_MASKS), cout, 1))
+        self.register_buffer("masks", EDGE_MASKS.clone())
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        nn.init.kaiming_uniform_(self.expand, a=math.sqrt(5))
+        # Small extra branches: at start the block is close to its plain 3x3 conv.
+        nn.init.normal_(self.squeeze, std=1e-2 / math.sqrt(self.squeeze.shape[1]))
+        for k in range(self.edge.shape[0]):
+            nn.init.kaiming_uniform_(self.edge.data[k], a=math.sqrt(5))
+        nn.init.normal_(self.edge_scale, std=1e-2)
+
+    def zero_(self) -> None:
+        for p in (self.conv.weight, self.conv.bias, self.squeeze, self.edge_scale):
+            nn.init.zeros_(p)
+
+    def kernel(self) -> torch.Tensor:
+        w = self.conv.weight + torch.einsum("omhw,mi->oihw", self.squeeze, self.expand)
+        return w + torch.einsum("koi,khw->oihw", self.edge * self.edge_scale, self.masks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.kernel(), self.conv.bias, padding=1)
+
+
 class Student(nn.Module):
     """conv3x3(frames -> C), `depth` x conv3x3(C -> C), conv3x3(C -> scale^2), ReLU between,
-    added to the bicubic phases of the current frame, then pixel shuffle."""
+    added to the bicubic phases of the current frame, then pixel shuffle. With `rep`, each conv
+    trains as an `EdgeConv` and `plain()` gives the deployable model of the same cost."""
 
-    def __init__(self, scale: int, channels: int = 16, depth: int = 2, frames: int = 1) -> None:
+    def __init__(self, scale: int, channels: int = 16, depth: int = 2, frames: int = 1, rep: bool = False) -> None:
         super().__init__()
-        self.scale, self.channels, self.depth, self.frames = scale, channels, depth, frames
-        layers: list[nn.Module] = [nn.Conv2d(frames, channels, 3, padding=1), nn.ReLU(inplace=True)]
+        self.scale, self.channels, self.depth, self.frames, self.rep = scale, channels, depth, frames, rep
+
+        def conv(cin: int, cout: int) -> nn.Module:
+            return EdgeConv(cin, cout) if rep else nn.Conv2d(cin, cout, 3, padding=1)
+
+        layers: list[nn.Module] = [conv(frames, channels), nn.ReLU(inplace=True)]
         for _ in range(depth):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True)]
-        layers.append(nn.Conv2d(channels, scale * scale, 3, padding=1))
+            layers += [conv(channels, channels), nn.ReLU(inplace=True)]
+        layers.append(conv(channels, scale * scale))
         self.body = nn.Sequential(*layers)
         self.upscale = BicubicUpscale(scale)
-        # Start as the bicubic upscale: the correction branch begins at zero.
+        self.zero_tail()
+
+    def zero_tail(self) -> None:
+        """Start as the bicubic upscale: the correction branch begins at zero."""
         last = self.body[-1]
-        assert isinstance(last, nn.Conv2d)
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        if isinstance(last, EdgeConv):
+            last.zero_()
+        else:
+            assert isinstance(last, nn.Conv2d)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def plain(self) -> "Student":
+        """The same function as plain 3x3 convolutions (a copy; itself when not `rep`)."""
+        if not self.rep:
+            return self
+        out = Student(self.scale, self.channels, self.depth, self.frames)
+        with torch.no_grad():
+            for mine, theirs in zip(self.body, out.body):
+                if isinstance(mine, EdgeConv):
+                    assert isinstance(theirs, nn.Conv2d)
+                    theirs.weight.copy_(mine.kernel())
+                    theirs.bias.copy_(mine.conv.bias)
+        return out.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         current = x if self.frames == 1 else x[:, -1:, :, :]
@@ -102,9 +173,12 @@ class Teacher(nn.Module):
             for _ in range(blocks)
         )
         self.tail = nn.Conv2d(channels, scale * scale, 3, padding=1)
+        self.upscale = BicubicUpscale(scale)
+        self.zero_tail()
+
+    def zero_tail(self) -> None:
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
-        self.upscale = BicubicUpscale(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.head(x)

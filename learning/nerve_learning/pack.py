@@ -6,6 +6,8 @@ multiple of 24 so every scale divides it) and, for each scale and codec rung, th
 the decoded low rung (`lr/x{s}/{codec}-{crf}`), cut from the whole decoded frame (the encoder saw
 the whole frame, not the crop). The clean "BI" rung (MATLAB bicubic, no codec) is not stored: it
 is computed from `hr` by `matlab_downscale`, exactly as Vid4's low-resolution frames are.
+With `previous`, each crop also comes with the same region of the frame before it (`hr_prev`,
+`prev/x{s}/...`, decoded in sequence), for temporal students.
 """
 
 from __future__ import annotations
@@ -41,10 +43,15 @@ class PackConfig:
     # > 1: the originals are first shrunk by this factor (MATLAB bicubic), which cleans away the
     # sources' own compression and softness; a pack for the clean BI degradation, without rungs.
     hr_downscale: int = 1
+    previous: bool = False  # also store the frame before each sampled frame (temporal students)
 
 
 def rung_key(scale: int, codec: Codec) -> str:
     return f"lr/x{scale}/{codec.name}-{codec.crf}"
+
+
+def prev_key(scale: int, codec: Codec) -> str:
+    return f"prev/x{scale}/{codec.name}-{codec.crf}"
 
 
 def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
@@ -54,30 +61,45 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
     hr_crops: list[np.ndarray] = []
     clip_of: list[int] = []
     valid: list[int] = []
+    prev_crops: list[np.ndarray] = []
     lr_crops: dict[str, list[np.ndarray]] = {rung_key(s, c): [] for s in cfg.scales for c in cfg.codecs}
+    if cfg.previous:
+        lr_crops |= {prev_key(s, c): [] for s in cfg.scales for c in cfg.codecs}
     for ci, clip in enumerate(tqdm(cfg.clips, desc="pack clips", unit="clip")):
         w, h = probe_size(clip, root)
         w, h = w // ALIGN * ALIGN, h // ALIGN * ALIGN
         # read_luma crops to a multiple of 2*scale; with scale 12 that is 24, the common grid.
-        hr = read_luma(clip, root, 12, cfg.frames_per_clip, cfg.frame_step)[:, :h, :w]
+        if cfg.previous:  # every frame, so the codec sees the real sequence; sampled below
+            seq = read_luma(clip, root, 12, cfg.frames_per_clip * cfg.frame_step + 1)[:, :h, :w]
+            picked = np.arange(1, len(seq), cfg.frame_step)[: cfg.frames_per_clip]
+        else:
+            seq = read_luma(clip, root, 12, cfg.frames_per_clip, cfg.frame_step)[:, :h, :w]
+            picked = np.arange(len(seq))
         if cfg.hr_downscale > 1:
             d = cfg.hr_downscale
-            small = matlab_downscale(torch.from_numpy(hr).float(), d).numpy().astype(np.uint8)
+            small = matlab_downscale(torch.from_numpy(seq).float(), d).numpy().astype(np.uint8)
             h, w = h // d // ALIGN * ALIGN, w // d // ALIGN * ALIGN
-            hr = np.ascontiguousarray(small[:, :h, :w])
+            seq = np.ascontiguousarray(small[:, :h, :w])
         crop = min(cfg.crop, h // ALIGN * ALIGN, w // ALIGN * ALIGN)
-        spots = [(f, int(rng.integers(0, (h - crop) // ALIGN + 1)) * ALIGN, int(rng.integers(0, (w - crop) // ALIGN + 1)) * ALIGN)
-                 for f in range(hr.shape[0]) for _ in range(cfg.crops_per_frame)]
+        spots = [(int(f), int(rng.integers(0, (h - crop) // ALIGN + 1)) * ALIGN, int(rng.integers(0, (w - crop) // ALIGN + 1)) * ALIGN)
+                 for f in picked for _ in range(cfg.crops_per_frame)]
         for f, y, x in spots:
-            hr_crops.append(_fit(hr[f, y : y + crop, x : x + crop], cfg.crop))
+            hr_crops.append(_fit(seq[f, y : y + crop, x : x + crop], cfg.crop))
+            if cfg.previous:
+                prev_crops.append(_fit(seq[f - 1, y : y + crop, x : x + crop], cfg.crop))
             clip_of.append(ci)
             valid.append(crop)
         for s in cfg.scales:
             for codec in cfg.codecs:
-                lr = degrade(hr, s, codec, clip.fps)
+                lr = degrade(seq, s, codec, clip.fps)
                 for f, y, x in spots:
-                    lr_crops[rung_key(s, codec)].append(_fit(lr[f, y // s : (y + crop) // s, x // s : (x + crop) // s], cfg.crop // s))
+                    region = (slice(y // s, (y + crop) // s), slice(x // s, (x + crop) // s))
+                    lr_crops[rung_key(s, codec)].append(_fit(lr[f][region], cfg.crop // s))
+                    if cfg.previous:
+                        lr_crops[prev_key(s, codec)].append(_fit(lr[f - 1][region], cfg.crop // s))
     arrays = {k: np.stack(v) for k, v in lr_crops.items()}
+    if cfg.previous:
+        arrays["hr_prev"] = np.stack(prev_crops)
     meta = {"config": asdict(cfg), "clips": [c.path for c in cfg.clips], "contents": [c.content for c in cfg.clips]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
@@ -102,6 +124,8 @@ class Pack:
     valid: np.ndarray
     lr: dict[str, np.ndarray]
     meta: dict
+    hr_prev: np.ndarray | None = None  # the frame before each crop's frame, same region
+    prev: dict[str, np.ndarray] = field(default_factory=dict)  # its decoded rungs
 
     def clips(self) -> list[str]:
         return list(self.meta["clips"])
@@ -110,8 +134,10 @@ class Pack:
 def load_pack(path: Path) -> Pack:
     with np.load(path) as z:
         lr = {k: z[k] for k in z.files if k.startswith("lr/")}
+        prev = {k: z[k] for k in z.files if k.startswith("prev/")}
         meta = json.loads(bytes(z["meta"]).decode())
-        return Pack(hr=z["hr"], clip=z["clip"], valid=z["valid"], lr=lr, meta=meta)
+        hr_prev = z["hr_prev"] if "hr_prev" in z.files else None
+        return Pack(hr=z["hr"], clip=z["clip"], valid=z["valid"], lr=lr, meta=meta, hr_prev=hr_prev, prev=prev)
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:

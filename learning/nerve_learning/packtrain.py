@@ -38,6 +38,8 @@ class PackTrainConfig:
     teacher_steps: int = 0
     teacher_minutes: float = 0.0
     distill: float = 0.5
+    frames: int = 1  # 2: temporal student (previous, current); needs a pack made with `previous`
+    rep: bool = False  # train each conv as a re-parameterisable EdgeConv (deployed plain)
     seed: int = 0
     device: str = "auto"
     threads: int = 2
@@ -50,25 +52,33 @@ def pick_device(name: str) -> torch.device:
 
 
 class PatchSampler:
-    """Random aligned patches: LR (B,1,p,p) and HR (B,1,p*s,p*s), floats in 0..1."""
+    """Random aligned patches: LR (B,F,p,p) (F = `frames`: previous then current) and HR of the
+    current frame (B,1,p*s,p*s), floats in 0..1."""
 
     def __init__(self, pack: Pack, cfg: PackTrainConfig, device: torch.device) -> None:
         keep = [i for i in range(len(pack.hr)) if not any(e in pack.clips()[pack.clip[i]] for e in cfg.exclude)]
         if not keep:
             raise ValueError("every clip of the pack is excluded")
+        if cfg.frames == 2 and pack.hr_prev is None:
+            raise ValueError("a temporal student needs a pack made with previous frames (nerve-learn pack --previous)")
         s = cfg.scale
-        self.scale, self.device = s, device
+        self.scale, self.device, self.frames = s, device, cfg.frames
         self.hr = torch.from_numpy(pack.hr[keep]).to(device)
         self.valid = torch.from_numpy(pack.valid[keep].astype("int64")).to(device)
-        if cfg.rungs == "bi":
-            rungs = [torch.cat([matlab_downscale(self.hr[i : i + 64].float(), s) for i in range(0, len(keep), 64)]).to(torch.uint8)]
-        else:
-            names = sorted(k for k in pack.lr if k.startswith(f"lr/x{s}/"))
-            if not names:
-                raise ValueError(f"the pack has no x{s} rungs")
-            rungs = [torch.from_numpy(pack.lr[k][keep]).to(device) for k in names]
-        self.lr = torch.stack(rungs)  # (R, N, h, w)
+        self.lr = self._rungs(self.hr, pack.lr, f"lr/x{s}/", keep, cfg)  # (R, N, h, w)
+        self.prev = None
+        if cfg.frames == 2:
+            assert pack.hr_prev is not None
+            self.prev = self._rungs(torch.from_numpy(pack.hr_prev[keep]).to(device), pack.prev, f"prev/x{s}/", keep, cfg)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+    def _rungs(self, hr: torch.Tensor, stored: dict, prefix: str, keep: list[int], cfg: PackTrainConfig) -> torch.Tensor:
+        if cfg.rungs == "bi":
+            return torch.cat([matlab_downscale(hr[i : i + 64].float(), self.scale) for i in range(0, len(keep), 64)]).to(torch.uint8)[None]
+        names = sorted(k for k in stored if k.startswith(prefix))
+        if not names:
+            raise ValueError(f"the pack has no {prefix} rungs")
+        return torch.stack([torch.from_numpy(stored[k][keep]).to(self.device) for k in names])
 
     def draw(self, batch: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         s, dev, g = self.scale, self.device, self.gen
@@ -79,11 +89,13 @@ class PatchSampler:
         lx = (torch.rand(batch, device=dev, generator=g) * room).long()
         ar = torch.arange(p, device=dev)
         yy, xx = (ly[:, None] + ar)[:, :, None], (lx[:, None] + ar)[:, None, :]
-        x = self.lr[r[:, None, None], i[:, None, None], yy, xx]
+        x = self.lr[r[:, None, None], i[:, None, None], yy, xx][:, None]
+        if self.prev is not None:  # the same rung and region of the frame before
+            x = torch.cat([self.prev[r[:, None, None], i[:, None, None], yy, xx][:, None], x], 1)
         ah = torch.arange(p * s, device=dev)
         hy, hx = (ly[:, None] * s + ah)[:, :, None], (lx[:, None] * s + ah)[:, None, :]
         y = self.hr[i[:, None, None], hy, hx]
-        return x[:, None].float() / 255.0, y[:, None].float() / 255.0
+        return x.float() / 255.0, y[:, None].float() / 255.0
 
 
 def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, minutes: float, desc: str,
@@ -106,18 +118,12 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
         for m in model.modules():  # restart from the initialisation: timing steps do not count
             if hasattr(m, "reset_parameters"):
                 m.reset_parameters()
-        _zero_tail(model)
+        model.zero_tail()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     started = time.time()
     loss = _loop(model, sampler, cfg, steps, steps, teacher, (opt, sched), desc)
     return model, {"steps": steps, "seconds": time.time() - started, "final_l1": loss, "device": str(dev)}
-
-
-def _zero_tail(model: nn.Module) -> None:
-    tail = model.tail if isinstance(model, Teacher) else model.body[-1]
-    nn.init.zeros_(tail.weight)
-    nn.init.zeros_(tail.bias)
 
 
 def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, total: int,
@@ -139,7 +145,7 @@ def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: 
         loss = nn.functional.l1_loss(out, y)
         if teacher is not None and cfg.distill > 0:
             with torch.no_grad():
-                target = teacher(x)
+                target = teacher(x[:, -1:])
             loss = loss + cfg.distill * nn.functional.l1_loss(out, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -168,7 +174,7 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
             p.requires_grad_(False)
         record["teacher"] = t_rec
         record["teacher_state"] = {k: v.cpu() for k, v in teacher.state_dict().items()}
-    student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth), sampler, cfg, cfg.steps, cfg.minutes,
+    student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, cfg.rep), sampler, cfg, cfg.steps, cfg.minutes,
                          f"student x{cfg.scale}", teacher)
     record["student"] = s_rec
     record["state"] = {k: v.cpu() for k, v in student.state_dict().items()}
@@ -178,9 +184,9 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
 
 
 def load_student(path: Path) -> tuple[Student, dict]:
+    """The deployable student of a weights file (re-parameterised blocks merged) and its record."""
     record = torch.load(path, map_location="cpu", weights_only=False)
     cfg = record["config"]
-    model = Student(cfg["scale"], cfg["channels"], cfg["depth"])
+    model = Student(cfg["scale"], cfg["channels"], cfg["depth"], cfg.get("frames", 1), cfg.get("rep", False))
     model.load_state_dict(record["state"])
-    model.eval()
-    return model, record
+    return model.plain().eval(), record

@@ -1,7 +1,8 @@
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from nerve_learning.model import BicubicUpscale, Student, bicubic_phase_weights, cubic
+from nerve_learning.model import BicubicUpscale, EdgeConv, Student, bicubic_phase_weights, cubic
 
 
 def catmull_rom_reference(img: np.ndarray, scale: int) -> np.ndarray:
@@ -50,3 +51,31 @@ def test_macs_count_matches_the_architecture() -> None:
     m = Student(2, channels=16, depth=2)
     convs = 9 * (1 * 16 + 2 * 16 * 16 + 16 * 4)
     assert m.macs_per_pixel() == convs + 25 * 4
+
+
+def test_edge_conv_merges_into_one_plain_conv_exactly() -> None:
+    torch.manual_seed(0)
+    block = EdgeConv(3, 5)
+    for p in block.parameters():  # away from the small initial branches: every branch counts
+        p.data.normal_()
+    x = torch.rand(2, 3, 9, 7)
+    # The branches computed one by one, as ECBSR writes them (zero padding at the borders).
+    ref = block.conv(x) + F.conv2d(F.conv2d(x, block.expand[:, :, None, None]), block.squeeze, padding=1)
+    for k in range(3):
+        mid = F.conv2d(x, block.edge[k][:, :, None, None]) * block.edge_scale[k][None, :, :, None]
+        ref = ref + F.conv2d(mid, block.masks[k].expand(5, 1, 3, 3).contiguous(), padding=1, groups=5)
+    torch.testing.assert_close(block(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_rep_student_deploys_as_the_plain_student_of_the_same_function() -> None:
+    torch.manual_seed(1)
+    m = Student(4, channels=6, depth=1, frames=2, rep=True)
+    x = torch.rand(1, 2, 8, 10)
+    assert torch.allclose(m(x), m.upscale(x[:, -1:]), atol=1e-6)  # starts as the classical upscale
+    for p in m.parameters():
+        p.data.normal_(std=0.1)
+    plain = m.plain()
+    assert not plain.rep and all(not isinstance(b, EdgeConv) for b in plain.body)
+    assert plain.macs_per_pixel() == m.macs_per_pixel()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), m(x), atol=1e-5, rtol=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from nerve_learning.pack import Pack, matlab_downscale, matlab_weights
@@ -41,6 +42,22 @@ def test_sampler_draws_aligned_pairs_and_honours_exclusions() -> None:
     assert torch.equal(x, y[:, :, ::4, ::4])
 
 
+def test_temporal_sampler_pairs_the_previous_frame_of_the_same_region() -> None:
+    pack = synthetic_pack()
+    with pytest.raises(ValueError, match="--previous"):
+        PatchSampler(pack, PackTrainConfig(scale=4, frames=2, device="cpu"), torch.device("cpu"))
+    pack.hr_prev = 255 - pack.hr  # a recognisable "previous frame"
+    pack.prev = {"prev/x4/x264-23": pack.hr_prev[:, ::4, ::4].copy()}
+    sampler = PatchSampler(pack, PackTrainConfig(scale=4, frames=2, patch_lr=6, device="cpu"), torch.device("cpu"))
+    x, y = sampler.draw(16, 6)
+    assert x.shape == (16, 2, 6, 6) and y.shape == (16, 1, 24, 24)
+    assert torch.equal(x[:, 1:], y[:, :, ::4, ::4])  # current frame last, as nervesr feeds it
+    assert torch.allclose(x[:, :1], 1.0 - y[:, :, ::4, ::4])  # previous frame first, same region
+    bi = PatchSampler(pack, PackTrainConfig(scale=4, frames=2, rungs="bi", patch_lr=6, device="cpu"), torch.device("cpu"))
+    xb, _ = bi.draw(4, 6)
+    assert xb.shape == (4, 2, 6, 6) and not torch.equal(xb[:, 0], xb[:, 1])
+
+
 def test_train_from_pack_writes_a_loadable_student(tmp_path: Path) -> None:
     cfg = PackTrainConfig(scale=2, channels=4, depth=1, steps=5, batch=4, patch_lr=8, teacher_steps=3,
                           teacher_channels=4, teacher_blocks=1, device="cpu", threads=1)
@@ -49,3 +66,31 @@ def test_train_from_pack_writes_a_loadable_student(tmp_path: Path) -> None:
     assert record["student"]["steps"] == 5 and record["teacher"]["steps"] == 3
     with torch.no_grad():
         assert model(torch.rand(1, 1, 10, 12)).shape == (1, 1, 20, 24)
+
+
+def test_rep_temporal_student_loads_as_its_plain_deployable_form(tmp_path: Path) -> None:
+    pack = synthetic_pack()
+    pack.hr_prev = pack.hr[::-1].copy()
+    cfg = PackTrainConfig(scale=4, rungs="bi", channels=4, depth=1, steps=5, batch=4, patch_lr=6, frames=2, rep=True,
+                          device="cpu", threads=1)
+    out = train_from_pack(pack, cfg, tmp_path / "t.pt")
+    model, record = load_student(out)
+    assert record["config"]["rep"] and model.frames == 2 and not model.rep
+    with torch.no_grad():
+        assert model(torch.rand(1, 2, 10, 12)).shape == (1, 1, 40, 48)
+
+
+def test_pack_with_previous_frames_from_a_real_clip(tmp_path: Path) -> None:
+    from nerve_learning.clips import TRAIN
+    from nerve_learning.degrade import Codec
+    from nerve_learning.pack import PackConfig, build_pack, load_pack
+
+    foreman = next(c for c in TRAIN if "test_cif" in c.path)
+    cfg = PackConfig(scales=(4,), codecs=(Codec("x264", 23),), frames_per_clip=3, frame_step=4, crop=96,
+                     crops_per_frame=2, clips=(foreman,), previous=True)
+    pack = load_pack(build_pack(cfg, tmp_path / "p.npz"))
+    assert pack.hr_prev is not None and pack.hr_prev.shape == pack.hr.shape == (6, 96, 96)
+    assert pack.prev["prev/x4/x264-23"].shape == pack.lr["lr/x4/x264-23"].shape == (6, 24, 24)
+    # Consecutive frames of the same region differ a little; the same region 4 frames apart, more.
+    step = np.abs(pack.hr.astype(int) - pack.hr_prev).mean()
+    assert 0 < step < np.abs(pack.hr[0::2].astype(int) - pack.hr[1::2][::-1]).mean()
