@@ -102,6 +102,14 @@ pub fn default_model(scale: usize) -> Result<String> {
     Ok(m.entry.name)
 }
 
+/// The 1-minute load average (NaN where /proc/loadavg is missing).
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 fn fps_of(clip: &Clip) -> f64 {
     clip.fps.numer() as f64 / clip.fps.denom().max(1) as f64
 }

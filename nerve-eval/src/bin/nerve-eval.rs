@@ -377,6 +377,8 @@ fn main() -> Result<()> {
             let per_clip: usize = rungs.iter().map(|r| if r.scale_to(display).map(|s| s.0).unwrap_or(1) == 1 { 1 } else { 2 }).sum();
             let bar = ProgressBar::new((specs.len() * per_clip) as u64);
             bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
+            // fps depends on what else the machine runs: the table records the load around it.
+            let load_before = table::load_average();
             let mut rows = Vec::new();
             for spec in &specs {
                 rows.extend(table::evaluate_clip(spec, display, &rungs, frames, |m| {
@@ -397,7 +399,12 @@ fn main() -> Result<()> {
                 display.0,
                 display.1
             );
-            let device = format!("{} (nervesr on CPU through ONNX Runtime; fps measured on a shared machine)", table::cpu_name());
+            let device = format!(
+                "{} (nervesr on CPU through ONNX Runtime; fps measured with a 1-minute load average of {load_before:.2} before \
+                 the run and {:.2} after it)",
+                table::cpu_name(),
+                table::load_average()
+            );
             let meta = TableMeta { prefix: &prefix, method: &method, device: &device, chunk_s };
             let files = table::tables(&rows, &rungs, &meta)?;
             println!("{} clips, {frames} frames each, shown at {}x{}; VMAF / VMAF NEG / PSNR-Y; fps of nervesr on this machine", specs.len(), display.0, display.1);
