@@ -109,6 +109,9 @@ struct Args {
     /// nerve: quality points per megabit downloaded (0 = bits are free).
     #[arg(long)]
     nerve_bit_price: Option<f64>,
+    /// nerve: chunks after the horizon over which the plan's last choice is assumed to continue.
+    #[arg(long)]
+    nerve_tail: Option<usize>,
 }
 
 fn main() {
@@ -152,6 +155,9 @@ fn nerve_config(a: &Args) -> NerveConfig {
     }
     if let Some(x) = a.nerve_bit_price {
         p.bit_price = x;
+    }
+    if let Some(x) = a.nerve_tail {
+        p.tail = x;
     }
     NerveConfig { params: p, preference: a.preference, battery: a.battery }
 }

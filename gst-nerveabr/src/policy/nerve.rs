@@ -62,6 +62,13 @@ pub struct NerveParams {
     /// Quality points charged per megabit downloaded (0 = bits are free): trades displayed
     /// quality for bits, for data plans and radio energy.
     pub bit_price: f64,
+    /// Chunks after the horizon over which the plan's last choice is assumed to continue
+    /// (bounded by the rest of the session), its quality, bits and the stall its download rate
+    /// would cause counted like the horizon's. 0 = off. Without it a one-off switch penalty
+    /// outweighs five chunks of gain: with a bit price the plan may never leave the first rung.
+    /// Off by default: with bits free it makes the plan too cautious (the stall of ten chunks
+    /// at the discounted throughput); the bit-saving runs set it with the price (crate README).
+    pub tail: usize,
 }
 
 impl Default for NerveParams {
@@ -79,6 +86,7 @@ impl Default for NerveParams {
             robust: 0.0,
             end_buffer_err: 0.0,
             bit_price: 0.0,
+            tail: 0,
         }
     }
 }
@@ -185,6 +193,7 @@ impl Policy for Nerve {
         let lat = obs.latency.as_secs_f64();
         let cap = obs.buffer_cap.as_secs_f64();
         let horizon = p.horizon.min(obs.total_chunks.saturating_sub(obs.chunk_index)).max(1);
+        let tail = p.tail.min(obs.total_chunks.saturating_sub(obs.chunk_index + horizon)) as f64;
         let last_q = self.last_quality;
         let buffer0 = obs.buffer.as_secs_f64();
         let backlog0 = obs.enhance_backlog.as_secs_f64();
@@ -216,6 +225,16 @@ impl Policy for Nerve {
                 }
                 score += q - p.bit_price * size / 1e6 - p.stall_weight * stall - p.switch_weight * prev.map_or(0.0, |pq: f64| (q - pq).abs());
                 prev = Some(q);
+            }
+            if tail > 0.0
+                && let (Some(&r), Some(q)) = (seq.last(), prev)
+            {
+                // The last choice kept for `tail` more chunks: each drains the buffer by what its
+                // download takes beyond a chunk's duration.
+                let size = ladder.bitrates_bps[r] * chunk;
+                let dt = lat + if tput > 0.0 { size / tput } else { 1e9 };
+                let stall = ((dt - chunk).max(0.0) * tail - b).max(0.0);
+                score += tail * (q - p.bit_price * size / 1e6) - p.stall_weight * stall;
             }
             score - p.stall_weight * p.end_buffer_weight * (end_target - b).max(0.0)
         });
@@ -312,5 +331,23 @@ mod tests {
         p.preference = Preference::BatterySaver;
         let saver = p.pick_level(0, 30.0, 0.0, 4.0).0;
         assert!(saver < normal, "{saver} vs {normal}");
+    }
+
+    #[test]
+    fn with_a_bit_price_the_tail_lets_the_plan_leave_the_lowest_rung() {
+        // Just after start-up on the lowest rung, on a steady 2 Mbit/s link, with bits priced:
+        // rung 1 enhanced (79.9) is worth its 1.6 Mbit per chunk more than rung 0 enhanced
+        // (60.8) at 10 points per Mbit (+3.1 a chunk), but the one-off switch penalty (2 x the
+        // quality step) outweighs five chunks of that; the rest of the session does not.
+        let l = ladder();
+        let sizes: Vec<f64> = l.bitrates_bps.iter().map(|b| b * 4.0).collect();
+        let params = NerveParams { bit_price: 10.0, switch_weight: 2.0, ..NerveParams::default() };
+        let start = |tail: usize| {
+            let mut p = Nerve::new(table(), NerveParams { tail, ..params });
+            p.last_quality = Some(48.5);
+            p.decide(&obs(&l, &sizes, 30.0, 2e6)).rung
+        };
+        assert_eq!(start(0), 0, "without the tail the plan stays on the lowest rung");
+        assert_eq!(start(10), 1, "with it, the rung whose quality is worth its bits");
     }
 }
