@@ -393,6 +393,7 @@ class LocalTrainConfig:
     max_forget_db: float = 0.1  # refuse a candidate that loses more than this on them (< 0: no guard)
     threads: int = 1
     seed: int = 0
+    rep: bool = False  # fine-tune as re-parameterisable EdgeConv blocks, merged back after
 
 
 Pairs = tuple[np.ndarray, np.ndarray]
@@ -428,6 +429,9 @@ def finetune(model: Student, new: tuple[np.ndarray, np.ndarray], replay: tuple[n
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    deployed = model
+    if cfg.rep:
+        model = model.as_rep()
     nl, nh = to_tensor(new[0]), to_tensor(new[1])
     rl, rh = to_tensor(replay[0]), to_tensor(replay[1])
     ewc = None
@@ -458,6 +462,9 @@ def finetune(model: Student, new: tuple[np.ndarray, np.ndarray], replay: tuple[n
         sched.step()
         if step % 100 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
+    if cfg.rep:  # back into the deployed model's plain convolutions, in place
+        deployed.load_state_dict(model.plain().state_dict())
+        model = deployed
     model.eval()
     return model
 

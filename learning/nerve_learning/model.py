@@ -133,6 +133,21 @@ class Student(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
+    def as_rep(self) -> "Student":
+        """A re-parameterisable copy of a plain student computing the same function: each conv
+        becomes an EdgeConv whose 3x3 branch holds its weights, the other branches starting with
+        no effect (for fine-tuning a deployed model the way it was trained)."""
+        out = Student(self.scale, self.channels, self.depth, self.frames, rep=True)
+        with torch.no_grad():
+            for mine, theirs in zip(self.plain().body, out.body):
+                if isinstance(theirs, EdgeConv):
+                    assert isinstance(mine, nn.Conv2d)
+                    theirs.conv.weight.copy_(mine.weight)
+                    theirs.conv.bias.copy_(mine.bias)
+                    theirs.squeeze.zero_()
+                    theirs.edge_scale.zero_()
+        return out
+
     def plain(self) -> "Student":
         """The same function as plain 3x3 convolutions (a copy; itself when not `rep`)."""
         if not self.rep:

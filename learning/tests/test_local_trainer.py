@@ -239,3 +239,21 @@ def test_ondevice_loop_end_to_end_tiny(tmp_path: Path) -> None:
     assert s["target_content"] == "screen" and set(s["other_gain_db"]) == {"talking_head", "sports", "animation",
                                                                             "texture"}
     assert "| clip | rung |" in markdown(result)
+
+
+def test_rep_finetune_changes_the_deployed_model_in_place_and_keeps_it_plain() -> None:
+    import torch
+
+    from nerve_learning.local_trainer import finetune
+    from nerve_learning.model import EdgeConv, Student
+
+    torch.manual_seed(0)
+    model = Student(2, channels=4, depth=1)
+    rng = np.random.default_rng(0)
+    hr = rng.integers(0, 256, (8, 16, 16), dtype=np.uint8)
+    lr = hr[:, ::2, ::2].copy()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = LocalTrainConfig(steps=5, batch=4, replay_fraction=0.0, rep=True)
+    out = finetune(model, (lr, hr), (lr[:0], hr[:0]), cfg, 1e-2)
+    assert out is model and not any(isinstance(m, EdgeConv) for m in model.modules())
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -79,3 +79,19 @@ def test_rep_student_deploys_as_the_plain_student_of_the_same_function() -> None
     assert plain.macs_per_pixel() == m.macs_per_pixel()
     with torch.no_grad():
         torch.testing.assert_close(plain(x), m(x), atol=1e-5, rtol=1e-4)
+
+
+def test_as_rep_computes_the_same_function_and_merges_back() -> None:
+    torch.manual_seed(2)
+    plain = Student(2, channels=5, depth=1, frames=2)
+    for p in plain.parameters():
+        p.data.normal_(std=0.1)
+    rep = plain.as_rep()
+    x = torch.rand(1, 2, 7, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(rep(x), plain(x), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(rep.plain()(x), plain(x), atol=1e-6, rtol=1e-5)
+    # The zeroed branches still learn: their scales get gradients.
+    rep(x).sum().backward()
+    first = rep.body[0]
+    assert isinstance(first, EdgeConv) and first.squeeze.grad is not None and first.squeeze.grad.abs().sum() > 0
