@@ -26,6 +26,8 @@ Steps of :func:`local_train`:
 
 from __future__ import annotations
 
+import copy
+
 import datetime as dt
 import hashlib
 import os
@@ -394,6 +396,9 @@ class LocalTrainConfig:
     threads: int = 1
     seed: int = 0
     rep: bool = False  # fine-tune as re-parameterisable EdgeConv blocks, merged back after
+    # Also try the mean of the weights of the learning-rate candidates within the guard (a
+    # uniform "model soup", Wortsman et al. 2022: same start, so their average is a model too).
+    soup: bool = False
 
 
 Pairs = tuple[np.ndarray, np.ndarray]
@@ -469,6 +474,14 @@ def finetune(model: Student, new: tuple[np.ndarray, np.ndarray], replay: tuple[n
     return model
 
 
+def soup_of(models: list[Student]) -> Student:
+    """A copy of the first model with the mean of the models' weights."""
+    out = copy.deepcopy(models[0])
+    states = [m.state_dict() for m in models]
+    out.load_state_dict({k: torch.stack([s[k].float() for s in states]).mean(0).to(v.dtype) for k, v in states[0].items()})
+    return out.eval()
+
+
 def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfig, policy: Policy,
                 cache: Path, promote: bool = False, device_root: Path = Path("/"),
                 now: dt.datetime | None = None) -> dict[str, Any]:
@@ -521,6 +534,14 @@ def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfi
             tries.append({"lr": lr, "gain_db": pairs_psnr(candidate, *held) - before, "forget_db": forget_lr,
                           "within_guard": forget_lr is None or forget_lr <= cfg.max_forget_db})
             models.append(candidate)
+        kept = [m for m, t in zip(models, tries) if t["within_guard"]]
+        if cfg.soup and len(kept) > 1:
+            soup = soup_of(kept)
+            forget_soup = guard_before - pairs_psnr(soup, *guard) if guard_before is not None else None
+            tries.append({"lr": "soup", "gain_db": pairs_psnr(soup, *held) - before, "forget_db": forget_soup,
+                          "within_guard": forget_soup is None or forget_soup <= cfg.max_forget_db,
+                          "of": [t["lr"] for t in tries if t["within_guard"]]})
+            models.append(soup)
         # the best within the guard; if none is, the best of all (refused below with its reason)
         pick = max(range(len(tries)), key=lambda k: (tries[k]["within_guard"], tries[k]["gain_db"]))
         model = models[pick]

@@ -58,6 +58,11 @@ class LoopConfig:
     shipped: Path = Path(__file__).resolve().parents[2] / "models" / "nerve-sr-x2.onnx"
 
 
+
+def _lr(value: float | str) -> str:
+    """A try's learning rate, or its name ("soup")."""
+    return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
 def unseen_clips(content: str) -> list[Clip]:
     return [c for c in (*EVAL, *EXTRA_UNSEEN) if c.content == content]
 
@@ -158,8 +163,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"held-back {lt.get('held_pairs')} pairs: champion {lt.get('heldback_psnr_champion', 0):.2f} dB -> "
         f"candidate {lt.get('heldback_psnr_candidate', 0):.2f} dB ({lt.get('gain_db', 0):+.3f}); {lt.get('decision')}.",
         "Candidates tried (learning rate: gain on the held-back pairs, loss on the forgetting guard): "
-        + ", ".join(f"{t['lr']:g}: {t['gain_db']:+.3f} / {t['forget_db']:.3f} dB" if t.get("forget_db") is not None
-                    else f"{t['lr']:g}: {t['gain_db']:+.3f} dB" for t in lt.get("tries", [])) + ".",
+        + ", ".join(f"{_lr(t['lr'])}: {t['gain_db']:+.3f} / {t['forget_db']:.3f} dB" if t.get("forget_db") is not None
+                    else f"{_lr(t['lr'])}: {t['gain_db']:+.3f} dB" for t in lt.get("tries", [])) + ".",
         "",
         "PSNR-Y (dB) and VMAF of the exported files, first frames of each clip, never trained on:",
         "",

@@ -58,7 +58,7 @@ def config_from(args: argparse.Namespace) -> Any:
                             ewc_lambda=args.ewc_lambda, holdout=args.holdout, min_gain_db=args.min_gain,
                             max_forget_db=args.max_forget, guard_pairs=args.guard_pairs,
                             threads=args.threads, seed=args.seed, bars=args.bars,
-                            holdout_by=args.holdout_by, rep=args.rep)
+                            holdout_by=args.holdout_by, rep=args.rep, soup=args.soup)
 
 
 def cmd_local_train(args: argparse.Namespace) -> int:
@@ -125,6 +125,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guard-pairs", type=int, default=2000)
     p.add_argument("--bars", type=float, default=0.5,
                    help="share of harvested patches also trained with a letterbox/pillarbox bar (0: none)")
+    p.add_argument("--soup", action="store_true",
+                   help="also try the mean weights of the learning-rate candidates within the guard (model soup)")
     p.add_argument("--rep", action="store_true", help="fine-tune as re-parameterisable (ECB) blocks, merged back")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)

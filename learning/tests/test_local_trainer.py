@@ -257,3 +257,18 @@ def test_rep_finetune_changes_the_deployed_model_in_place_and_keeps_it_plain() -
     out = finetune(model, (lr, hr), (lr[:0], hr[:0]), cfg, 1e-2)
     assert out is model and not any(isinstance(m, EdgeConv) for m in model.modules())
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_soup_is_the_mean_of_the_candidates_weights() -> None:
+    import torch
+
+    from nerve_learning.local_trainer import soup_of
+    from nerve_learning.model import Student
+
+    a, b = Student(2, channels=3, depth=1), Student(2, channels=3, depth=1)
+    for p in list(a.parameters()) + list(b.parameters()):
+        p.data.normal_()
+    s = soup_of([a, b])
+    for k, v in s.state_dict().items():
+        torch.testing.assert_close(v, (a.state_dict()[k] + b.state_dict()[k]) / 2)
+    assert s is not a and not torch.equal(s.body[0].weight, a.body[0].weight)
