@@ -246,6 +246,16 @@ def frame_key(meta: dict[str, Any]) -> str:
     return f"{meta.get('source', '')}#{frame}"
 
 
+def content_order(memory: EpisodicMemory, ids: list[str]) -> list[str]:
+    """`ids` in an order set by what the items hold (source, frame, position), not by their
+    random ids: the same harvest then gives the same pairs (patches go through the encoder as
+    one sequence, and the bars and batches are drawn in this order), so a run repeats."""
+    def key(i: str) -> tuple[str, str, int, int, str]:
+        m = memory.meta(i)
+        return (str(m.get("source", "")), frame_key(m), int(m.get("y", 0)), int(m.get("x", 0)), i)
+    return sorted(ids, key=key)
+
+
 def split(memory: EpisodicMemory, holdout: float, by: str = "frame") -> tuple[list[str], list[str]]:
     """(training ids, held-back ids), chosen by hashes so the split does not move when items are
     added. `by="frame"`: whole frames held back (neighbouring frames of the same video stay on the
@@ -254,7 +264,7 @@ def split(memory: EpisodicMemory, holdout: float, by: str = "frame") -> tuple[li
     otherwise by frame."""
     if by not in ("frame", "source"):
         raise ValueError(f"unknown hold-out unit {by!r}: frame or source")
-    ids = memory.ids()
+    ids = content_order(memory, memory.ids())
     sources = sorted({str(memory.meta(i).get("source", "")) for i in ids},
                      key=lambda src: hashlib.sha256(src.encode()).digest())
     if by == "source" and len(sources) >= 2:
