@@ -27,7 +27,6 @@ Steps of :func:`local_train`:
 from __future__ import annotations
 
 import copy
-
 import datetime as dt
 import hashlib
 import os
