@@ -136,7 +136,7 @@ class Student(nn.Module):
     def as_rep(self) -> "Student":
         """A re-parameterisable copy of a plain student computing the same function: each conv
         becomes an EdgeConv whose 3x3 branch holds its weights, the other branches starting with
-        no effect (for fine-tuning a deployed model the way it was trained)."""
+        no effect (for fine-tuning a deployed plain model with the richer parameterisation)."""
         out = Student(self.scale, self.channels, self.depth, self.frames, rep=True)
         with torch.no_grad():
             for mine, theirs in zip(self.plain().body, out.body):

@@ -58,10 +58,10 @@ class LoopConfig:
     shipped: Path = Path(__file__).resolve().parents[2] / "models" / "nerve-sr-x2.onnx"
 
 
-
 def _lr(value: float | str) -> str:
     """A try's learning rate, or its name ("soup")."""
     return f"{value:g}" if isinstance(value, (int, float)) else str(value)
+
 
 def unseen_clips(content: str) -> list[Clip]:
     return [c for c in (*EVAL, *EXTRA_UNSEEN) if c.content == content]
