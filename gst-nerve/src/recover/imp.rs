@@ -7,7 +7,9 @@
  * synthesised, frames flagged corrupted or with damaged blocks (found by a statistical detector:
  * sub-black slices and the damage predicted from them) are repaired from the frame shown before
  * (and from the next frame in `mode=lookahead`), clean frames pass through untouched (the same
- * buffer, bit-exact, no copy). A GAP event without a duration (what `rtph264depay` sends for a
+ * buffer, bit-exact, no copy). Letterbox and pillarbox bars that the decoder's concealment fills
+ * after a reported loss (it stays filled until a keyframe brings the slice back) are taken from
+ * the frame shown before, in every plane, while the decoder keeps them broken (at most 5 s). A GAP event without a duration (what `rtph264depay` sends for a
  * lost packet) marks the next frame as damaged somewhere. With a recovery model from the
  * manifest, such frames, and every frame while a repair is being carried on, go through it: it
  * chooses per pixel between the decoder's frame, the decoder's frame with the last correction
@@ -35,9 +37,10 @@ use gst::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{INPUT_PLANES, Mode};
+use super::bars::{Bars, BrokenBars};
 use super::blend::{self, Source};
 use super::detect::{self, Detector, Plane};
-use super::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks, fill_vertical};
+use super::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks, copy_lines, fill_vertical};
 use super::timeline::Timeline;
 use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
 use crate::engine::{self, EngineError, Model, Provider, SessionConfig, Task};
@@ -51,6 +54,11 @@ const DEFAULT_STATS_INTERVAL: u32 = 30;
 /// The `model` value that runs without any model (classical repair only).
 const NO_MODEL: &str = "none";
 const ERROR_WARN_INTERVAL: u64 = 100;
+/// How long a broken bar is kept from the frame shown: longer than streaming's keyframe
+/// intervals (2-4 s), after which the decoder would have brought the bar back if it were one.
+const BAR_REPAIR_LIMIT: gst::ClockTime = gst::ClockTime::from_seconds(5);
+/// The same in frames where the frame rate is unknown.
+const BAR_REPAIR_FRAMES: u32 = 150;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -88,6 +96,8 @@ struct Counters {
     /// Frames with blocks concealed from their own surroundings (no earlier frame usable there).
     spatial: u64,
     blocks: u64,
+    /// Frames with letterbox or pillarbox bars kept from the frame shown.
+    bars: u64,
     gaps: u64,
     model_runs: u64,
     model_errors: u64,
@@ -105,6 +115,7 @@ struct State {
     geometry: Option<Geometry>,
     timeline: Timeline,
     detector: Detector,
+    bars: Bars,
     /// The last frame output: the source of every repair.
     shown: Option<gst::Buffer>,
     /// Lookahead: the frame waiting for its successor, and whether a loss was reported before it.
@@ -132,6 +143,7 @@ impl State {
             geometry: None,
             timeline: Timeline::new(gst::ClockTime::ZERO),
             detector: Detector::default(),
+            bars: Bars::default(),
             shown: None,
             pending: None,
             decoded: None,
@@ -149,6 +161,7 @@ impl State {
     fn forget(&mut self) {
         self.timeline.reset();
         self.detector.reset();
+        self.bars.reset();
         self.shown = None;
         self.pending = None;
         self.decoded = None;
@@ -409,6 +422,7 @@ impl NerveRecover {
             .field("frames-corrupted", c.corrupted)
             .field("frames-spatial", c.spatial)
             .field("blocks-repaired", c.blocks)
+            .field("frames-bars-kept", c.bars)
             .field("gap-events", c.gaps)
             .field("model-runs", c.model_runs)
             .field("model-errors", c.model_errors)
@@ -501,6 +515,7 @@ impl NerveRecover {
         state.forget();
         state.timeline = Timeline::new(frame);
         state.detector = Detector::new(info.width() as usize, info.height() as usize);
+        state.bars = Bars::new(info.width() as usize, info.height() as usize);
         gst::info!(CAT, imp = self, "{}x{} {:?}, one frame every {frame}", info.width(), info.height(), info.format());
         state.geometry = Some(Geometry { info, planes });
         true
@@ -637,11 +652,66 @@ impl NerveRecover {
             // the corrupted flag still get their say.
             _ => self.repaired(state, &buffer, next, detect).unwrap_or_else(|| buffer.clone()),
         };
+        let out = self.keep_bars(state, &buffer, out, loss);
         if state.model.is_some() {
             state.decoded = Some(buffer);
         }
         state.shown = Some(out.clone());
         out
+    }
+
+    /// Takes the bars the decoder broke (after a reported loss, and for as long as it keeps them
+    /// broken) from the frame shown before, in every plane; then learns the bars of what goes out.
+    fn keep_bars(&self, state: &mut State, decoded: &gst::Buffer, out: gst::Buffer, loss: bool) -> gst::Buffer {
+        let Some(geo) = state.geometry.as_ref() else { return out };
+        let limit = if state.timeline.frame().is_zero() {
+            BAR_REPAIR_FRAMES
+        } else {
+            (BAR_REPAIR_LIMIT.nseconds() / state.timeline.frame().nseconds().max(1)).clamp(1, u32::MAX as u64) as u32
+        };
+        let Some(shown) = state.shown.clone() else {
+            if let Some(y) = map(&out, &geo.info).as_ref().and_then(luma) {
+                state.bars.learn(y);
+            }
+            return out;
+        };
+        let broken = match (map(decoded, &geo.info), map(&shown, &geo.info)) {
+            (Some(d), Some(s)) => match (luma(&d), luma(&s)) {
+                (Some(dy), Some(sy)) => state.bars.broken(dy, sy, loss, limit),
+                _ => return out,
+            },
+            _ => return out,
+        };
+        let out = match broken.any().then(|| self.with_bars(geo, &out, &shown, &broken)).flatten() {
+            Some(fixed) => {
+                state.counters.bars += 1;
+                gst::log!(CAT, imp = self, "kept {} bar lines at {:?}", broken.lines(), decoded.pts());
+                fixed
+            }
+            None => out,
+        };
+        if let Some(y) = map(&out, &geo.info).as_ref().and_then(luma) {
+            state.bars.learn(y);
+        }
+        out
+    }
+
+    fn with_bars(&self, geo: &Geometry, out: &gst::Buffer, shown: &gst::Buffer, broken: &BrokenBars) -> Option<gst::Buffer> {
+        let src = map(shown, &geo.info)?;
+        let mut fixed = out.copy_deep().ok()?;
+        {
+            let b = fixed.make_mut();
+            b.unset_flags(gst::BufferFlags::CORRUPTED);
+            let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &geo.info).ok()?;
+            let (w, h) = (geo.info.width() as usize, geo.info.height() as usize);
+            for (p, g) in geo.planes.iter().enumerate() {
+                let stride = dst.plane_stride()[p] as usize;
+                let Some(s) = plane_ref(&src, p) else { continue };
+                let Ok(data) = dst.plane_data_mut(p as u32) else { continue };
+                copy_lines(&mut PlaneMut { data, stride }, s, *g, w, h, &broken.rows, &broken.cols);
+            }
+        }
+        Some(fixed)
     }
 
     fn repaired(&self, state: &mut State, buffer: &gst::Buffer, next: Option<&gst::Buffer>, detect: bool) -> Option<gst::Buffer> {

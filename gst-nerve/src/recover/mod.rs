@@ -9,11 +9,13 @@
 //! gap against the frame rate, or a GAP event) is synthesised, a damaged one (flagged
 //! corrupted, or with damaged blocks found by [`detect`]) is repaired from the frame shown before
 //! it (and the next one in `lookahead` mode), a clean one is passed through untouched (the same
-//! buffer, no copy). Counters are posted as `nerverecover-stats` element messages.
+//! buffer, no copy). Letterbox and pillarbox bars the decoder's concealment breaks after a loss
+//! are kept from the frame shown ([`bars`]). Counters are posted as `nerverecover-stats` element messages.
 
 use gst::glib;
 use gst::prelude::*;
 
+pub mod bars;
 pub mod blend;
 pub mod detect;
 mod imp;

@@ -10,6 +10,7 @@ pub struct PlaneBlocks {
     pub rows: usize,
     pub block_bytes: usize,
     pub block_rows: usize,
+    pub pixel_bytes: usize,
 }
 
 impl PlaneBlocks {
@@ -18,7 +19,7 @@ impl PlaneBlocks {
     pub fn new(row_bytes: usize, rows: usize, x_shift: u32, y_shift: u32, pixel_bytes: usize) -> Self {
         let block_bytes = ((BLOCK >> x_shift) * pixel_bytes).max(1);
         let block_rows = (BLOCK >> y_shift).max(1);
-        Self { row_bytes, rows, block_bytes, block_rows }
+        Self { row_bytes, rows, block_bytes, block_rows, pixel_bytes: pixel_bytes.max(1) }
     }
 
     /// The byte rectangle (x, y, w, h) of luma block (`col`, `row`) in this plane.
@@ -68,6 +69,30 @@ pub fn blend_blocks(
                     }
                 }
                 _ => d.copy_from_slice(ra),
+            }
+        }
+    }
+}
+
+/// Copies whole lines of `src` into `dst`: every plane row whose luma row is flagged in `rows`,
+/// and in the other rows every byte whose luma column is flagged in `cols` (a plane of
+/// `geometry` under a `luma_width` x `luma_height` frame; chroma lines follow the luma lines
+/// they sit on).
+pub fn copy_lines(dst: &mut PlaneMut, src: PlaneRef, geometry: PlaneBlocks, luma_width: usize, luma_height: usize, rows: &[bool], cols: &[bool]) {
+    let (row_bytes, plane_rows) = (geometry.row_bytes.max(1), geometry.rows.max(1));
+    let samples = (row_bytes / geometry.pixel_bytes).max(1);
+    let col_of = |b: usize| b / geometry.pixel_bytes * luma_width / samples;
+    let any_col = cols.iter().any(|&c| c);
+    for r in 0..geometry.rows {
+        let (d0, s0) = (r * dst.stride, r * src.stride);
+        let (Some(d), Some(s)) = (dst.data.get_mut(d0..d0 + geometry.row_bytes), src.data.get(s0..s0 + geometry.row_bytes)) else { continue };
+        if rows.get(r * luma_height / plane_rows).copied().unwrap_or(false) {
+            d.copy_from_slice(s);
+        } else if any_col {
+            for (b, (o, &v)) in d.iter_mut().zip(s).enumerate() {
+                if cols.get(col_of(b)).copied().unwrap_or(false) {
+                    *o = v;
+                }
             }
         }
     }
@@ -166,6 +191,23 @@ mod tests {
         let mut top = vec![0u8; 16 * 48];
         fill_vertical(&mut PlaneMut { data: &mut top, stride: 16 }, g, &[true, true, true], 1, 128);
         assert!(top.iter().all(|&v| v == 128));
+    }
+
+    #[test]
+    fn lines_follow_luma_in_subsampled_planes() {
+        // 8x4 luma: rows 0 and 3, and columns 6 and 7, come from the source; I420 chroma is 4x2.
+        let (rows, cols) = ([true, false, false, true], [false, false, false, false, false, false, true, true]);
+        let mut y = vec![0u8; 32];
+        copy_lines(&mut PlaneMut { data: &mut y, stride: 8 }, PlaneRef { data: &[9u8; 32], stride: 8 }, PlaneBlocks::new(8, 4, 0, 0, 1), 8, 4, &rows, &cols);
+        let expect: Vec<u8> = (0..32).map(|i| if i / 8 == 0 || i / 8 == 3 || i % 8 >= 6 { 9 } else { 0 }).collect();
+        assert_eq!(y, expect);
+        let mut u = vec![0u8; 8];
+        copy_lines(&mut PlaneMut { data: &mut u, stride: 4 }, PlaneRef { data: &[5u8; 8], stride: 4 }, PlaneBlocks::new(4, 2, 1, 1, 1), 8, 4, &rows, &cols);
+        assert_eq!(u, [5, 5, 5, 5, 0, 0, 0, 5]);
+        // NV12's interleaved UV: a byte pair per chroma sample.
+        let mut uv = vec![0u8; 16];
+        copy_lines(&mut PlaneMut { data: &mut uv, stride: 8 }, PlaneRef { data: &[7u8; 16], stride: 8 }, PlaneBlocks::new(8, 2, 1, 1, 2), 8, 4, &[false; 4], &cols);
+        assert_eq!(&uv[..8], &[0, 0, 0, 0, 0, 0, 7, 7]);
     }
 
     #[test]
