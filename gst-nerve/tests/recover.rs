@@ -360,3 +360,37 @@ fn real_lost_frame_bitstreams_play_to_the_end_one_frame_per_timestamp() {
         assert_eq!(fout as usize, pts.len(), "{name}");
     }
 }
+
+/// Letterboxed: 8-line bars (luma 16) above and below a textured picture; chroma `u` everywhere,
+/// with the bottom bar's luma at `bottom` (a concealment fill when it is not 16).
+fn letterboxed(bottom: u8, u: u8) -> gst::Buffer {
+    frame(
+        &info(gst_video::VideoFormat::I420, W, H),
+        |x, y| if y < 8 { 16 } else if y >= 40 { bottom } else { 90 + ((x * 7 + y * 3) % 40) as u8 },
+        u,
+        128,
+    )
+}
+
+#[test]
+fn a_letterbox_bar_filled_by_the_decoder_is_kept_from_the_frame_shown() {
+    let mut h = harness(&[]);
+    h.push(at(letterboxed(16, 128), 0)).expect("push");
+    assert!(h.push_event(lost_packet(1)));
+    h.push(at(letterboxed(140, 90), 1)).expect("push");
+    h.push(at(letterboxed(140, 90), 2)).expect("push");
+    let intact = at(letterboxed(16, 128), 3);
+    let ptr = intact.as_ptr();
+    h.push(intact).expect("push");
+    let out: Vec<gst::Buffer> = (0..4).map(|_| h.pull().expect("frame")).collect();
+    let w = W as usize;
+    for (i, b) in out[1..3].iter().enumerate() {
+        let (y, u) = (luma(b), chroma_u(b));
+        assert!(y[40 * w..].iter().all(|&v| v == 16), "frame {}: the bar is black again", i + 1);
+        assert_eq!(y[8 * w..40 * w], luma(&letterboxed(140, 90))[8 * w..40 * w], "frame {}: the picture is the decoder's", i + 1);
+        assert!(u[20 * w / 2..].iter().all(|&v| v == 128), "frame {}: the bar's chroma too", i + 1);
+        assert!(u[..20 * w / 2].iter().all(|&v| v == 90), "frame {}: the picture's chroma is the decoder's", i + 1);
+    }
+    assert_eq!(out[3].as_ptr(), ptr, "the decoder's bar is back: passed through untouched");
+    assert_eq!(stat(&h, "frames-bars-kept"), 2);
+}

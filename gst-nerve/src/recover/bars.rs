@@ -19,7 +19,9 @@
 //! A bar here is a run of rows (columns) at the top or bottom (left or right) edge of the frame
 //! shown, each of them dark (mean luma at most [`BAR_MEAN`], no pixel above [`BAR_PEAK`]),
 //! between [`MIN_BAR`] pixels and a quarter of the frame thick, with the picture between the
-//! bars (a frame that is dark in its middle too is a dark picture, not bars).
+//! bars (a frame that is dark in its middle too is a dark picture, not bars), and starting with
+//! a flat video-range black line at the frame's edge: an encoded bar is flat there, while dark
+//! content, and damage the decoder left dark, is not (or is sub-black).
 
 use super::detect::Plane;
 
@@ -29,6 +31,10 @@ const BAR_MEAN: u32 = 24;
 const BAR_PEAK: u8 = 40;
 /// Thinner dark edges are content (a dark border, a vignette), not a bar.
 const MIN_BAR: usize = 8;
+/// The edge line of a bar: no pixel below this (a decoder's fill of a lost slice is 0)...
+const EDGE_MIN: u8 = 12;
+/// ...and at most this between its darkest and brightest pixel.
+const EDGE_RANGE: u8 = 4;
 /// Mean absolute luma change of the picture (between the bars) against the frame shown above
 /// which a frame is a cut: bars broken there may be a new aspect ratio, repaired only after a
 /// reported loss. (Chosen on letterboxed training clips; 20 to 60 differ by under 0.7 dB.)
@@ -48,8 +54,9 @@ impl Axis {
         Self { bar: vec![false; len], repairing: vec![0; len] }
     }
 
-    /// The bars of the frame shown (`dark`: each line's darkness).
-    fn learn(&mut self, dark: &[bool]) {
+    /// The bars of the frame shown (`dark`: each line's darkness; `flat_edges`: whether its
+    /// first and last lines are flat black).
+    fn learn(&mut self, dark: &[bool], flat_edges: (bool, bool)) {
         self.bar.fill(false);
         let n = dark.len();
         let quarter = n / 4;
@@ -58,10 +65,10 @@ impl Axis {
         if top > quarter || bottom > quarter {
             return;
         }
-        if top >= MIN_BAR {
+        if top >= MIN_BAR && flat_edges.0 {
             self.bar[..top].fill(true);
         }
-        if bottom >= MIN_BAR {
+        if bottom >= MIN_BAR && flat_edges.1 {
             self.bar[n - bottom..].fill(true);
         }
     }
@@ -133,24 +140,44 @@ impl Bars {
         *self = Self::new(self.width, self.height);
     }
 
+    /// Each row's and column's darkness.
     fn darkness(&self, y: Plane) -> (Vec<bool>, Vec<bool>) {
+        self.lines(y).0
+    }
+
+    /// Each row's and column's darkness, and whether the first and last row and column are
+    /// flat black.
+    #[allow(clippy::type_complexity)]
+    fn lines(&self, y: Plane) -> ((Vec<bool>, Vec<bool>), ((bool, bool), (bool, bool))) {
         let (w, h) = (self.width, self.height);
         let mut col_sum = vec![0u32; w];
         let mut col_peak = vec![0u8; w];
         let mut rows = vec![false; h];
+        let mut row_flat = vec![false; h];
         for (r, dark) in rows.iter_mut().enumerate() {
             let Some(line) = y.data.get(r * y.stride..r * y.stride + w) else { continue };
-            let (mut sum, mut peak) = (0u32, 0u8);
+            let (mut sum, mut peak, mut low) = (0u32, 0u8, u8::MAX);
             for ((&v, s), p) in line.iter().zip(&mut col_sum).zip(&mut col_peak) {
                 sum += v as u32;
                 peak = peak.max(v);
+                low = low.min(v);
                 *s += v as u32;
                 *p = (*p).max(v);
             }
             *dark = peak <= BAR_PEAK && sum <= BAR_MEAN * w as u32;
+            row_flat[r] = low >= EDGE_MIN && peak - low <= EDGE_RANGE;
         }
         let cols = col_sum.iter().zip(&col_peak).map(|(&s, &p)| p <= BAR_PEAK && s <= BAR_MEAN * h as u32).collect();
-        (rows, cols)
+        let col_flat = |c: usize| {
+            let column = (0..h).filter_map(|r| y.data.get(r * y.stride + c).copied());
+            let (low, peak) = column.fold((u8::MAX, 0u8), |(l, p), v| (l.min(v), p.max(v)));
+            h > 0 && low >= EDGE_MIN && peak - low <= EDGE_RANGE
+        };
+        let flat = (
+            (row_flat.first() == Some(&true), row_flat.last() == Some(&true)),
+            (w > 0 && col_flat(0), w > 0 && col_flat(w - 1)),
+        );
+        ((rows, cols), flat)
     }
 
     /// Mean absolute luma difference between `a` and `b` over the picture (every other line).
@@ -184,9 +211,9 @@ impl Bars {
 
     /// Learns the bars of the frame that went out.
     pub fn learn(&mut self, shown: Plane) {
-        let (rows, cols) = self.darkness(shown);
-        self.rows.learn(&rows);
-        self.cols.learn(&cols);
+        let ((rows, cols), (row_edges, col_edges)) = self.lines(shown);
+        self.rows.learn(&rows, row_edges);
+        self.cols.learn(&cols, col_edges);
     }
 }
 
@@ -286,8 +313,12 @@ mod tests {
         let dark_top = plane(W, H, |x, y| if y < 40 { 16 } else { (90 + x % 30) as u8 });
         // A dark edge of 4 lines: too thin.
         let edge = plane(W, H, |x, y| if y < 4 { 16 } else { (90 + x % 30) as u8 });
+        // Dark but textured at the frame's edge (dark content, or damage): not flat.
+        let rough = plane(W, H, |x, y| if y < 12 { (8 + (x * 5 + y) % 14) as u8 } else { (90 + x % 30) as u8 });
+        // A lost slice left at 0 by the decoder: flat, but sub-black.
+        let hole = plane(W, H, |x, y| if y < 12 { 0 } else { (90 + x % 30) as u8 });
         let bright = plane(W, H, |_, _| 150);
-        for shown in [&dark_top, &edge] {
+        for shown in [&dark_top, &edge, &rough, &hole] {
             let mut bars = Bars::new(W, H);
             bars.learn(p(shown, W));
             assert!(!bars.broken(p(&bright, W), p(shown, W), true, 100).any());
