@@ -31,6 +31,9 @@ const BAR_MEAN: u32 = 24;
 const BAR_PEAK: u8 = 40;
 /// Thinner dark edges are content (a dark border, a vignette), not a bar.
 const MIN_BAR: usize = 8;
+/// Fewer broken lines than this at a bar's inner edge are coding noise of the picture next to
+/// it (its innermost lines flicker), not a fill: concealment fills whole macroblock rows.
+const MIN_BREAK: usize = 4;
 /// The edge line of a bar: no pixel below this (a decoder's fill of a lost slice is 0)...
 const EDGE_MIN: u8 = 12;
 /// ...and at most this between its darkest and brightest pixel.
@@ -79,12 +82,15 @@ impl Axis {
         let n = dark.len();
         let mut out = vec![false; n];
         let top = self.bar.iter().take_while(|&&b| b).count();
-        for i in (0..top).rev().take_while(|&i| !dark[i]) {
-            out[i] = true;
-        }
+        let run: Vec<usize> = (0..top).rev().take_while(|&i| !dark[i]).collect();
         let bottom = n - self.bar.iter().rev().take_while(|&&b| b).count();
-        for i in (bottom..n).take_while(|&i| !dark[i]) {
-            out[i] = true;
+        let run2: Vec<usize> = (bottom..n).take_while(|&i| !dark[i]).collect();
+        for r in [run, run2] {
+            if r.len() >= MIN_BREAK {
+                for i in r {
+                    out[i] = true;
+                }
+            }
         }
         out
     }
@@ -266,6 +272,15 @@ mod tests {
         bars.learn(p(&good, W));
         assert!(!bars.broken(p(&cut, W), p(&good, W), false, 100).any());
         assert_eq!(bars.broken(p(&cut, W), p(&good, W), true, 100).lines(), 10);
+    }
+
+    #[test]
+    fn a_flickering_inner_line_is_not_a_break() {
+        let good = letterboxed(0);
+        let flicker = with_lines(&good, H - 10, H - 8, 60);
+        let mut bars = Bars::new(W, H);
+        bars.learn(p(&good, W));
+        assert!(!bars.broken(p(&flicker, W), p(&good, W), true, 100).any());
     }
 
     #[test]
