@@ -111,6 +111,15 @@ impl Axis {
     }
 }
 
+/// One frame's lines: each row's and column's darkness, and whether the (first, last) row and
+/// column are flat black.
+struct Lines {
+    rows: Vec<bool>,
+    cols: Vec<bool>,
+    row_edges: (bool, bool),
+    col_edges: (bool, bool),
+}
+
 /// Rows and columns to take from the frame shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokenBars {
@@ -146,15 +155,9 @@ impl Bars {
         *self = Self::new(self.width, self.height);
     }
 
-    /// Each row's and column's darkness.
-    fn darkness(&self, y: Plane) -> (Vec<bool>, Vec<bool>) {
-        self.lines(y).0
-    }
-
     /// Each row's and column's darkness, and whether the first and last row and column are
     /// flat black.
-    #[allow(clippy::type_complexity)]
-    fn lines(&self, y: Plane) -> ((Vec<bool>, Vec<bool>), ((bool, bool), (bool, bool))) {
+    fn lines(&self, y: Plane) -> Lines {
         let (w, h) = (self.width, self.height);
         let mut col_sum = vec![0u32; w];
         let mut col_peak = vec![0u8; w];
@@ -179,11 +182,12 @@ impl Bars {
             let (low, peak) = column.fold((u8::MAX, 0u8), |(l, p), v| (l.min(v), p.max(v)));
             h > 0 && low >= EDGE_MIN && peak - low <= EDGE_RANGE
         };
-        let flat = (
-            (row_flat.first() == Some(&true), row_flat.last() == Some(&true)),
-            (w > 0 && col_flat(0), w > 0 && col_flat(w - 1)),
-        );
-        ((rows, cols), flat)
+        Lines {
+            row_edges: (row_flat.first() == Some(&true), row_flat.last() == Some(&true)),
+            col_edges: (w > 0 && col_flat(0), w > 0 && col_flat(w - 1)),
+            rows,
+            cols,
+        }
     }
 
     /// Mean absolute luma difference between `a` and `b` over the picture (every other line).
@@ -199,7 +203,7 @@ impl Bars {
                 }
             }
         }
-        if n == 0 { u32::MAX } else { (sum / n) as u32 }
+        sum.checked_div(n).map_or(u32::MAX, |m| m as u32)
     }
 
     /// The lines of established bars that the decoder's frame `decoded` breaks and that are to
@@ -207,8 +211,8 @@ impl Bars {
     /// cut, an old one for at most `limit` frames (a bar still broken after that is taken to be
     /// real content).
     pub fn broken(&mut self, decoded: Plane, shown: Plane, loss: bool, limit: u32) -> BrokenBars {
-        let (rows, cols) = self.darkness(decoded);
-        let (rows, cols) = (self.rows.broken(&rows), self.cols.broken(&cols));
+        let lines = self.lines(decoded);
+        let (rows, cols) = (self.rows.broken(&lines.rows), self.cols.broken(&lines.cols));
         let new = |axis: &Axis, broken: &[bool]| broken.iter().zip(&axis.repairing).any(|(&b, &r)| b && r == 0);
         let start = (new(&self.rows, &rows) || new(&self.cols, &cols))
             && (loss || self.picture_change(decoded, shown) < CUT_MAD);
@@ -217,9 +221,9 @@ impl Bars {
 
     /// Learns the bars of the frame that went out.
     pub fn learn(&mut self, shown: Plane) {
-        let ((rows, cols), (row_edges, col_edges)) = self.lines(shown);
-        self.rows.learn(&rows, row_edges);
-        self.cols.learn(&cols, col_edges);
+        let lines = self.lines(shown);
+        self.rows.learn(&lines.rows, lines.row_edges);
+        self.cols.learn(&lines.cols, lines.col_edges);
     }
 }
 
@@ -238,9 +242,9 @@ mod tests {
     const W: usize = 64;
     const H: usize = 64;
 
-    /// 10-line letterbox bars (luma 16) around a textured picture, shifted by `shift`.
-    fn letterboxed(shift: usize) -> Vec<u8> {
-        plane(W, H, |x, y| if y < 10 || y >= H - 10 { 16 } else { (90 + ((x + shift) * 7 + y * 3) % 60) as u8 })
+    /// 10-line letterbox bars (luma 16) around a textured picture.
+    fn letterboxed() -> Vec<u8> {
+        plane(W, H, |x, y| if (10..H - 10).contains(&y) { (90 + (x * 7 + y * 3) % 60) as u8 } else { 16 })
     }
 
     /// `frame` with its lines `from..to` set to `v`.
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_bar_filled_from_the_picture_is_repaired_until_the_decoder_brings_it_back() {
-        let good = letterboxed(0);
+        let good = letterboxed();
         let grey = with_lines(&good, H - 10, H, 130);
         let mut bars = Bars::new(W, H);
         bars.learn(p(&good, W));
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn at_a_cut_only_a_reported_loss_starts_a_repair() {
-        let good = letterboxed(0);
+        let good = letterboxed();
         let cut = with_lines(&plane(W, H, |x, y| (30 + (x * 13 + y * 29) % 200) as u8), 0, 10, 16);
         let mut bars = Bars::new(W, H);
         bars.learn(p(&good, W));
@@ -276,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_flickering_inner_line_is_not_a_break() {
-        let good = letterboxed(0);
+        let good = letterboxed();
         let flicker = with_lines(&good, H - 10, H - 8, 60);
         let mut bars = Bars::new(W, H);
         bars.learn(p(&good, W));
@@ -285,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_subtitle_inside_the_bar_is_left_alone() {
-        let good = letterboxed(0);
+        let good = letterboxed();
         let subtitle = with_lines(&good, H - 7, H - 3, 235);
         let mut bars = Bars::new(W, H);
         bars.learn(p(&good, W));
@@ -294,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_bar_broken_longer_than_the_limit_is_content() {
-        let good = letterboxed(0);
+        let good = letterboxed();
         let grey = with_lines(&good, 0, 10, 130);
         let mut bars = Bars::new(W, H);
         bars.learn(p(&good, W));
