@@ -394,3 +394,16 @@ fn a_letterbox_bar_filled_by_the_decoder_is_kept_from_the_frame_shown() {
     assert_eq!(out[3].as_ptr(), ptr, "the decoder's bar is back: passed through untouched");
     assert_eq!(stat(&h, "frames-bars-kept"), 2);
 }
+
+#[test]
+fn keep_bars_false_leaves_the_decoder_fill() {
+    let mut h = harness(&[("keep-bars", "false")]);
+    h.push(at(letterboxed(16, 128), 0)).expect("push");
+    assert!(h.push_event(lost_packet(1)));
+    let filled = at(letterboxed(140, 90), 1);
+    let ptr = filled.as_ptr();
+    h.push(filled).expect("push");
+    h.pull().expect("frame");
+    assert_eq!(h.pull().expect("frame").as_ptr(), ptr, "passed through untouched");
+    assert_eq!(stat(&h, "frames-bars-kept"), 0);
+}

@@ -190,3 +190,73 @@ pub fn summarise(rows: &[Row]) -> Vec<Summary> {
     }
     out
 }
+
+/// `method`'s gain over the decoder for one content type at one loss rate (mean over its runs).
+#[derive(Debug, Clone, Serialize)]
+pub struct ContentGain {
+    pub content: String,
+    pub loss: f64,
+    pub method: String,
+    pub d_psnr_y: f64,
+    pub d_vmaf: f64,
+}
+
+/// Per content type, loss rate and `nerverecover` mode: the mean gain over the decoder in the
+/// same runs. An average over clips can hide that one content type carries it.
+pub fn gains_by_content(rows: &[Row]) -> Vec<ContentGain> {
+    let mut keys: Vec<(String, u64)> = rows.iter().map(|r| (r.content.clone(), r.loss.to_bits())).collect();
+    keys.sort_by(|a, b| a.0.cmp(&b.0).then(f64::from_bits(a.1).total_cmp(&f64::from_bits(b.1))));
+    keys.dedup();
+    let mut out = Vec::new();
+    for (content, loss) in keys {
+        let loss = f64::from_bits(loss);
+        let runs = |method: &str| -> Vec<&Row> {
+            rows.iter().filter(|r| r.content == content && r.loss == loss && r.method == method).collect()
+        };
+        let decoder = runs("decoder");
+        for method in &METHODS[2..] {
+            let mine = runs(method);
+            let pairs: Vec<(&Row, &Row)> = mine
+                .iter()
+                .filter_map(|m| decoder.iter().find(|d| d.clip == m.clip && d.seed == m.seed).map(|d| (*m, *d)))
+                .collect();
+            if pairs.is_empty() {
+                continue;
+            }
+            let n = pairs.len() as f64;
+            out.push(ContentGain {
+                content: content.clone(),
+                loss,
+                method: method.to_string(),
+                d_psnr_y: pairs.iter().map(|(m, d)| m.psnr_y - d.psnr_y).sum::<f64>() / n,
+                d_vmaf: pairs.iter().map(|(m, d)| m.vmaf - d.vmaf).sum::<f64>() / n,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(content: &str, clip: &str, seed: u64, method: &str, psnr_y: f64) -> Row {
+        Row { clip: clip.into(), content: content.into(), loss: 0.05, seed, method: method.into(), frames: 10, psnr_y, vmaf: psnr_y * 2.0, dropped: 1, packets: 20 }
+    }
+
+    #[test]
+    fn gains_are_paired_per_run_and_kept_apart_per_content() {
+        let rows = vec![
+            row("animation", "a", 1, "decoder", 20.0),
+            row("animation", "a", 1, "nerverecover low-latency", 30.0),
+            row("animation", "a", 2, "decoder", 10.0),
+            row("animation", "a", 2, "nerverecover low-latency", 12.0),
+            row("sports", "s", 1, "decoder", 25.0),
+            row("sports", "s", 1, "nerverecover low-latency", 24.0),
+        ];
+        let g = gains_by_content(&rows);
+        assert_eq!(g.len(), 2);
+        assert_eq!((g[0].content.as_str(), g[0].d_psnr_y, g[0].d_vmaf), ("animation", 6.0, 12.0));
+        assert_eq!((g[1].content.as_str(), g[1].d_psnr_y), ("sports", -1.0));
+    }
+}

@@ -69,6 +69,7 @@ struct Settings {
     ort_library: Option<String>,
     stats_interval: u32,
     detect: bool,
+    keep_bars: bool,
 }
 
 impl Default for Settings {
@@ -81,6 +82,7 @@ impl Default for Settings {
             ort_library: None,
             stats_interval: DEFAULT_STATS_INTERVAL,
             detect: true,
+            keep_bars: true,
         }
     }
 }
@@ -116,6 +118,8 @@ struct State {
     timeline: Timeline,
     detector: Detector,
     bars: Bars,
+    /// The `keep-bars` setting, copied in at each streaming call.
+    keep_bars: bool,
     /// The last frame output: the source of every repair.
     shown: Option<gst::Buffer>,
     /// Lookahead: the frame waiting for its successor, and whether a loss was reported before it.
@@ -144,6 +148,7 @@ impl State {
             timeline: Timeline::new(gst::ClockTime::ZERO),
             detector: Detector::default(),
             bars: Bars::default(),
+            keep_bars: true,
             shown: None,
             pending: None,
             decoded: None,
@@ -293,6 +298,16 @@ impl ObjectImpl for NerveRecover {
                     .default_value(true)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecBoolean::builder("keep-bars")
+                    .nick("Keep bars")
+                    .blurb(
+                        "Keep letterbox and pillarbox bars black where the decoder's concealment of a lost slice fills \
+                         them (they stay filled until a keyframe brings the slice back): the filled lines come from the \
+                         frame shown, while the decoder keeps them filled, for at most 5 s",
+                    )
+                    .default_value(true)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("stats-interval")
                     .nick("Statistics interval")
                     .blurb("Post a nerverecover-stats element message every N input frames (0 = only at EOS)")
@@ -303,7 +318,7 @@ impl ObjectImpl for NerveRecover {
                     .nick("Statistics")
                     .blurb(
                         "Counters: frames-in, frames-out, frames-clean, frames-repaired, frames-synthesised, \
-                         frames-corrupted, frames-spatial, blocks-repaired, gap-events, model-runs, model-errors, \
+                         frames-corrupted, frames-spatial, blocks-repaired, frames-bars-kept, gap-events, model-runs, model-errors, \
                          mean-model-ms, mode, model",
                     )
                     .read_only()
@@ -323,6 +338,7 @@ impl ObjectImpl for NerveRecover {
             "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
             "ort-library" => s.ort_library = value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty()),
             "detect" => s.detect = value.get().unwrap_or(true),
+            "keep-bars" => s.keep_bars = value.get().unwrap_or(true),
             "stats-interval" => s.stats_interval = value.get().unwrap_or(DEFAULT_STATS_INTERVAL),
             other => gst::warning!(CAT, imp = self, "no property {other}"),
         }
@@ -338,6 +354,7 @@ impl ObjectImpl for NerveRecover {
             "threads" => s.threads.to_value(),
             "ort-library" => s.ort_library.to_value(),
             "detect" => s.detect.to_value(),
+            "keep-bars" => s.keep_bars.to_value(),
             "stats-interval" => s.stats_interval.to_value(),
             "stats" => {
                 drop(s);
@@ -522,12 +539,13 @@ impl NerveRecover {
     }
 
     fn chain(&self, _pad: &gst::Pad, mut buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (detect, interval) = {
+        let (detect, keep_bars, interval) = {
             let s = lock(&self.settings);
-            (s.detect, s.stats_interval as u64)
+            (s.detect, s.keep_bars, s.stats_interval as u64)
         };
         let mut guard = lock(&self.state);
         let Some(state) = guard.as_mut() else { return Err(gst::FlowError::Flushing) };
+        state.keep_bars = keep_bars;
         if state.geometry.is_none() {
             drop(guard);
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
@@ -652,7 +670,12 @@ impl NerveRecover {
             // the corrupted flag still get their say.
             _ => self.repaired(state, &buffer, next, detect).unwrap_or_else(|| buffer.clone()),
         };
-        let out = self.keep_bars(state, &buffer, out, loss);
+        let out = if state.keep_bars {
+            self.keep_bars(state, &buffer, out, loss)
+        } else {
+            state.bars.reset();
+            out
+        };
         if state.model.is_some() {
             state.decoded = Some(buffer);
         }
@@ -865,9 +888,13 @@ impl NerveRecover {
 
     /// Flushes the lookahead frame (EOS, GAP) and returns what to push.
     fn drain(&self) -> Outputs {
-        let detect = lock(&self.settings).detect;
+        let (detect, keep_bars) = {
+            let s = lock(&self.settings);
+            (s.detect, s.keep_bars)
+        };
         let mut guard = lock(&self.state);
         let Some(state) = guard.as_mut() else { return Outputs::new() };
+        state.keep_bars = keep_bars;
         let Some((pending, loss)) = state.pending.take() else { return Outputs::new() };
         let out = self.process(state, pending, None, detect, false, loss);
         state.counters.frames_out += 1;

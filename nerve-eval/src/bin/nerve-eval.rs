@@ -302,6 +302,11 @@ fn main() -> Result<()> {
                 println!("{:>5.0}% {:<26} {:>8.2} {:>7.2} {:>+10.2} {:>+9.2}", s.loss * 100.0, s.method, s.psnr_y, s.vmaf, dp, dv);
             }
             println!("* against the better of decoder and freeze at the same loss rate");
+            let by_content = recover::gains_by_content(&rows);
+            println!("gain over the decoder per content type (nerverecover low-latency; dPSNR-Y / dVMAF):");
+            for g in by_content.iter().filter(|g| g.method == "nerverecover low-latency") {
+                println!("{:>5.0}% {:<26} {:>+8.2} {:>+7.2}", g.loss * 100.0, g.content, g.d_psnr_y, g.d_vmaf);
+            }
             println!("damage detector (16x16 blocks vs lossy-vs-lossless decode difference):");
             for d in &detector {
                 println!("{:>5.0}% precision {:.3} recall {:.3}", d.loss * 100.0, d.precision(), d.recall());
@@ -311,7 +316,7 @@ fn main() -> Result<()> {
                     .iter()
                     .map(|d| serde_json::json!({"loss": d.loss, "precision": d.precision(), "recall": d.recall(), "counts": d}))
                     .collect();
-                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "model": model, "rows": rows, "summary": summary, "detector": det});
+                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "detector": det});
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
                 println!("wrote {}", path.display());
             }
