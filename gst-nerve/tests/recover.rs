@@ -407,3 +407,15 @@ fn keep_bars_false_leaves_the_decoder_fill() {
     assert_eq!(h.pull().expect("frame").as_ptr(), ptr, "passed through untouched");
     assert_eq!(stat(&h, "frames-bars-kept"), 0);
 }
+
+#[test]
+fn lookahead_does_not_blend_a_filled_bar_into_a_missing_frame() {
+    let mut h = harness(&[("mode", "lookahead")]);
+    h.push(at(letterboxed(16, 128), 0)).expect("push");
+    h.push(at(letterboxed(140, 128), 2)).expect("push");
+    h.push(at(letterboxed(16, 128), 3)).expect("push");
+    let out: Vec<gst::Buffer> = (0..3).map(|_| h.pull().expect("frame")).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    let w = W as usize;
+    assert!(luma(&out[1])[40 * w..].iter().all(|&v| v == 16), "the synthesised frame keeps the bar");
+}

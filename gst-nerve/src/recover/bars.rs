@@ -128,6 +128,15 @@ pub struct BrokenBars {
 }
 
 impl BrokenBars {
+    pub fn none(width: usize, height: usize) -> Self {
+        Self { rows: vec![false; height], cols: vec![false; width] }
+    }
+
+    /// Whether any line of the pixel rectangle (x, y, w, h) is broken.
+    pub fn touches(&self, (x, y, w, h): (usize, usize, usize, usize)) -> bool {
+        self.rows.iter().skip(y).take(h).any(|&b| b) || self.cols.iter().skip(x).take(w).any(|&b| b)
+    }
+
     pub fn any(&self) -> bool {
         self.rows.iter().chain(&self.cols).any(|&b| b)
     }
@@ -219,6 +228,13 @@ impl Bars {
         BrokenBars { rows: self.rows.repair(&rows, start, limit), cols: self.cols.repair(&cols, start, limit) }
     }
 
+    /// The lines of established bars that `frame` breaks, whether or not they would be repaired
+    /// (nothing is remembered): what a frame blended towards `frame` must not take from it.
+    pub fn breaks(&self, frame: Plane) -> BrokenBars {
+        let lines = self.lines(frame);
+        BrokenBars { rows: self.rows.broken(&lines.rows), cols: self.cols.broken(&lines.cols) }
+    }
+
     /// Learns the bars of the frame that went out.
     pub fn learn(&mut self, shown: Plane) {
         let lines = self.lines(shown);
@@ -276,6 +292,20 @@ mod tests {
         bars.learn(p(&good, W));
         assert!(!bars.broken(p(&cut, W), p(&good, W), false, 100).any());
         assert_eq!(bars.broken(p(&cut, W), p(&good, W), true, 100).lines(), 10);
+    }
+
+    #[test]
+    fn breaks_reports_without_remembering() {
+        let good = letterboxed();
+        let grey = with_lines(&good, H - 10, H, 130);
+        let mut bars = Bars::new(W, H);
+        bars.learn(p(&good, W));
+        assert_eq!(bars.breaks(p(&grey, W)).lines(), 10);
+        assert_eq!(bars.breaks(p(&good, W)).lines(), 0);
+        assert!(bars.breaks(p(&grey, W)).touches((0, H - 12, 16, 16)) && !bars.breaks(p(&grey, W)).touches((0, 0, 16, 16)));
+        // Nothing was started: a cut without a reported loss still repairs nothing.
+        let cut = with_lines(&plane(W, H, |x, y| (30 + (x * 13 + y * 29) % 200) as u8), 0, 10, 16);
+        assert!(!bars.broken(p(&cut, W), p(&good, W), false, 100).any());
     }
 
     #[test]

@@ -638,9 +638,13 @@ impl NerveRecover {
             b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::CORRUPTED);
             let (Some(prev), Some(nxt)) = (map(&shown, &geo.info), map(next, &geo.info)) else { return self.hold(state, pts) };
             let usable: Vec<bool> = match luma(&nxt) {
-                Some(y) => (0..state.detector.cols() * state.detector.rows())
-                    .map(|i| !block_has_dark(&state.detector, y, i))
-                    .collect(),
+                Some(y) => {
+                    // Bars the next frame breaks are not blended in either.
+                    let broken = if state.keep_bars { state.bars.breaks(y) } else { BrokenBars::none(0, 0) };
+                    (0..state.detector.cols() * state.detector.rows())
+                        .map(|i| !block_has_dark(&state.detector, y, i) && !broken.touches(state.detector.rect(i)))
+                        .collect()
+                }
                 None => return self.hold(state, pts),
             };
             let Ok(mut dst) = gst_video::VideoFrameRef::from_buffer_ref_writable(b, &geo.info) else { return None };
