@@ -36,8 +36,12 @@ const MIN_BAR: usize = 8;
 const MIN_BREAK: usize = 4;
 /// The edge line of a bar: no pixel below this (a decoder's fill of a lost slice is 0)...
 const EDGE_MIN: u8 = 12;
-/// ...and at most this between its darkest and brightest pixel.
+/// ...and at most this between its darkest and brightest pixel...
 const EDGE_RANGE: u8 = 4;
+/// ...and a mean luma of at most this: black (16) itself. Dark content at the frame's edge
+/// (the dawn sky at the start of Big Buck Bunny's fade-in, 19-21) is a few levels above it;
+/// taken for a bar, the fade would be held back as a break.
+const EDGE_MEAN: u32 = 18;
 /// Mean absolute luma change of the picture (between the bars) against the frame shown above
 /// which a frame is a cut: bars broken there may be a new aspect ratio, repaired only after a
 /// reported loss. (Chosen on letterboxed training clips; 20 to 60 differ by under 0.7 dB.)
@@ -183,13 +187,14 @@ impl Bars {
                 *p = (*p).max(v);
             }
             *dark = peak <= BAR_PEAK && sum <= BAR_MEAN * w as u32;
-            row_flat[r] = low >= EDGE_MIN && peak - low <= EDGE_RANGE;
+            row_flat[r] = low >= EDGE_MIN && peak - low <= EDGE_RANGE && sum <= EDGE_MEAN * w as u32;
         }
         let cols = col_sum.iter().zip(&col_peak).map(|(&s, &p)| p <= BAR_PEAK && s <= BAR_MEAN * h as u32).collect();
         let col_flat = |c: usize| {
             let column = (0..h).filter_map(|r| y.data.get(r * y.stride + c).copied());
             let (low, peak) = column.fold((u8::MAX, 0u8), |(l, p), v| (l.min(v), p.max(v)));
-            h > 0 && low >= EDGE_MIN && peak - low <= EDGE_RANGE
+            let sum: u32 = (0..h).filter_map(|r| y.data.get(r * y.stride + c).map(|&v| v as u32)).sum();
+            h > 0 && low >= EDGE_MIN && peak - low <= EDGE_RANGE && sum <= EDGE_MEAN * h as u32
         };
         Lines {
             row_edges: (row_flat.first() == Some(&true), row_flat.last() == Some(&true)),
@@ -306,6 +311,15 @@ mod tests {
         // Nothing was started: a cut without a reported loss still repairs nothing.
         let cut = with_lines(&plane(W, H, |x, y| (30 + (x * 13 + y * 29) % 200) as u8), 0, 10, 16);
         assert!(!bars.broken(p(&cut, W), p(&good, W), false, 100).any());
+    }
+
+    #[test]
+    fn dark_content_above_black_at_the_edge_is_not_a_bar() {
+        // A dawn sky at 20 over a brighter picture, then brightening: not a bar, never held.
+        let sky = |level: u8| plane(W, H, move |x, y| if y < 12 { level } else { (90 + x % 30) as u8 });
+        let mut bars = Bars::new(W, H);
+        bars.learn(p(&sky(20), W));
+        assert!(!bars.broken(p(&sky(40), W), p(&sky(20), W), true, 100).any());
     }
 
     #[test]
