@@ -70,6 +70,7 @@ impl Axis {
         let top = dark.iter().take_while(|&&d| d).count();
         let bottom = dark.iter().rev().take_while(|&&d| d).count();
         if top > quarter || bottom > quarter {
+            self.repairing.fill(0);
             return;
         }
         if top >= MIN_BAR && flat_edges.0 {
@@ -77,6 +78,12 @@ impl Axis {
         }
         if bottom >= MIN_BAR && flat_edges.1 {
             self.bar[n - bottom..].fill(true);
+        }
+        // A line that is no bar any more is repaired no more.
+        for (r, &b) in self.repairing.iter_mut().zip(&self.bar) {
+            if !b {
+                *r = 0;
+            }
         }
     }
 
@@ -225,6 +232,10 @@ impl Bars {
     /// cut, an old one for at most `limit` frames (a bar still broken after that is taken to be
     /// real content).
     pub fn broken(&mut self, decoded: Plane, shown: Plane, loss: bool, limit: u32) -> BrokenBars {
+        if !self.rows.bar.iter().chain(&self.cols.bar).any(|&b| b) {
+            // No bars (most video): nothing to look at.
+            return BrokenBars::none(self.width, self.height);
+        }
         let lines = self.lines(decoded);
         let (rows, cols) = (self.rows.broken(&lines.rows), self.cols.broken(&lines.cols));
         let new = |axis: &Axis, broken: &[bool]| broken.iter().zip(&axis.repairing).any(|(&b, &r)| b && r == 0);
