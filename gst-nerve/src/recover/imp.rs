@@ -7,10 +7,11 @@
  * synthesised, frames flagged corrupted or with damaged blocks (found by a statistical detector:
  * sub-black slices and the damage predicted from them) are repaired from the frame shown before
  * (and from the next frame in `mode=lookahead`), clean frames pass through untouched (the same
- * buffer, bit-exact, no copy). Letterbox and pillarbox bars that the decoder's concealment fills
- * after a reported loss (it stays filled until a keyframe brings the slice back) are taken from
- * the frame shown before, in every plane, while the decoder keeps them broken (at most 5 s). A GAP event without a duration (what `rtph264depay` sends for a
- * lost packet) marks the next frame as damaged somewhere. With a recovery model from the
+ * buffer, bit-exact, no copy). Letterbox and pillarbox bars that the decoder's concealment of a
+ * lost slice fills (the fill stays until a keyframe brings the slice back) are taken from the
+ * frame shown before, in every plane, while the decoder keeps them filled (at most 5 s;
+ * `keep-bars`). A GAP event without a duration (what `rtph264depay` sends for a lost packet)
+ * marks the next frame as damaged somewhere. With a recovery model from the
  * manifest, such frames, and every frame while a repair is being carried on, go through it: it
  * chooses per pixel between the decoder's frame, the decoder's frame with the last correction
  * carried on, and the frame shown before; each 16x16 block then takes the nearest of those
@@ -687,8 +688,9 @@ impl NerveRecover {
         out
     }
 
-    /// Takes the bars the decoder broke (after a reported loss, and for as long as it keeps them
-    /// broken) from the frame shown before, in every plane; then learns the bars of what goes out.
+    /// Takes the bars the decoder broke (after a reported loss or without a cut, then for as long
+    /// as it keeps them broken) from the frame shown before, in every plane; then learns the bars
+    /// of what goes out.
     fn keep_bars(&self, state: &mut State, decoded: &gst::Buffer, out: gst::Buffer, loss: bool) -> gst::Buffer {
         let Some(geo) = state.geometry.as_ref() else { return out };
         let limit = if state.timeline.frame().is_zero() {
