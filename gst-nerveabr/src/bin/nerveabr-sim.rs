@@ -18,7 +18,7 @@ use gstnerveabr::policy::quality::TableFile;
 use gstnerveabr::policy::{Ladder, QualityTable};
 use gstnerveabr::sim::bones::Settings as BonesSettings;
 use gstnerveabr::sim::bones_data::BonesData;
-use gstnerveabr::sim::chunk::ChunkSettings;
+use gstnerveabr::sim::chunk::{qoe_quality_bound, ChunkSettings};
 use gstnerveabr::sim::report::{table, PolicySummary, Report};
 use gstnerveabr::sim::run::{default_data_dir, run_bones, run_chunk, NerveConfig, PolicySpec};
 use gstnerveabr::sim::trace::{read_dir, Trace};
@@ -259,6 +259,7 @@ fn do_main() -> Result<()> {
         },
         settings,
         policies: BTreeMap::new(),
+        qoe_quality_bound: bones_data.is_none().then(|| qoe_quality_bound(&ladder, &qtable, &chunk_settings)),
         sets: BTreeMap::new(),
     };
     let mut all_results: BTreeMap<String, Vec<TraceResult>> = BTreeMap::new();

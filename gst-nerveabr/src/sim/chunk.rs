@@ -123,6 +123,22 @@ impl Link<'_> {
     }
 }
 
+/// The highest `qoe_quality` any policy can score on any trace, whatever the network: every
+/// scored chunk is at most the table's best quality `M`, and the switch penalties add up to at
+/// least the climb from the unscored first chunk's quality `q0` to the best chunk shown, so over
+/// the `n - 1` scored chunks the score is at most `((n - 2) M + q0) / (n - 1)` (stalls only
+/// lower it). Where a policy reaches it, no policy can beat that policy on that trace set.
+pub fn qoe_quality_bound(ladder: &Ladder, table: &QualityTable, s: &ChunkSettings) -> f64 {
+    let n = s.chunks;
+    if n < 2 {
+        return 0.0;
+    }
+    let q0 = table.base(s.first_rung.min(ladder.top()));
+    let rungs = ladder.rungs().min(table.rungs());
+    let best = (0..rungs).flat_map(|r| (0..table.levels()).filter_map(move |l| table.get(r, l))).fold(q0, f64::max);
+    ((n - 2) as f64 * best + q0) / (n - 1) as f64
+}
+
 /// Run one policy on one trace. `ladder` gives bitrates and the chunk length; chunk sizes are
 /// the nominal bitrate x duration (constant bitrate). `table` gives displayed quality.
 pub fn run(
@@ -277,6 +293,24 @@ mod tests {
         let r = run(&l, &table, &flat(20.0), &mut p, EnhanceMode::None, &ChunkSettings::default());
         assert_eq!(r.rebuffer_s, 0.0);
         assert!(r.qoe_lin > 4.0, "{}", r.qoe_lin);
+    }
+
+    #[test]
+    fn no_policy_beats_the_bound_and_a_fast_link_reaches_it() {
+        let l = ladder();
+        let table = QualityTable::classical(&[30.0, 50.0, 60.0, 70.0, 80.0, 90.0]);
+        let s = ChunkSettings::default();
+        let bound = qoe_quality_bound(&l, &table, &s);
+        // 46 chunks at 90 and the climb from rung 1 (50) to 90, over 47 scored chunks
+        assert!((bound - (46.0 * 90.0 + 50.0) / 47.0).abs() < 1e-9, "{bound}");
+        let mut rb = RateBased::new(1.0);
+        let fast = run(&l, &table, &flat(50.0), &mut rb, EnhanceMode::None, &s);
+        assert!((fast.qoe_quality - bound).abs() < 1e-9, "rate-based on 50 Mbit/s jumps to the top at once: {}", fast.qoe_quality);
+        for mbps in [0.5, 1.0, 3.0, 50.0] {
+            let mut bb = Bba::pensieve();
+            let r = run(&l, &table, &flat(mbps), &mut bb, EnhanceMode::None, &s);
+            assert!(r.qoe_quality <= bound + 1e-9, "{mbps} Mbit/s: {} > {bound}", r.qoe_quality);
+        }
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct Report {
     pub scenario: String,
     pub settings: BTreeMap<String, String>,
     pub policies: BTreeMap<String, PolicySummary>,
+    /// Chunk scenario: the highest `qoe_quality` any policy can score on any trace
+    /// ([`super::chunk::qoe_quality_bound`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qoe_quality_bound: Option<f64>,
     pub sets: BTreeMap<String, BTreeMap<String, PolicySummary>>,
 }
 
@@ -102,6 +106,9 @@ pub fn table(report: &Report, order: &[String]) -> String {
                 p.switches,
                 p.enhanced_chunks
             ));
+        }
+        if let Some(b) = report.qoe_quality_bound {
+            out.push_str(&format!("{:<18} {:>9.2}   (no policy can score higher on any trace)\n", "upper bound", b));
         }
     }
     out
