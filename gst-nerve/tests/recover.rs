@@ -176,16 +176,37 @@ fn flush_and_discontinuity_forget_the_past() {
     h.push(at(flat(60), 10)).expect("push");
     assert_eq!(pts_index(&h.pull().expect("frame")), 10);
     assert!(h.try_pull().is_none(), "nothing synthesised across a flush");
-    let mut jump = at(flat(70), 20);
+    // A DISCONT far ahead (more than MAX_MISSING slots) starts a new sequence.
+    let mut jump = at(flat(70), 300);
     jump.make_mut().set_flags(gst::BufferFlags::DISCONT);
     h.push(jump).expect("push");
-    assert_eq!(pts_index(&h.pull().expect("frame")), 20);
+    assert_eq!(pts_index(&h.pull().expect("frame")), 300);
     assert!(h.try_pull().is_none(), "nothing synthesised across a discontinuity");
-    // A hole right after a discontinuity is not repaired from before it.
+    // So does one that goes back; a hole right after it is not repaired from before it.
     let mut hole = at(holed(100), 30);
     hole.make_mut().set_flags(gst::BufferFlags::DISCONT);
     let out = h.push_and_pull(hole).expect("frame");
     assert!(!luma(&out).contains(&70));
+}
+
+#[test]
+fn a_discont_within_the_sequence_is_a_loss_not_a_new_stream() {
+    let mut h = harness(&[("stats-interval", "0")]);
+    h.push_and_pull(at(flat(50), 0)).expect("frame");
+    h.push_and_pull(at(flat(60), 1)).expect("frame");
+    // Frames 2 and 3 lost upstream: the next one arrives flagged DISCONT, with a lost slice.
+    let mut next = at(holed(70), 4);
+    next.make_mut().set_flags(gst::BufferFlags::DISCONT);
+    h.push(next).expect("push");
+    let out: Vec<gst::Buffer> = (0..3).map(|_| h.pull().expect("a frame per expected timestamp")).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(luma(&out[0]), luma(&out[1]), "the missing slots hold the frame shown");
+    let repaired = luma(&out[2]);
+    let lost_rows = &repaired[16 * W as usize..32 * W as usize];
+    assert!(!lost_rows.contains(&0), "the lost slice is repaired from the frame shown before the DISCONT");
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("discont-frames").expect("field"), 1);
+    assert_eq!(stats.get::<u64>("frames-synthesised").expect("field"), 2);
 }
 
 fn recovery_manifest(model: &str, task: &str, frames: u32) -> PathBuf {

@@ -11,7 +11,8 @@
  * lost slice fills (the fill stays until a keyframe brings the slice back) are taken from the
  * frame shown before, in every plane, while the decoder keeps them filled (at most 5 s;
  * `keep-bars`). A GAP event without a duration (what `rtph264depay` sends for a lost packet)
- * marks the next frame as damaged somewhere. With a recovery model from the
+ * marks the next frame as damaged somewhere, and so does a DISCONT frame that continues the
+ * timestamps (data lost upstream); one that goes back or jumps far starts a new sequence. With a recovery model from the
  * manifest, such frames, and every frame while a repair is being carried on, go through it: it
  * chooses per pixel between the decoder's frame, the decoder's frame with the last correction
  * carried on, and the frame shown before; each 16x16 block then takes the nearest of those
@@ -102,6 +103,8 @@ struct Counters {
     /// Frames with letterbox or pillarbox bars kept from the frame shown.
     bars: u64,
     gaps: u64,
+    /// DISCONT frames within the sequence, taken as reported losses.
+    disconts: u64,
     model_runs: u64,
     model_errors: u64,
     model_time: Duration,
@@ -319,7 +322,7 @@ impl ObjectImpl for NerveRecover {
                     .nick("Statistics")
                     .blurb(
                         "Counters: frames-in, frames-out, frames-clean, frames-repaired, frames-synthesised, \
-                         frames-corrupted, frames-spatial, blocks-repaired, frames-bars-kept, gap-events, model-runs, model-errors, \
+                         frames-corrupted, frames-spatial, blocks-repaired, frames-bars-kept, gap-events, discont-frames, model-runs, model-errors, \
                          mean-model-ms, mode, model",
                     )
                     .read_only()
@@ -442,6 +445,7 @@ impl NerveRecover {
             .field("blocks-repaired", c.blocks)
             .field("frames-bars-kept", c.bars)
             .field("gap-events", c.gaps)
+            .field("discont-frames", c.disconts)
             .field("model-runs", c.model_runs)
             .field("model-errors", c.model_errors)
             .field("mean-model-ms", mean_ms)
@@ -555,11 +559,20 @@ impl NerveRecover {
         let late = self.is_late(&state.segment, buffer.pts());
         let mut outputs = Outputs::new();
         if buffer.flags().contains(gst::BufferFlags::DISCONT) && state.counters.frames_in > 0 {
-            // Nothing from before a discontinuity may be used to repair what follows it.
-            if let Some((pending, loss)) = state.pending.take() {
-                outputs.push(self.process(state, pending, None, detect, late, loss));
+            if buffer.pts().is_some_and(|pts| state.timeline.continues(pts)) {
+                // Data was lost upstream (what a depayloader or a live source marks): the frame
+                // is reported damaged, and the slots before it are filled as for any gap.
+                gst::debug!(CAT, imp = self, "DISCONT within the sequence at {:?}: a reported loss", buffer.pts());
+                state.counters.disconts += 1;
+                state.loss_since_frame = true;
+            } else {
+                // A new sequence (timestamps back or far ahead): nothing from before it may be
+                // used to repair what follows.
+                if let Some((pending, loss)) = state.pending.take() {
+                    outputs.push(self.process(state, pending, None, detect, late, loss));
+                }
+                state.forget();
             }
-            state.forget();
         }
         state.counters.frames_in += 1;
         if buffer.pts().is_none() && !state.timeline.frame().is_zero() {

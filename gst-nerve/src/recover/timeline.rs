@@ -60,6 +60,18 @@ impl Timeline {
         out
     }
 
+    /// Whether a frame at `pts` continues the sequence: not earlier than the next expected slot
+    /// (within half a frame) and at most [`MAX_MISSING`] slots after it. A DISCONT frame that
+    /// does is data lost upstream, not a new stream.
+    pub fn continues(&self, pts: ClockTime) -> bool {
+        let Some(next) = self.next else { return false };
+        let half = self.frame / 2;
+        if self.frame.is_zero() || pts + half < next {
+            return false;
+        }
+        (pts + half).saturating_sub(next).nseconds() / self.frame.nseconds() <= MAX_MISSING
+    }
+
     /// The next expected timestamp, for a frame that arrives without one.
     pub fn next_slot(&self) -> Option<ClockTime> {
         self.next
@@ -112,6 +124,18 @@ mod tests {
         t.arrive(ms(0));
         assert!(t.arrive(ms(40 * (MAX_MISSING + 10))).is_empty());
         assert!(t.arrive(ms(40 * (MAX_MISSING + 11))).is_empty());
+    }
+
+    #[test]
+    fn a_frame_continues_the_sequence_unless_it_goes_back_or_jumps_far() {
+        let mut t = Timeline::new(ms(40));
+        assert!(!t.continues(ms(0)), "nothing to continue yet");
+        t.arrive(ms(0));
+        assert!(t.continues(ms(40)));
+        assert!(t.continues(ms(30)), "jitter");
+        assert!(t.continues(ms(40 * 20)), "a few lost frames");
+        assert!(!t.continues(ms(0)), "backwards");
+        assert!(!t.continues(ms(40 * (MAX_MISSING + 10))), "a jump");
     }
 
     #[test]
