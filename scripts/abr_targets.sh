@@ -59,5 +59,7 @@ for f in sorted(glob.glob(f"{out}/bits_*.json")):
     best = max(d, key=lambda p: d[p]["qoe_quality"])
     b = d[best]
     print(f"{os.path.basename(f)[5:-5]:<34} bits {n['bits_mb']:.1f} vs {best} {b['bits_mb']:.1f} Mbit "
-          f"({(n['bits_mb'] / b['bits_mb'] - 1) * 100:+.1f}%), VMAF {n['mean_quality']:.2f} vs {b['mean_quality']:.2f}")
+          f"({(n['bits_mb'] / b['bits_mb'] - 1) * 100:+.1f}%), VMAF {n['mean_quality']:.2f} vs {b['mean_quality']:.2f}; "
+          f"any policy needs >= {b['bits_floor_mb']:.1f} Mbit for {best}'s VMAF "
+          f"(at most {(1 - b['bits_floor_mb'] / b['bits_mb']) * 100:.1f}% fewer)")
 PY

@@ -18,7 +18,7 @@ use gstnerveabr::policy::quality::TableFile;
 use gstnerveabr::policy::{Ladder, QualityTable};
 use gstnerveabr::sim::bones::Settings as BonesSettings;
 use gstnerveabr::sim::bones_data::BonesData;
-use gstnerveabr::sim::chunk::{qoe_quality_bound, ChunkSettings};
+use gstnerveabr::sim::chunk::{min_bits_mb, qoe_quality_bound, ChunkSettings};
 use gstnerveabr::sim::report::{table, PolicySummary, Report};
 use gstnerveabr::sim::run::{default_data_dir, run_bones, run_chunk, NerveConfig, PolicySpec};
 use gstnerveabr::sim::trace::{read_dir, Trace};
@@ -262,6 +262,13 @@ fn do_main() -> Result<()> {
         qoe_quality_bound: bones_data.is_none().then(|| qoe_quality_bound(&ladder, &qtable, &chunk_settings)),
         sets: BTreeMap::new(),
     };
+    let summarise = |res: Vec<TraceResult>| {
+        let mut p = PolicySummary::from_results(res);
+        if bones_data.is_none() {
+            p.bits_floor_mb = min_bits_mb(&ladder, &qtable, &chunk_settings, p.mean_quality);
+        }
+        p
+    };
     let mut all_results: BTreeMap<String, Vec<TraceResult>> = BTreeMap::new();
     for (set, traces) in &sets {
         let mut per = BTreeMap::new();
@@ -269,13 +276,13 @@ fn do_main() -> Result<()> {
             bar.set_message(format!("{set}: {}", spec.name));
             let res = run_one(spec, traces, &|| bar.inc(1));
             all_results.entry(spec.name.clone()).or_default().extend(res.iter().cloned());
-            per.insert(spec.name.clone(), PolicySummary::from_results(res));
+            per.insert(spec.name.clone(), summarise(res));
         }
         report.sets.insert(set.clone(), per);
     }
     bar.finish_and_clear();
     for (name, res) in all_results {
-        report.policies.insert(name, PolicySummary::from_results(res));
+        report.policies.insert(name, summarise(res));
     }
     let order: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     print!("{}", table(&report, &order));

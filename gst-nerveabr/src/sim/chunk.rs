@@ -139,6 +139,34 @@ pub fn qoe_quality_bound(ladder: &Ladder, table: &QualityTable, s: &ChunkSetting
     ((n - 2) as f64 * best + q0) / (n - 1) as f64
 }
 
+/// The fewest megabits any policy can download in a session whose scored chunks show a mean
+/// quality of at least `target`, or `None` above the table's best. Each chunk is some (rung,
+/// level) of the table, with its bits and quality. Mixing them freely (fractions of a chunk
+/// allowed) can only do better than whole chunks. So the mean bits per chunk are at least the
+/// lower convex hull of (quality, bits) at `target`, found over all pairs of points. The first
+/// chunk, fetched at `first_rung` before any decision, is added as it is.
+pub fn min_bits_mb(ladder: &Ladder, table: &QualityTable, s: &ChunkSettings, target: f64) -> Option<f64> {
+    let chunk = ladder.chunk_s();
+    let rungs = ladder.rungs().min(table.rungs());
+    let points: Vec<(f64, f64)> = (0..rungs)
+        .flat_map(|r| (0..table.levels()).filter_map(move |l| table.get(r, l).map(|q| (q, ladder.bitrates_bps[r] * chunk / 1e6))))
+        .collect();
+    let mut best: Option<f64> = None;
+    for &(qa, ba) in &points {
+        if qa >= target {
+            best = Some(best.map_or(ba, |b| b.min(ba)));
+        }
+        for &(qb, bb) in &points {
+            if qa < target && qb > target {
+                let mix = ba + (target - qa) / (qb - qa) * (bb - ba);
+                best = Some(best.map_or(mix, |b| b.min(mix)));
+            }
+        }
+    }
+    let first = ladder.bitrates_bps[s.first_rung.min(ladder.top())] * chunk / 1e6;
+    best.map(|per_chunk| first + per_chunk * s.chunks.saturating_sub(1) as f64)
+}
+
 /// Run one policy on one trace. `ladder` gives bitrates and the chunk length; chunk sizes are
 /// the nominal bitrate x duration (constant bitrate). `table` gives displayed quality.
 pub fn run(
@@ -311,6 +339,23 @@ mod tests {
             let r = run(&l, &table, &flat(mbps), &mut bb, EnhanceMode::None, &s);
             assert!(r.qoe_quality <= bound + 1e-9, "{mbps} Mbit/s: {} > {bound}", r.qoe_quality);
         }
+    }
+
+    #[test]
+    fn the_bits_floor_mixes_the_two_rungs_around_the_target() {
+        let l = ladder();
+        let table = QualityTable::classical(&[30.0, 50.0, 60.0, 70.0, 80.0, 90.0]);
+        let s = ChunkSettings::default();
+        // 85 lies halfway between 2.85 Mbit/s (80) and 4.3 Mbit/s (90): 14.3 Mbit a chunk, plus
+        // the first chunk at 0.75 Mbit/s (3 Mbit)
+        let floor = min_bits_mb(&l, &table, &s, 85.0).expect("reachable");
+        assert!((floor - (3.0 + 47.0 * (11.4 + 17.2) / 2.0)).abs() < 1e-9, "{floor}");
+        assert!(min_bits_mb(&l, &table, &s, 95.0).is_none(), "above the table's best");
+        // what a policy that plays the top rung throughout downloads is never below the floor
+        let mut rb = RateBased::new(1.0);
+        let r = run(&l, &table, &flat(50.0), &mut rb, EnhanceMode::None, &s);
+        let floor = min_bits_mb(&l, &table, &s, r.mean_quality).expect("reachable");
+        assert!(r.bits_mb >= floor - 1e-9 && r.bits_mb - floor < 1e-6, "{} vs {floor}", r.bits_mb);
     }
 
     #[test]

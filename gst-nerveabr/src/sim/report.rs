@@ -21,6 +21,10 @@ pub struct PolicySummary {
     pub rebuffer_ratio: f64,
     pub mean_quality: f64,
     pub bits_mb: f64,
+    /// Chunk scenario: the fewest megabits per session any policy could download and still
+    /// show this mean quality ([`super::chunk::min_bits_mb`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bits_floor_mb: Option<f64>,
     pub switches: f64,
     pub enhanced_chunks: f64,
     pub energy_j: f64,
@@ -52,6 +56,7 @@ impl PolicySummary {
             rebuffer_ratio: if wall > 0.0 { stall / wall } else { 0.0 },
             mean_quality: mean(r.iter().map(|t| t.mean_quality)),
             bits_mb: mean(r.iter().map(|t| t.bits_mb)),
+            bits_floor_mb: None,
             switches: mean(r.iter().map(|t| t.switches as f64)),
             enhanced_chunks: mean(r.iter().map(|t| t.enhanced_chunks as f64)),
             energy_j: mean(r.iter().map(|t| t.energy_j)),
