@@ -12,11 +12,11 @@
  * frame shown before, in every plane, while the decoder keeps them filled (at most 5 s;
  * `keep-bars`). A GAP event without a duration (what `rtph264depay` sends for a lost packet)
  * marks the next frame as damaged somewhere, and so does a DISCONT frame that continues the
- * timestamps (data lost upstream); one that goes back or jumps far starts a new sequence. With a recovery model from the
- * manifest, such frames, and every frame while a repair is being carried on, go through it: it
- * chooses per pixel between the decoder's frame, the decoder's frame with the last correction
- * carried on, and the frame shown before; each 16x16 block then takes the nearest of those
- * sources in every plane.
+ * timestamps (data lost upstream); one that goes back or jumps far starts a new sequence. With
+ * a recovery model from the manifest, such frames, and every frame while a repair is being
+ * carried on, go through it: it chooses per pixel between the decoder's frame, the decoder's
+ * frame with the last correction carried on, and the frame shown before; each 16x16 block then
+ * takes the nearest of those sources in every plane.
  *
  * ## Example launch line
  * |[

@@ -123,6 +123,13 @@ impl Link<'_> {
     }
 }
 
+/// Every (rung, level) the table has for this ladder, as (quality, megabits per chunk).
+fn table_entries<'a>(ladder: &'a Ladder, table: &'a QualityTable) -> impl Iterator<Item = (f64, f64)> + 'a {
+    let mbit = ladder.chunk_s() / 1e6;
+    (0..ladder.rungs().min(table.rungs()))
+        .flat_map(move |r| (0..table.levels()).filter_map(move |l| table.get(r, l).map(|q| (q, ladder.bitrates_bps[r] * mbit))))
+}
+
 /// The highest `qoe_quality` any policy can score on any trace, whatever the network: every
 /// scored chunk is at most the table's best quality `M`, and the switch penalties add up to at
 /// least the climb from the unscored first chunk's quality `q0` to the best chunk shown, so over
@@ -134,8 +141,7 @@ pub fn qoe_quality_bound(ladder: &Ladder, table: &QualityTable, s: &ChunkSetting
         return 0.0;
     }
     let q0 = table.base(s.first_rung.min(ladder.top()));
-    let rungs = ladder.rungs().min(table.rungs());
-    let best = (0..rungs).flat_map(|r| (0..table.levels()).filter_map(move |l| table.get(r, l))).fold(q0, f64::max);
+    let best = table_entries(ladder, table).map(|(q, _)| q).fold(q0, f64::max);
     ((n - 2) as f64 * best + q0) / (n - 1) as f64
 }
 
@@ -146,11 +152,7 @@ pub fn qoe_quality_bound(ladder: &Ladder, table: &QualityTable, s: &ChunkSetting
 /// lower convex hull of (quality, bits) at `target`, found over all pairs of points. The first
 /// chunk, fetched at `first_rung` before any decision, is added as it is.
 pub fn min_bits_mb(ladder: &Ladder, table: &QualityTable, s: &ChunkSettings, target: f64) -> Option<f64> {
-    let chunk = ladder.chunk_s();
-    let rungs = ladder.rungs().min(table.rungs());
-    let points: Vec<(f64, f64)> = (0..rungs)
-        .flat_map(|r| (0..table.levels()).filter_map(move |l| table.get(r, l).map(|q| (q, ladder.bitrates_bps[r] * chunk / 1e6))))
-        .collect();
+    let points: Vec<(f64, f64)> = table_entries(ladder, table).collect();
     let mut best: Option<f64> = None;
     for &(qa, ba) in &points {
         if qa >= target {
@@ -163,7 +165,7 @@ pub fn min_bits_mb(ladder: &Ladder, table: &QualityTable, s: &ChunkSettings, tar
             }
         }
     }
-    let first = ladder.bitrates_bps[s.first_rung.min(ladder.top())] * chunk / 1e6;
+    let first = ladder.bitrates_bps[s.first_rung.min(ladder.top())] * ladder.chunk_s() / 1e6;
     best.map(|per_chunk| first + per_chunk * s.chunks.saturating_sub(1) as f64)
 }
 
