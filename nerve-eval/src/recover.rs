@@ -34,6 +34,9 @@ pub struct Row {
     /// Packets lost / sent in this run.
     pub dropped: u64,
     pub packets: u64,
+    /// Which repeat of the same clip, loss rate and seed (`--repeats`: the same packets lost,
+    /// decoded again; a frame-threaded decoder conceals them differently each time).
+    pub repeat: u32,
 }
 
 /// Detector precision and recall over the frames the decoder produced.
@@ -96,6 +99,7 @@ pub fn evaluate(
     clip: &frame::Clip,
     loss_rate: f64,
     seed: u64,
+    repeat: u32,
     model: &str,
     decoder: &str,
     with_vmaf: bool,
@@ -124,6 +128,7 @@ pub fn evaluate(
             vmaf,
             dropped: run.dropped,
             packets: run.packets,
+            repeat,
         });
     }
     Ok((rows, score_detector(&run, &shown[2], loss_rate)))
@@ -204,33 +209,58 @@ pub struct ContentGain {
 /// Per content type, loss rate and `nerverecover` mode: the mean gain over the decoder in the
 /// same runs. An average over clips can hide that one content type carries it.
 pub fn gains_by_content(rows: &[Row]) -> Vec<ContentGain> {
-    let mut keys: Vec<(String, u64)> = rows.iter().map(|r| (r.content.clone(), r.loss.to_bits())).collect();
+    paired_gains(rows, |r| r.content.clone())
+        .into_iter()
+        .map(|(content, loss, method, d_psnr_y, d_vmaf)| ContentGain { content, loss, method, d_psnr_y, d_vmaf })
+        .collect()
+}
+
+/// `method`'s gain over the decoder in one repeat at one loss rate (mean over clips and seeds).
+#[derive(Debug, Clone, Serialize)]
+pub struct RepeatGain {
+    pub repeat: u32,
+    pub loss: f64,
+    pub method: String,
+    pub d_psnr_y: f64,
+    pub d_vmaf: f64,
+}
+
+/// Per repeat, loss rate and `nerverecover` mode: the mean gain over the decoder. With a
+/// decoder that is not deterministic the spread over repeats is part of the result.
+pub fn gains_by_repeat(rows: &[Row]) -> Vec<RepeatGain> {
+    paired_gains(rows, |r| format!("{:010}", r.repeat))
+        .into_iter()
+        .map(|(repeat, loss, method, d_psnr_y, d_vmaf)| RepeatGain { repeat: repeat.parse().unwrap_or(0), loss, method, d_psnr_y, d_vmaf })
+        .collect()
+}
+
+/// Groups the runs by `group` and loss rate and, for each `nerverecover` mode, averages its gain
+/// over the decoder in the same run (clip, seed and repeat): (group, loss, method, dPSNR-Y, dVMAF).
+fn paired_gains(rows: &[Row], group: impl Fn(&Row) -> String) -> Vec<(String, f64, String, f64, f64)> {
+    let mut keys: Vec<(String, u64)> = rows.iter().map(|r| (group(r), r.loss.to_bits())).collect();
     keys.sort_by(|a, b| a.0.cmp(&b.0).then(f64::from_bits(a.1).total_cmp(&f64::from_bits(b.1))));
     keys.dedup();
     let mut out = Vec::new();
-    for (content, loss) in keys {
+    for (key, loss) in keys {
         let loss = f64::from_bits(loss);
-        let runs = |method: &str| -> Vec<&Row> {
-            rows.iter().filter(|r| r.content == content && r.loss == loss && r.method == method).collect()
-        };
+        let runs = |method: &str| -> Vec<&Row> { rows.iter().filter(|r| group(r) == key && r.loss == loss && r.method == method).collect() };
         let decoder = runs("decoder");
         for method in &METHODS[2..] {
-            let mine = runs(method);
-            let pairs: Vec<(&Row, &Row)> = mine
-                .iter()
-                .filter_map(|m| decoder.iter().find(|d| d.clip == m.clip && d.seed == m.seed).map(|d| (*m, *d)))
+            let pairs: Vec<(&Row, &Row)> = runs(method)
+                .into_iter()
+                .filter_map(|m| decoder.iter().find(|d| d.clip == m.clip && d.seed == m.seed && d.repeat == m.repeat).map(|d| (m, *d)))
                 .collect();
             if pairs.is_empty() {
                 continue;
             }
             let n = pairs.len() as f64;
-            out.push(ContentGain {
-                content: content.clone(),
+            out.push((
+                key.clone(),
                 loss,
-                method: method.to_string(),
-                d_psnr_y: pairs.iter().map(|(m, d)| m.psnr_y - d.psnr_y).sum::<f64>() / n,
-                d_vmaf: pairs.iter().map(|(m, d)| m.vmaf - d.vmaf).sum::<f64>() / n,
-            });
+                method.to_string(),
+                pairs.iter().map(|(m, d)| m.psnr_y - d.psnr_y).sum::<f64>() / n,
+                pairs.iter().map(|(m, d)| m.vmaf - d.vmaf).sum::<f64>() / n,
+            ));
         }
     }
     out
@@ -241,7 +271,7 @@ mod tests {
     use super::*;
 
     fn row(content: &str, clip: &str, seed: u64, method: &str, psnr_y: f64) -> Row {
-        Row { clip: clip.into(), content: content.into(), loss: 0.05, seed, method: method.into(), frames: 10, psnr_y, vmaf: psnr_y * 2.0, dropped: 1, packets: 20 }
+        Row { clip: clip.into(), content: content.into(), loss: 0.05, seed, method: method.into(), frames: 10, psnr_y, vmaf: psnr_y * 2.0, dropped: 1, packets: 20, repeat: 0 }
     }
 
     #[test]
@@ -258,5 +288,23 @@ mod tests {
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].content.as_str(), g[0].d_psnr_y, g[0].d_vmaf), ("animation", 6.0, 12.0));
         assert_eq!((g[1].content.as_str(), g[1].d_psnr_y), ("sports", -1.0));
+    }
+
+    #[test]
+    fn repeats_are_paired_with_the_decoder_of_the_same_repeat() {
+        let again = |mut r: Row| {
+            r.repeat = 1;
+            r
+        };
+        let rows = vec![
+            row("animation", "a", 1, "decoder", 20.0),
+            row("animation", "a", 1, "nerverecover low-latency", 21.0),
+            again(row("animation", "a", 1, "decoder", 10.0)),
+            again(row("animation", "a", 1, "nerverecover low-latency", 14.0)),
+        ];
+        let g = gains_by_repeat(&rows);
+        assert_eq!(g.iter().map(|g| (g.repeat, g.d_psnr_y)).collect::<Vec<_>>(), vec![(0, 1.0), (1, 4.0)]);
+        // over both repeats the content gain is their mean, each against its own decoder
+        assert_eq!(gains_by_content(&rows)[0].d_psnr_y, 2.5);
     }
 }

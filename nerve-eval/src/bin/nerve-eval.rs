@@ -72,6 +72,10 @@ enum Command {
         /// Seeds of the loss process; each clip runs once per seed and loss rate.
         #[arg(long, value_delimiter = ',', default_value = "1")]
         seeds: Vec<u64>,
+        /// Decode each run this many times: the same packets are lost each time, but a
+        /// frame-threaded decoder conceals them differently (the spread of the gain is printed).
+        #[arg(long, default_value_t = 1)]
+        repeats: u32,
         /// nerverecover model (manifest name or path); empty = the default, "none" = classical.
         #[arg(long, default_value = "")]
         model: String,
@@ -246,7 +250,7 @@ fn main() -> Result<()> {
             plot::quality_vs_loss(&summary, &path)?;
             println!("wrote {}", path.display());
         }
-        Command::Recover { clips, loss: rates, seeds, model, decoder, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
+        Command::Recover { clips, loss: rates, seeds, repeats, model, decoder, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
             let data = data_dir(data);
             let specs: Vec<recover::ClipSpec> = if clips.is_empty() {
                 EVAL_CLIPS.iter().map(|(c, p)| recover::ClipSpec { path: data.join(p), content: c.to_string() }).collect()
@@ -259,16 +263,17 @@ fn main() -> Result<()> {
                     })
                     .collect()
             };
-            let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64);
+            let repeats = repeats.max(1);
+            let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64 * repeats as u64);
             bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
             let mut rows = Vec::new();
             let mut detector: Vec<recover::DetectorScore> = Vec::new();
             for spec in &specs {
                 let clip = frame::decode(&spec.path, frames, 2)?;
                 for &rate in &rates {
-                    for &seed in &seeds {
+                    for (&seed, repeat) in seeds.iter().flat_map(|s| (0..repeats).map(move |k| (s, k))) {
                         bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
-                        let (r, d) = recover::evaluate(spec, &clip, rate, seed, &model, &decoder, !no_vmaf)?;
+                        let (r, d) = recover::evaluate(spec, &clip, rate, seed, repeat, &model, &decoder, !no_vmaf)?;
                         rows.extend(r);
                         match detector.iter_mut().find(|s| s.loss == rate) {
                             Some(s) => {
@@ -307,6 +312,13 @@ fn main() -> Result<()> {
             for g in by_content.iter().filter(|g| g.method == "nerverecover low-latency") {
                 println!("{:>5.0}% {:<26} {:>+8.2} {:>+7.2}", g.loss * 100.0, g.content, g.d_psnr_y, g.d_vmaf);
             }
+            let by_repeat = recover::gains_by_repeat(&rows);
+            if repeats > 1 {
+                println!("gain over the decoder in each of the {repeats} decodes (nerverecover low-latency; dPSNR-Y / dVMAF):");
+                for g in by_repeat.iter().filter(|g| g.method == "nerverecover low-latency") {
+                    println!("{:>5.0}% decode {:<19} {:>+8.2} {:>+7.2}", g.loss * 100.0, g.repeat + 1, g.d_psnr_y, g.d_vmaf);
+                }
+            }
             println!("damage detector (16x16 blocks vs lossy-vs-lossless decode difference):");
             for d in &detector {
                 println!("{:>5.0}% precision {:.3} recall {:.3}", d.loss * 100.0, d.precision(), d.recall());
@@ -316,7 +328,7 @@ fn main() -> Result<()> {
                     .iter()
                     .map(|d| serde_json::json!({"loss": d.loss, "precision": d.precision(), "recall": d.recall(), "counts": d}))
                     .collect();
-                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "detector": det});
+                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "repeats": repeats, "decoder": decoder, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "by_repeat": by_repeat, "detector": det});
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
                 println!("wrote {}", path.display());
             }
