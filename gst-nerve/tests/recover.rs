@@ -166,6 +166,39 @@ fn latency_is_one_frame_in_lookahead_only() {
     }
 }
 
+/// A frame of `format` whose rows 16..32 are in-range luma (90) over chroma 0: damage carried on
+/// from a lost slice after its luma recovered. Elsewhere it is `flat(50)`'s picture.
+fn green_band(format: gst_video::VideoFormat) -> gst::Buffer {
+    let info = info(format, W, H);
+    let b = frame(&info, |x, y| if (16..32).contains(&y) { 90 } else { 50u8.wrapping_add(((x + y) % 5) as u8) }, 128, 128);
+    let mut f = gst_video::VideoFrame::from_buffer_writable(b, &info).expect("map");
+    let planes = if format == gst_video::VideoFormat::Nv12 { 1..2 } else { 1..3 };
+    for p in planes {
+        let stride = f.plane_stride()[p] as usize;
+        let data = f.plane_data_mut(p as u32).expect("chroma");
+        for row in 8..16 {
+            data[row * stride..(row + 1) * stride].fill(0);
+        }
+    }
+    f.into_buffer()
+}
+
+#[test]
+fn chroma_left_at_zero_is_repaired_in_i420_and_nv12() {
+    for format in [gst_video::VideoFormat::I420, gst_video::VideoFormat::Nv12] {
+        init();
+        let element = gst::ElementFactory::make("nerverecover").property("model", "none").build().expect("nerverecover");
+        let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+        let info = info(format, W, H);
+        h.set_src_caps(info.to_caps().expect("caps"));
+        let clean = frame(&info, |x, y| 50u8.wrapping_add(((x + y) % 5) as u8), 128, 128);
+        let want = clean.map_readable().expect("map").to_vec();
+        h.push_and_pull(at(clean, 0)).expect("frame");
+        let out = h.push_and_pull(at(green_band(format), 1)).expect("frame");
+        assert_eq!(out.map_readable().expect("map").as_slice(), want.as_slice(), "{format:?}: the band comes from the frame shown, luma and chroma");
+    }
+}
+
 #[test]
 fn flush_and_discontinuity_forget_the_past() {
     let mut h = harness(&[]);

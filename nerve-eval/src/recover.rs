@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use gstnerve::recover::detect::{Detector, Plane};
+use gstnerve::recover::detect::{Chroma, Detector, Picture, Plane};
 use serde::Serialize;
 
 use crate::frame::{self, Frame};
@@ -134,6 +134,11 @@ pub fn evaluate(
     Ok((rows, score_detector(&run, &shown[2], loss_rate)))
 }
 
+/// An I420 frame as the detector reads it.
+fn picture(f: &Frame) -> Picture<'_> {
+    Picture { y: Plane { data: f.y(), stride: f.width }, chroma: Some(Chroma { u: f.u(), v: f.v(), stride: f.width.div_ceil(2), step: 1 }) }
+}
+
 /// Runs a fresh detector over the decoder's frames, each against the frame the low-latency
 /// element showed before it, and compares with the true damage.
 fn score_detector(run: &loss::LossRun, shown: &[Frame], loss_rate: f64) -> DetectorScore {
@@ -143,8 +148,8 @@ fn score_detector(run: &loss::LossRun, shown: &[Frame], loss_rate: f64) -> Detec
     let mut det = Detector::new(w, h);
     for (i, (lossy, clean)) in run.lossy.frames.iter().zip(&run.clean.frames).enumerate() {
         let (Some(lossy), Some(clean)) = (lossy, clean) else { continue };
-        let prev = i.checked_sub(1).and_then(|p| shown.get(p)).map(|f| Plane { data: f.y(), stride: w });
-        let mask = det.detect(Plane { data: lossy.y(), stride: w }, prev).to_vec();
+        let prev = i.checked_sub(1).and_then(|p| shown.get(p)).map(picture);
+        let mask = det.detect(picture(lossy), prev).to_vec();
         for (b, &flagged) in mask.iter().enumerate() {
             let (x, y, bw, bh) = det.rect(b);
             let mut sum = 0u64;

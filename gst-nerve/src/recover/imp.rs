@@ -41,7 +41,7 @@ use gst_video::prelude::*;
 use super::{INPUT_PLANES, Mode};
 use super::bars::{Bars, BrokenBars};
 use super::blend::{self, Source};
-use super::detect::{self, Detector, Plane};
+use super::detect::{Chroma, Detector, Picture, Plane};
 use super::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks, copy_lines, fill_vertical};
 use super::timeline::Timeline;
 use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
@@ -200,6 +200,20 @@ fn map<'a>(buffer: &'a gst::BufferRef, info: &gst_video::VideoInfo) -> Option<gs
 
 fn luma<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>) -> Option<Plane<'a>> {
     Some(Plane { data: frame.plane_data(0).ok()?, stride: frame.plane_stride()[0] as usize })
+}
+
+/// Luma and chroma as the detector reads them (I420: two chroma planes; NV12: one interleaved).
+fn picture<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>) -> Option<Picture<'a>> {
+    let y = luma(frame)?;
+    let stride = frame.plane_stride().get(1).copied().unwrap_or(0) as usize;
+    let chroma = match frame.format() {
+        gst_video::VideoFormat::Nv12 => frame.plane_data(1).ok().map(|uv| Chroma { u: uv, v: uv.get(1..).unwrap_or(&[]), stride, step: 2 }),
+        _ => match (frame.plane_data(1), frame.plane_data(2)) {
+            (Ok(u), Ok(v)) => Some(Chroma { u, v, stride, step: 1 }),
+            _ => None,
+        },
+    };
+    Some(Picture { y, chroma })
 }
 
 fn plane_ref<'a>(frame: &'a gst_video::VideoFrameRef<&gst::BufferRef>, p: usize) -> Option<PlaneRef<'a>> {
@@ -651,12 +665,12 @@ impl NerveRecover {
             b.set_duration(state.timeline.frame());
             b.unset_flags(gst::BufferFlags::DISCONT | gst::BufferFlags::CORRUPTED);
             let (Some(prev), Some(nxt)) = (map(&shown, &geo.info), map(next, &geo.info)) else { return self.hold(state, pts) };
-            let usable: Vec<bool> = match luma(&nxt) {
-                Some(y) => {
+            let usable: Vec<bool> = match picture(&nxt) {
+                Some(p) => {
                     // Bars the next frame breaks are not blended in either.
-                    let broken = if state.keep_bars { state.bars.breaks(y) } else { BrokenBars::none(0, 0) };
+                    let broken = if state.keep_bars { state.bars.breaks(p.y) } else { BrokenBars::none(0, 0) };
                     (0..state.detector.cols() * state.detector.rows())
-                        .map(|i| !block_has_dark(&state.detector, y, i) && !broken.touches(state.detector.rect(i)))
+                        .map(|i| !state.detector.has_lost(p, i) && !broken.touches(state.detector.rect(i)))
                         .collect()
                 }
                 None => return self.hold(state, pts),
@@ -769,7 +783,7 @@ impl NerveRecover {
         let shown = state.shown.clone();
         let shown_frame = shown.as_ref().and_then(|b| map(b, &geo.info));
         let mut mask = if detect {
-            state.detector.detect(luma(&cur)?, shown_frame.as_ref().and_then(luma)).to_vec()
+            state.detector.detect(picture(&cur)?, shown_frame.as_ref().and_then(picture)).to_vec()
         } else {
             vec![false; state.detector.cols() * state.detector.rows()]
         };
@@ -785,7 +799,7 @@ impl NerveRecover {
         let next_frame = next.and_then(|b| map(b, &geo.info));
         let cols = state.detector.cols();
         let usable = |f: Option<&gst_video::VideoFrameRef<&gst::BufferRef>>, i: usize| {
-            f.and_then(luma).is_some_and(|y| !block_has_dark(&state.detector, y, i))
+            f.and_then(picture).is_some_and(|p| !state.detector.has_lost(p, i))
         };
         // Per damaged block, the best source available: both neighbours (lookahead), the frame
         // shown before, or, where neither is intact there, the block's own intact surroundings.
@@ -1029,11 +1043,3 @@ impl NerveRecover {
     }
 }
 
-/// Whether block `i` of `y` holds any sub-black pixel (then it is not used as a repair source).
-fn block_has_dark(detector: &Detector, y: Plane, i: usize) -> bool {
-    let (x, yy, w, h) = detector.rect(i);
-    (yy..yy + h).any(|row| {
-        let start = row * y.stride + x;
-        y.data.get(start..start + w).is_some_and(|r| r.iter().any(|&v| v < detect::DARK))
-    })
-}
