@@ -110,16 +110,12 @@ impl Detector {
     fn green_share(&self, c: Chroma, b: usize) -> f32 {
         let (x, y, w, h) = self.rect(b);
         let (cx, cy, cw, ch) = (x / 2, y / 2, w.div_ceil(2), h.div_ceil(2));
+        let span = (cw.max(1) - 1) * c.step + 1;
         let mut green = 0usize;
         for row in cy..cy + ch {
-            for col in cx..cx + cw {
-                let i = row * c.stride + col * c.step;
-                if let (Some(&u), Some(&v)) = (c.u.get(i), c.v.get(i))
-                    && u < GREEN
-                    && v < GREEN
-                {
-                    green += 1;
-                }
+            let start = row * c.stride + cx * c.step;
+            if let (Some(u), Some(v)) = (c.u.get(start..start + span), c.v.get(start..start + span)) {
+                green += u.iter().step_by(c.step).zip(v.iter().step_by(c.step)).filter(|&(&a, &b)| a < GREEN && b < GREEN).count();
             }
         }
         green as f32 / (cw * ch).max(1) as f32
