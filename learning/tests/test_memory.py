@@ -113,8 +113,10 @@ def test_a_writer_killed_mid_write_loses_nothing_stored(tmp_path: Path) -> None:
             hr, lr = mem.load(item)
             expected = np.random.default_rng(seed).integers(0, 256, (256, 256), dtype=np.uint8)
             assert np.array_equal(hr, expected) and lr is not None and np.array_equal(lr, expected[::2, ::2])
-        # At most the one item being written when killed is visible but unacknowledged.
-        assert len(mem) - len(acked) <= 1
+        # At most one item per kill is visible but unacknowledged: the one stored when the kill
+        # came before its acknowledgement was printed. (`<= 1` over all rounds failed once in CI,
+        # when two of the three kills both landed there.)
+        assert len(mem) - len(acked) <= round_ + 1
     assert len(acked) > 10
 
 
