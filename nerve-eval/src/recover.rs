@@ -233,16 +233,16 @@ pub struct RepeatGain {
 /// Per repeat, loss rate and `nerverecover` mode: the mean gain over the decoder. With a
 /// decoder that is not deterministic the spread over repeats is part of the result.
 pub fn gains_by_repeat(rows: &[Row]) -> Vec<RepeatGain> {
-    paired_gains(rows, |r| format!("{:010}", r.repeat))
+    paired_gains(rows, |r| r.repeat)
         .into_iter()
-        .map(|(repeat, loss, method, d_psnr_y, d_vmaf)| RepeatGain { repeat: repeat.parse().unwrap_or(0), loss, method, d_psnr_y, d_vmaf })
+        .map(|(repeat, loss, method, d_psnr_y, d_vmaf)| RepeatGain { repeat, loss, method, d_psnr_y, d_vmaf })
         .collect()
 }
 
 /// Groups the runs by `group` and loss rate and, for each `nerverecover` mode, averages its gain
 /// over the decoder in the same run (clip, seed and repeat): (group, loss, method, dPSNR-Y, dVMAF).
-fn paired_gains(rows: &[Row], group: impl Fn(&Row) -> String) -> Vec<(String, f64, String, f64, f64)> {
-    let mut keys: Vec<(String, u64)> = rows.iter().map(|r| (group(r), r.loss.to_bits())).collect();
+fn paired_gains<K: Ord + Clone>(rows: &[Row], group: impl Fn(&Row) -> K) -> Vec<(K, f64, String, f64, f64)> {
+    let mut keys: Vec<(K, u64)> = rows.iter().map(|r| (group(r), r.loss.to_bits())).collect();
     keys.sort_by(|a, b| a.0.cmp(&b.0).then(f64::from_bits(a.1).total_cmp(&f64::from_bits(b.1))));
     keys.dedup();
     let mut out = Vec::new();
