@@ -1,7 +1,8 @@
 //! Throughput of `nervesr` x2 (640x360 I420 -> 1280x720) with the default model, beside
 //! `videoscale method=lanczos` in the same run; the conversion overhead alone (model excluded);
 //! the pipeline's peak resident memory; and x4 (320x180 -> 1280x720) with the default x4 model
-//! and with the Vid4 one. Run with `cargo bench -p gst-nerve`.
+//! and with the Vid4 one; then every x2 model of the shipped manifest (the quality/speed
+//! frontier's speed axis). Run with `cargo bench -p gst-nerve`.
 //!
 //! Frames are real video (the bundled talking-head sample, downscaled to 640x360), decoded once
 //! and pushed from memory so the decoder's cost is not counted.
@@ -113,4 +114,12 @@ fn main() {
     println!("  peak resident memory         {peak_mib:7.1} MiB (nervesr pipeline alone, whole process)");
     println!("  nervesr x4, 320x180 -> 1280x720, default x4 model   {x4_default:7.1} fps");
     println!("  nervesr x4, 320x180 -> 1280x720, nerve-sr-x4-bi     {x4_bi:7.1} fps");
+    // Each x2 model of the manifest, in the same run (so on the same machine load).
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/manifest.toml");
+    let manifest = gstnerve::engine::manifest::Manifest::load(&manifest).expect("shipped manifest");
+    println!("  x2 models, 640x360 -> 1280x720:");
+    for m in manifest.models.iter().filter(|m| m.task == gstnerve::engine::manifest::Task::SuperResolution && m.scale == 2) {
+        let fps = run(&format!("nervesr model={}", m.name), &frames, (W, H));
+        println!("    {:<28} {fps:7.1} fps{}", m.name, if m.default { "  (default)" } else { "" });
+    }
 }

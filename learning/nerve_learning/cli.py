@@ -60,8 +60,6 @@ def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: Pair
     from .clips import EVAL, TRAIN
 
     params = sum(p.numel() for p in model.parameters())
-    arch = (f"conv3x3({cfg.frames}->{cfg.channels}), {cfg.depth} x conv3x3({cfg.channels}->{cfg.channels}), "
-            f"conv3x3(->{cfg.scale ** 2}), ReLU, pixel shuffle")
     frames = "the current frame" if cfg.frames == 1 else f"the current and {cfg.frames - 1} previous frame(s), unaligned"
     lines = [
         f"# {name}",
@@ -69,7 +67,7 @@ def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: Pair
         f"Real-time super-resolution student, x{cfg.scale}, luma in ({frames}), residual on a built-in",
         "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback).",
         "",
-        f"- Architecture: {arch}",
+        f"- Architecture: {model.architecture()}",
         f"- Parameters: {params}",
         f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
         f"- Training data: {', '.join(c.path for c in TRAIN)}",
@@ -98,7 +96,8 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
 
     codecs = parse_codecs(args.codecs)
     cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, batch=args.batch,
-                      threads=args.threads, frames=args.frames_in, distill=args.distill if args.teacher_steps else 0.0)
+                      threads=args.threads, frames=args.frames_in, distill=args.distill if args.teacher_steps else 0.0,
+                      block=args.block)
     pairs = PairConfig(scale=args.scale, codecs=codecs, frames_per_clip=args.frames, patches_per_frame=args.patches,
                        temporal=args.frames_in > 1)
     cache = Path(args.cache)
@@ -207,7 +206,7 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     path = Path(args.model)
     name = path.stem
-    student = Student(args.scale, args.channels, args.depth, args.frames_in)
+    student = Student(args.scale, args.channels, args.depth, args.frames_in, block=args.block)
     metrics: dict[str, dict[str, float]] = {}
     for codec in (Codec("x264", 23), Codec("x264", 33)):
         for clip, lr, hr in eval_frames(args.scale, codec, 8):
@@ -216,7 +215,8 @@ def cmd_register(args: argparse.Namespace) -> int:
                             "psnr_y_bicubic": psnr(upscale(student.upscale, lr), hr)}
     lw, lh = 1280 // args.scale, 720 // args.scale
     fps = 1 / seconds_per_frame(path, lw, lh, frames=args.frames_in)
-    cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, frames=args.frames_in)
+    cfg = TrainConfig(scale=args.scale, channels=args.channels, depth=args.depth, steps=args.steps, frames=args.frames_in,
+                      block=args.block)
     pairs = PairConfig(scale=args.scale, codecs=parse_codecs(args.codecs), temporal=args.frames_in > 1)
     extra = [f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {fps:.1f} fps",
              "- Registered from its exported ONNX file (`nerve-learn register`); training time not recorded"]
@@ -334,7 +334,7 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           depth=args.depth, steps=args.steps, minutes=args.minutes, batch=args.batch, patch_lr=args.patch,
                           teacher_channels=args.teacher_channels, teacher_blocks=args.teacher_blocks,
                           teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
-                          distill=args.distill, frames=args.frames_in, rep=args.rep, device=args.device,
+                          distill=args.distill, frames=args.frames_in, rep=args.rep, block=args.block, device=args.device,
                           threads=args.threads, seed=args.seed)
     out = train_from_pack(load_pack(Path(args.pack)), cfg, Path(args.out))
     print(f"wrote {out}")
@@ -371,8 +371,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         + "), residual on a built-in",
         "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback). Trained from a frame pack",
         "(`nerve-learn pack`, `nerve-learn train-pack`), exported and evaluated by `nerve-learn finish`.", "",
-        f"- Architecture: conv3x3({model.frames}->{model.channels}), {model.depth} x conv3x3({model.channels}->{model.channels}), "
-        f"conv3x3(->{model.scale ** 2}), ReLU, pixel shuffle"
+        f"- Architecture: {model.architecture()}"
         + (" (trained as re-parameterisable edge-oriented blocks, ECBSR-style, merged into these plain convolutions)"
            if cfg.get("rep") else ""),
         f"- Parameters: {params}",
@@ -410,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--block", type=int, default=1, choices=(1, 2),
+                   help="2: run the network on the frame folded 2x2 into channels (wider layers, int8-friendly)")
     p.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: temporal student (previous frame too)")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--batch", type=int, default=32)
@@ -444,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     r.add_argument("--channels", type=int, default=16)
     r.add_argument("--depth", type=int, default=2)
+    r.add_argument("--block", type=int, default=1, choices=(1, 2),
+                   help="2: run the network on the frame folded 2x2 into channels (wider layers, int8-friendly)")
     r.add_argument("--frames-in", type=int, default=1, choices=(1, 2))
     r.add_argument("--steps", type=int, default=0)
     r.add_argument("--codecs", default=DEFAULT_CODECS)
@@ -501,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--distill", type=float, default=0.5)
     t.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: temporal student (pack made with --previous)")
     t.add_argument("--rep", action="store_true", help="re-parameterisable (ECB) blocks in training, plain convs deployed")
+    t.add_argument("--block", type=int, default=1, choices=(1, 2), help="2: space-to-depth student (int8-friendly)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)

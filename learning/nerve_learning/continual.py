@@ -286,6 +286,9 @@ def load_onnx_weights(model: Student, path: Path) -> None:
 
     weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
     state = model.state_dict()
+    # Fixed buffers (the bicubic kernels) are rebuilt by the constructor; the graph may omit them.
+    fixed = {name for name, _ in model.named_buffers()}
+    state = {k: v for k, v in state.items() if k not in fixed or k in weights}
     missing = [k for k in state if k not in weights]
     if missing:
         raise ValueError(f"{path} is not a Student of this shape: no {missing[:3]}")
@@ -293,7 +296,7 @@ def load_onnx_weights(model: Student, path: Path) -> None:
         if tuple(weights[k].shape) != tuple(state[k].shape):
             raise ValueError(f"{path}: {k} has shape {weights[k].shape}, the Student needs {tuple(state[k].shape)}")
         state[k] = torch.from_numpy(weights[k].copy())
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)
 
 
 class Ewc:

@@ -353,9 +353,12 @@ def student_from_onnx(path: Path) -> Student:
     if "body.0.weight" not in weights or len(convs) < 2:
         raise ValueError(f"{path} is not an exported nerve Student (no body.N.weight initializers)")
     first, last = weights["body.0.weight"], weights[f"body.{convs[-1]}.weight"]
-    channels, frames = int(first.shape[0]), int(first.shape[1])
-    scale = int(round(last.shape[0] ** 0.5))
-    model = Student(scale, channels, len(convs) - 2, frames)
+    # A space-to-depth student carries its folded bicubic kernel: (block^2 scale^2, block^2, 3, 3).
+    folded = int(weights["base"].shape[1]) if "base" in weights else 1
+    block = int(round(folded ** 0.5))
+    channels, frames = int(first.shape[0]), int(first.shape[1]) // folded
+    scale = int(round((last.shape[0] // folded) ** 0.5))
+    model = Student(scale, channels, len(convs) - 2, frames, block=block)
     load_onnx_weights(model, path)
     return model
 

@@ -8,6 +8,7 @@ convolution (pixel shuffle) is the way up: ONNX Runtime's ConvTranspose is slow 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -54,6 +55,24 @@ class BicubicUpscale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(self.phases(x), self.scale)
+
+
+def space_to_depth_kernel(scale: int, block: int) -> torch.Tensor:
+    """The bicubic phases of `BicubicUpscale(scale)` as one fixed 3x3 convolution over a frame
+    folded `block` x `block` into channels (pixel unshuffle), written in the channel order that
+    `pixel_shuffle(., block * scale)` unfolds: the 5 LR taps around any pixel of a block lie
+    within one folded pixel of it, so the folded frame (edge-padded by `block` LR pixels) gives
+    exactly the same upscale."""
+    w1 = bicubic_phase_weights(scale)
+    b, s = block, scale
+    k = torch.zeros(b * b * s * s, b * b, 3, 3)
+    for a, c, p, q in itertools.product(range(b), range(b), range(s), range(s)):
+        out = (s * a + p) * (b * s) + (s * c + q)
+        for a2, c2, dy, dx in itertools.product(range(b), range(b), (-1, 0, 1), (-1, 0, 1)):
+            oy, ox = b * dy + a2 - a, b * dx + c2 - c
+            if -2 <= oy <= 2 and -2 <= ox <= 2:
+                k[out, a2 * b + c2, dy + 1, dx + 1] = w1[p, oy + 2] * w1[q, ox + 2]
+    return k
 
 
 # Fixed edge filters of the ECB branches: Sobel x, Sobel y, Laplacian.
@@ -106,21 +125,33 @@ class EdgeConv(nn.Module):
 class Student(nn.Module):
     """conv3x3(frames -> C), `depth` x conv3x3(C -> C), conv3x3(C -> scale^2), ReLU between,
     added to the bicubic phases of the current frame, then pixel shuffle. With `rep`, each conv
-    trains as an `EdgeConv` and `plain()` gives the deployable model of the same cost."""
+    trains as an `EdgeConv` and `plain()` gives the deployable model of the same cost.
 
-    def __init__(self, scale: int, channels: int = 16, depth: int = 2, frames: int = 1, rep: bool = False) -> None:
+    With `block` = 2 the network runs on the frame folded 2 x 2 into channels (pixel unshuffle):
+    4 x `frames` channels in, 4 x scale^2 out, at a quarter of the pixels. Each layer is then
+    wide enough for the CPU's blocked kernels (ONNX Runtime pads channels to blocks of 8-16, so a
+    1-channel input or 4-channel output layer costs as much as a full one) and for int8, whose
+    kernels gain nothing on thin layers; a 3x3 kernel sees 6x6 LR pixels. Frames of odd size are
+    edge-padded to even inside the graph and the output cropped, so the contract with nervesr
+    (any size in, `scale` x that size out) is unchanged."""
+
+    def __init__(self, scale: int, channels: int = 16, depth: int = 2, frames: int = 1, rep: bool = False,
+                 block: int = 1) -> None:
         super().__init__()
-        self.scale, self.channels, self.depth, self.frames, self.rep = scale, channels, depth, frames, rep
+        self.scale, self.channels, self.depth, self.frames, self.rep, self.block = scale, channels, depth, frames, rep, block
 
         def conv(cin: int, cout: int) -> nn.Module:
             return EdgeConv(cin, cout) if rep else nn.Conv2d(cin, cout, 3, padding=1)
 
-        layers: list[nn.Module] = [conv(frames, channels), nn.ReLU(inplace=True)]
+        folded = block * block
+        layers: list[nn.Module] = [conv(frames * folded, channels), nn.ReLU(inplace=True)]
         for _ in range(depth):
             layers += [conv(channels, channels), nn.ReLU(inplace=True)]
-        layers.append(conv(channels, scale * scale))
+        layers.append(conv(channels, folded * scale * scale))
         self.body = nn.Sequential(*layers)
         self.upscale = BicubicUpscale(scale)
+        if block > 1:
+            self.register_buffer("base", space_to_depth_kernel(scale, block))
         self.zero_tail()
 
     def zero_tail(self) -> None:
@@ -133,11 +164,14 @@ class Student(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
+    def shape(self) -> dict[str, int]:
+        return {"scale": self.scale, "channels": self.channels, "depth": self.depth, "frames": self.frames, "block": self.block}
+
     def as_rep(self) -> "Student":
         """A re-parameterisable copy of a plain student computing the same function: each conv
         becomes an EdgeConv whose 3x3 branch holds its weights, the other branches starting with
         no effect (for fine-tuning a deployed plain model with the richer parameterisation)."""
-        out = Student(self.scale, self.channels, self.depth, self.frames, rep=True)
+        out = Student(**self.shape(), rep=True)
         with torch.no_grad():
             for mine, theirs in zip(self.plain().body, out.body):
                 if isinstance(theirs, EdgeConv):
@@ -152,7 +186,7 @@ class Student(nn.Module):
         """The same function as plain 3x3 convolutions (a copy; itself when not `rep`)."""
         if not self.rep:
             return self
-        out = Student(self.scale, self.channels, self.depth, self.frames)
+        out = Student(**self.shape())
         with torch.no_grad():
             for mine, theirs in zip(self.body, out.body):
                 if isinstance(mine, EdgeConv):
@@ -163,13 +197,27 @@ class Student(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         current = x if self.frames == 1 else x[:, -1:, :, :]
-        return F.pixel_shuffle(self.body(x) + self.upscale.phases(current), self.scale)
+        if self.block == 1:
+            return F.pixel_shuffle(self.body(x) + self.upscale.phases(current), self.scale)
+        b, (h, w) = self.block, x.shape[-2:]
+        even = (0, (-w) % b, 0, (-h) % b)
+        x, current = F.pad(x, even, mode="replicate"), F.pad(current, even, mode="replicate")
+        base = F.conv2d(F.pixel_unshuffle(F.pad(current, (b, b, b, b), mode="replicate"), b), self.base)
+        out = F.pixel_shuffle(self.body(F.pixel_unshuffle(x, b)) + base, b * self.scale)
+        return out[..., : h * self.scale, : w * self.scale]
 
     def macs_per_pixel(self) -> int:
         """Multiply-accumulates per LR pixel, the cost measure of the model cards."""
-        c, s = self.channels, self.scale
-        body = 9 * (self.frames * c + self.depth * c * c + c * s * s)
-        return body + 25 * s * s
+        c, s, f = self.channels, self.scale, self.block * self.block
+        body = 9 * (self.frames * f * c + self.depth * c * c + c * f * s * s) // f
+        return body + (9 * f * s * s if self.block > 1 else 25 * s * s)
+
+    def architecture(self) -> str:
+        """The model card's one-line description of the deployed network."""
+        f, s = self.block * self.block, self.scale
+        fold = f"pixel unshuffle {self.block}, " if self.block > 1 else ""
+        return (f"{fold}conv3x3({self.frames * f}->{self.channels}), {self.depth} x conv3x3({self.channels}->{self.channels}), "
+                f"conv3x3(->{f * s * s}), ReLU, pixel shuffle {self.block * s}")
 
 
 class Teacher(nn.Module):

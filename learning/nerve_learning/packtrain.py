@@ -40,6 +40,7 @@ class PackTrainConfig:
     distill: float = 0.5
     frames: int = 1  # 2: temporal student (previous, current); needs a pack made with `previous`
     rep: bool = False  # train each conv as a re-parameterisable EdgeConv (deployed plain)
+    block: int = 1  # 2: space-to-depth student (see model.Student)
     seed: int = 0
     device: str = "auto"
     threads: int = 2
@@ -174,7 +175,7 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
             p.requires_grad_(False)
         record["teacher"] = t_rec
         record["teacher_state"] = {k: v.cpu() for k, v in teacher.state_dict().items()}
-    student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, cfg.rep), sampler, cfg, cfg.steps, cfg.minutes,
+    student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, cfg.rep, cfg.block), sampler, cfg, cfg.steps, cfg.minutes,
                          f"student x{cfg.scale}", teacher)
     record["student"] = s_rec
     record["state"] = {k: v.cpu() for k, v in student.state_dict().items()}
@@ -187,6 +188,6 @@ def load_student(path: Path) -> tuple[Student, dict]:
     """The deployable student of a weights file (re-parameterised blocks merged) and its record."""
     record = torch.load(path, map_location="cpu", weights_only=False)
     cfg = record["config"]
-    model = Student(cfg["scale"], cfg["channels"], cfg["depth"], cfg.get("frames", 1), cfg.get("rep", False))
+    model = Student(cfg["scale"], cfg["channels"], cfg["depth"], cfg.get("frames", 1), cfg.get("rep", False), cfg.get("block", 1))
     model.load_state_dict(record["state"])
     return model.plain().eval(), record

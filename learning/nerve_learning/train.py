@@ -30,6 +30,7 @@ class TrainConfig:
     threads: int = 2
     frames: int = 1  # 2: temporal student (previous + current frame)
     distill: float = 0.0  # weight of the teacher term in the student loss (0: no teacher)
+    block: int = 1  # 2: space-to-depth student (see model.Student)
 
 
 def to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -78,7 +79,7 @@ def train(
     lr_np, hr_np = build_pairs(pairs, cache_dir)
     lr_t, hr_t = to_tensor(lr_np), to_tensor(hr_np)
     if model is None:
-        model = Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames)
+        model = Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, block=cfg.block)
     if teacher is not None:
         teacher.eval()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

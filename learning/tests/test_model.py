@@ -95,3 +95,55 @@ def test_as_rep_computes_the_same_function_and_merges_back() -> None:
     rep(x).sum().backward()
     first = rep.body[0]
     assert isinstance(first, EdgeConv) and first.squeeze.grad is not None and first.squeeze.grad.abs().sum() > 0
+
+
+def test_space_to_depth_student_starts_as_the_classical_upscale_at_any_size() -> None:
+    # Folded 2x2 into channels, odd sizes are padded inside and cropped back: the untrained
+    # network must still be exactly the element's Catmull-Rom, borders included.
+    for scale, frames in ((2, 1), (3, 2), (4, 1)):
+        m = Student(scale, channels=8, depth=1, frames=frames, block=2)
+        for h, w in ((9, 11), (10, 7), (1, 1)):
+            x = torch.rand(1, frames, h, w)
+            out = m(x)
+            assert out.shape == (1, 1, h * scale, w * scale)
+            torch.testing.assert_close(out, m.upscale(x[:, -1:]), atol=1e-5, rtol=1e-5)
+
+
+def test_space_to_depth_student_sees_its_neighbours_and_counts_its_cost() -> None:
+    torch.manual_seed(3)
+    m = Student(2, channels=8, depth=1, block=2)
+    for p in m.body.parameters():
+        p.data.normal_(std=0.1)
+    # A change in one LR pixel reaches HR pixels a whole folded 3x3 window away (6 LR pixels),
+    # and nothing beyond the network's reach.
+    x = torch.rand(1, 1, 24, 24)
+    y = x.clone()
+    y[0, 0, 12, 12] += 0.5
+    diff = (m(y) - m(x)).abs()[0, 0] > 1e-6
+    rows = diff.any(1).nonzero().flatten()
+    assert rows.min() < 2 * 12 - 8 and rows.max() > 2 * 12 + 8
+    assert rows.min() >= 2 * (12 - 8) and rows.max() <= 2 * (12 + 8) + 1
+    # Per LR pixel: the body at a quarter of the pixels, and the folded bicubic kernel.
+    assert m.macs_per_pixel() == 9 * (4 * 8 + 8 * 8 + 8 * 16) // 4 + 9 * 16
+    # Re-parameterised training deploys the same function.
+    r = Student(2, channels=6, depth=1, rep=True, block=2)
+    for p in r.parameters():
+        p.data.normal_(std=0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(r.plain()(x), r(x), atol=1e-5, rtol=1e-4)
+
+
+def test_space_to_depth_student_round_trips_through_onnx(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nerve_learning.export import export_onnx
+    from nerve_learning.local_trainer import student_from_onnx
+
+    torch.manual_seed(4)
+    m = Student(2, channels=8, depth=1, frames=2, block=2)
+    for p in m.body.parameters():
+        p.data.normal_(std=0.1)
+    export_onnx(m, tmp_path / "s2d.onnx")  # checks the file against PyTorch at an odd size
+    back = student_from_onnx(tmp_path / "s2d.onnx")
+    assert back.shape() == m.shape()
+    x = torch.rand(1, 2, 7, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(back(x), m(x))

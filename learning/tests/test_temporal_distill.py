@@ -63,3 +63,21 @@ def test_int8_variant_stays_close_to_float(tmp_path: Path) -> None:
     int8_ops = {node.split()[0] for node in layer_times(i8, 64, 48, runs=2)}
     assert "Conv" in float_ops and "QLinearConv" not in float_ops
     assert "QLinearConv" in int8_ops
+
+
+def test_int8_of_a_space_to_depth_student_quantizes_the_body_only(tmp_path: Path) -> None:
+    import onnx
+
+    lr, _ = build_pairs(tiny(False), tmp_path)
+    model = train(TrainConfig(steps=20, batch=4, channels=8, block=2), tiny(False), tmp_path)
+    f32, i8 = tmp_path / "f.onnx", tmp_path / "i.onnx"
+    export_onnx(model, f32)
+    quantize(f32, i8, lr)
+    graph = onnx.load(str(i8)).graph
+    quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
+    # The learned convolutions run in int8; the fixed upscale and the sum that makes the output
+    # stay float, so the output is not rounded to a grid of its own.
+    assert any(t.startswith("/body/") for t in quantized)
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {"/Add_output_0", "/Conv_output_0"} for n in graph.node)
+    a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
