@@ -65,6 +65,66 @@ pub fn quality_vs_bitrate(rows: &[Row], metric: &str, path: &Path) -> Result<()>
     Ok(())
 }
 
+/// `nerve-eval sr`'s quality/speed frontier: each nervesr model's gain over bicubic against its
+/// frames per second in the same run, one panel per measure, one colour per CRF, points labelled
+/// with the model.
+pub fn frontier(summary: &[crate::ladder::Summary], path: &Path) -> Result<()> {
+    let labelled = register_font();
+    let models: Vec<&crate::ladder::Summary> = summary.iter().filter(|s| s.upscaler.starts_with("nervesr")).collect();
+    if models.is_empty() {
+        return Err(anyhow!("no nervesr rows to plot a frontier of"));
+    }
+    let mut crfs: Vec<u32> = models.iter().map(|s| s.crf).collect();
+    crfs.sort();
+    crfs.dedup();
+    let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let panels = root.split_evenly((1, 2));
+    let measures: [(&str, fn(&crate::ladder::Summary) -> f64); 2] = [("dPSNR-Y (dB)", |s| s.d_psnr_y), ("dVMAF", |s| s.d_vmaf)];
+    let (x0, x1) = models.iter().fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(s.fps), b.max(s.fps)));
+    for (panel, (name, value)) in panels.iter().zip(measures) {
+        let (y0, y1) = models.iter().fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(value(s)), b.max(value(s))));
+        let pad = ((y1 - y0) * 0.15).max(0.2);
+        let mut builder = ChartBuilder::on(panel);
+        builder.margin(12);
+        if labelled {
+            builder.caption(format!("{name} over bicubic vs nervesr fps"), ("sans-serif", 16)).x_label_area_size(30).y_label_area_size(40);
+        }
+        let mut chart = builder
+            .build_cartesian_2d((x0 * 0.85)..(x1 * 1.25), (y0 - pad)..(y1 + pad))
+            .map_err(|e| anyhow!("{e}"))?;
+        if labelled {
+            chart.configure_mesh().draw().map_err(|e| anyhow!("{e}"))?;
+        }
+        for (i, crf) in crfs.iter().enumerate() {
+            let colour = Palette99::pick(i).to_rgba();
+            let pts: Vec<&&crate::ladder::Summary> = models.iter().filter(|s| s.crf == *crf).collect();
+            let series = chart
+                .draw_series(pts.iter().map(|s| Circle::new((s.fps, value(s)), 4, colour.filled())))
+                .map_err(|e| anyhow!("{e}"))?;
+            if labelled {
+                series.label(format!("CRF {crf}")).legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
+                let names = pts.iter().map(|s| {
+                    let short = s.upscaler.trim_start_matches("nervesr:").trim_start_matches("nerve-sr-").to_string();
+                    Text::new(short, (s.fps, value(s)), ("sans-serif", 11))
+                });
+                chart.draw_series(names).map_err(|e| anyhow!("{e}"))?;
+            }
+        }
+        if labelled {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
 /// A plotted measure: its axis label and how to read it from a summary row.
 type Measure = (&'static str, fn(&crate::recover::Summary) -> f64);
 

@@ -241,6 +241,11 @@ fn main() -> Result<()> {
             if let Some(path) = plot_path {
                 plot::quality_vs_bitrate(&rows, "vmaf", &path)?;
                 println!("wrote {}", path.display());
+                if summary.iter().any(|s| s.upscaler.starts_with("nervesr")) {
+                    let frontier = path.with_file_name(format!("{}-frontier.png", path.file_stem().and_then(|s| s.to_str()).unwrap_or("sr")));
+                    plot::frontier(&summary, &frontier)?;
+                    println!("wrote {}", frontier.display());
+                }
             }
         }
         Command::Recover { replot: Some(from), plot: plot_path, .. } => {
