@@ -41,6 +41,15 @@ fn ladder_rows_cover_every_rung_and_upscaler() {
     let summary = ladder::summarise(&rows);
     let bicubic = summary.iter().find(|s| s.upscaler == "bicubic").unwrap();
     assert_eq!(bicubic.d_psnr_y, 0.0);
+    // The quality/speed frontier plots the model rows; with none it says so instead of drawing.
+    let dir = std::env::temp_dir().join(format!("nerve-eval-frontier-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("frontier.png");
+    nerve_eval::plot::frontier(&summary, &png).unwrap();
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let classical: Vec<_> = summary.into_iter().filter(|s| !s.upscaler.starts_with("nervesr")).collect();
+    assert!(nerve_eval::plot::frontier(&classical, &dir.join("none.png")).is_err());
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
