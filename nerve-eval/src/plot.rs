@@ -80,7 +80,7 @@ pub fn frontier(summary: &[crate::ladder::Summary], path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (1000, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let panels = root.split_evenly((1, 2));
-    let measures: [(&str, fn(&crate::ladder::Summary) -> f64); 2] = [("dPSNR-Y (dB)", |s| s.d_psnr_y), ("dVMAF", |s| s.d_vmaf)];
+    let measures: [Measure<crate::ladder::Summary>; 2] = [("dPSNR-Y (dB)", |s| s.d_psnr_y), ("dVMAF", |s| s.d_vmaf)];
     let (x0, x1) = models.iter().fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(s.fps), b.max(s.fps)));
     for (panel, (name, value)) in panels.iter().zip(measures) {
         let (y0, y1) = models.iter().fold((f64::MAX, f64::MIN), |(a, b), s| (a.min(value(s)), b.max(value(s))));
@@ -112,13 +112,7 @@ pub fn frontier(summary: &[crate::ladder::Summary], path: &Path) -> Result<()> {
             }
         }
         if labelled {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
-                .map_err(|e| anyhow!("{e}"))?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
@@ -126,7 +120,7 @@ pub fn frontier(summary: &[crate::ladder::Summary], path: &Path) -> Result<()> {
 }
 
 /// A plotted measure: its axis label and how to read it from a summary row.
-type Measure = (&'static str, fn(&crate::recover::Summary) -> f64);
+type Measure<S> = (&'static str, fn(&S) -> f64);
 
 /// `nerve-eval recover`: PSNR-Y and VMAF against the packet-loss rate, one line per method.
 pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Result<()> {
@@ -134,7 +128,7 @@ pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Resu
     let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let panels = root.split_evenly((1, 2));
-    let metrics: [Measure; 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
+    let metrics: [Measure<crate::recover::Summary>; 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
     let mut methods: Vec<&str> = Vec::new();
     for s in summary {
         if !methods.contains(&s.method.as_str()) {
@@ -202,13 +196,21 @@ fn draw_lines(
         chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, colour.filled()))).map_err(|e| anyhow!("{e}"))?;
     }
     if labelled {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(frame.legend.clone())
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
+        legend(&mut chart, frame.legend.clone())?;
     }
     Ok(())
+}
+
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2df64>;
+type Cartesian2df64 = Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>;
+
+/// The series legend, boxed, at `position`.
+fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(position)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))
 }
