@@ -48,7 +48,7 @@ from .dataset import PairConfig, build_pairs
 from .degrade import Codec, _input_args, degrade, ffmpeg_exe, hr_geometry, probe_size
 from .memory import EpisodicMemory, patch_stats
 from .metrics import psnr
-from .model import Student
+from .model import FOLDED_BASE, Student
 from .registry import CANDIDATE, Registry, RegistryError, Version
 
 DEGRADATION_CODECS = ("x264", "x265", "vp9", "av1")
@@ -354,7 +354,7 @@ def student_from_onnx(path: Path) -> Student:
         raise ValueError(f"{path} is not an exported nerve Student (no body.N.weight initializers)")
     first, last = weights["body.0.weight"], weights[f"body.{convs[-1]}.weight"]
     # A space-to-depth student carries its folded bicubic kernel: (block^2 scale^2, block^2, 3, 3).
-    folded = int(weights["base"].shape[1]) if "base" in weights else 1
+    folded = int(weights[FOLDED_BASE].shape[1]) if FOLDED_BASE in weights else 1
     block = int(round(folded ** 0.5))
     channels, frames = int(first.shape[0]), int(first.shape[1]) // folded
     scale = int(round((last.shape[0] // folded) ** 0.5))

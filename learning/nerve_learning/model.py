@@ -57,6 +57,11 @@ class BicubicUpscale(nn.Module):
         return F.pixel_shuffle(self.phases(x), self.scale)
 
 
+# The name of a folded student's fixed bicubic kernel, in the state dict and the exported graph:
+# its presence marks a space-to-depth student (see `Student`).
+FOLDED_BASE = "base"
+
+
 def space_to_depth_kernel(scale: int, block: int) -> torch.Tensor:
     """The bicubic phases of `BicubicUpscale(scale)` as one fixed 3x3 convolution over a frame
     folded `block` x `block` into channels (pixel unshuffle), written in the channel order that
@@ -151,7 +156,7 @@ class Student(nn.Module):
         self.body = nn.Sequential(*layers)
         self.upscale = BicubicUpscale(scale)
         if block > 1:
-            self.register_buffer("base", space_to_depth_kernel(scale, block))
+            self.register_buffer(FOLDED_BASE, space_to_depth_kernel(scale, block))
         self.zero_tail()
 
     def zero_tail(self) -> None:
