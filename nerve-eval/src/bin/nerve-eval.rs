@@ -233,8 +233,12 @@ fn main() -> Result<()> {
                     s.crf, s.upscaler, s.psnr_y, s.ssim, s.vmaf, s.vmaf_neg, s.d_psnr_y, s.d_vmaf, s.d_vmaf_neg, s.fps
                 );
             }
+            let targets = ladder::targets(&summary, scale);
+            for t in &targets {
+                println!("target {}: {} ({})", t.name, if t.met { "met" } else { "NOT met" }, t.measured);
+            }
             if let Some(path) = json {
-                let doc = serde_json::json!({"scale": scale, "frames": frames, "rows": rows, "summary": summary});
+                let doc = serde_json::json!({"scale": scale, "frames": frames, "rows": rows, "summary": summary, "targets": targets});
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
                 println!("wrote {}", path.display());
             }
