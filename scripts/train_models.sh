@@ -16,4 +16,4 @@ learn train-sr --scale 2 --frames-in 2 --steps 10000 --name nerve-sr-x2-temporal
 learn train-sr --scale 2 --steps 10000 --teacher-steps 1500 --teacher-channels 32 --teacher-blocks 3 --distill 0.5 --name nerve-sr-x2-kd
 # The folded (space-to-depth) student and its int8 variant: the fast end of the x2 frontier (17 min).
 learn train-sr --scale 2 --block 2 --channels 32 --depth 2 --steps 40000 --int8 --name nerve-sr-x2-s2d
-learn train-sr --scale 2 --block 2 --channels 32 --depth 2 --steps 40000 --frames-in 2 --name nerve-sr-x2-s2d-temporal
+learn train-sr --scale 2 --block 2 --channels 32 --depth 2 --steps 40000 --frames-in 2 --int8 --name nerve-sr-x2-s2d-temporal

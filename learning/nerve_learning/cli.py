@@ -125,8 +125,8 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
     lw, lh = 1280 // args.scale, 720 // args.scale
     float_s = seconds_per_frame(onnx_path, lw, lh, frames=args.frames_in)
     extra.append(f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {1 / float_s:.1f} fps")
-    if args.int8 and args.frames_in == 1:
-        extra.append(make_int8(onnx_path, pairs, cache, name))
+    if args.int8:
+        extra.append(make_int8(onnx_path, pairs, cache, name, args.frames_in))
     (out / f"{name}.md").write_text(card(name, cfg, model, metrics, pairs, seconds, extra))
     (out / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=2))
     upsert_manifest(out / "manifest.toml", name, manifest_entry(name, onnx_path.name, model.scale, model.frames, sha, args.default, f"{name}.md"))
@@ -137,7 +137,7 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str) -> str:
+def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, frames: int = 1) -> str:
     """Quantizes a float model (calibrated on training patches), measures its speed and its
     PSNR-Y loss on held-out frames at x264 CRF 23, registers it in the manifest beside the float
     model (not as a default) and returns the model-card line."""
@@ -146,6 +146,7 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str) -> 
     from .dataset import eval_frames
     from .metrics import psnr
     from .quantize import quantize, seconds_per_frame, upscale_onnx
+    from .train import stacked
 
     out = float_path.parent
     int8_name = f"{parent}-int8"
@@ -153,14 +154,15 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str) -> 
     lr_np, _ = build_pairs(pairs, cache)
     quantize(float_path, int8_path, lr_np)
     lw, lh = 1280 // pairs.scale, 720 // pairs.scale
-    float_s, int8_s = seconds_per_frame(float_path, lw, lh), seconds_per_frame(int8_path, lw, lh)
+    float_s, int8_s = seconds_per_frame(float_path, lw, lh, frames=frames), seconds_per_frame(int8_path, lw, lh, frames=frames)
     deltas = []
     for _clip, lr, hr in eval_frames(pairs.scale, Codec("x264", 23), 4):
+        lr = stacked(lr, frames) if frames > 1 else lr
         deltas.append(psnr(upscale_onnx(int8_path, lr), hr) - psnr(upscale_onnx(float_path, lr), hr))
     loss = -sum(deltas) / len(deltas)
     sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()
     upsert_manifest(out / "manifest.toml", int8_name,
-                    manifest_entry(int8_name, int8_path.name, pairs.scale, 1, sha, False, f"{parent}.md", parent=parent))
+                    manifest_entry(int8_name, int8_path.name, pairs.scale, frames, sha, False, f"{parent}.md", parent=parent))
     return (f"- int8 variant `{int8_name}` (static QDQ, per-channel weights, calibrated on 64 training patches): "
             f"{1 / int8_s:.1f} fps vs {1 / float_s:.1f} fps float ({float_s / int8_s:.2f}x), "
             f"{loss:+.3f} dB PSNR-Y lost at CRF 23 on the held-out clips (model only, ONNX Runtime CPU, 2 threads)")
@@ -168,8 +170,9 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str) -> 
 
 def cmd_int8(args: argparse.Namespace) -> int:
     name = Path(args.model).stem
-    pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches)
-    line = make_int8(Path(args.model), pairs, Path(args.cache), name)
+    pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches,
+                       temporal=args.frames_in > 1)
+    line = make_int8(Path(args.model), pairs, Path(args.cache), name, args.frames_in)
     card_path = Path(args.model).with_suffix(".md")
     if card_path.exists():
         text = card_path.read_text()
@@ -433,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     q.add_argument("--frames", type=int, default=24)
     q.add_argument("--patches", type=int, default=24)
+    q.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: a temporal model (previous frame too)")
     q.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
     q.set_defaults(func=cmd_int8)
     q = sub.add_parser("int8-profile", help="time per node of float and int8 models (ONNX Runtime's profiler)")

@@ -12,12 +12,14 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 
 
 class PatchReader(CalibrationDataReader):
-    """Feeds training LR patches (never evaluation clips) to the calibrator."""
+    """Feeds training LR patches (never evaluation clips) to the calibrator: (N,h,w) patches, or
+    (N,frames,h,w) stacks for a temporal model."""
 
     def __init__(self, lr: np.ndarray, count: int = 64) -> None:
         rng = np.random.default_rng(0)
         pick = rng.choice(len(lr), size=min(count, len(lr)), replace=False)
-        self.items = iter([{"lr": lr[i][None, None].astype(np.float32) / 255.0} for i in pick])
+        batch = (lambda x: x[None]) if lr.ndim == 4 else (lambda x: x[None, None])
+        self.items = iter([{"lr": batch(lr[i]).astype(np.float32) / 255.0} for i in pick])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.items, None)

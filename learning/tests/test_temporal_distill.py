@@ -81,3 +81,15 @@ def test_int8_of_a_space_to_depth_student_quantizes_the_body_only(tmp_path: Path
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {"/Add_output_0", "/Conv_output_0"} for n in graph.node)
     a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+
+
+def test_int8_of_a_temporal_student_calibrates_on_frame_stacks(tmp_path: Path) -> None:
+    lr, _ = build_pairs(tiny(True), tmp_path)
+    assert lr.ndim == 4 and lr.shape[1] == 2  # (previous, current) patches
+    model = train(TrainConfig(steps=10, batch=4, channels=8, frames=2, block=2), tiny(True), tmp_path)
+    f32, i8 = tmp_path / "f.onnx", tmp_path / "i.onnx"
+    export_onnx(model, f32)
+    quantize(f32, i8, lr)
+    a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
+    assert a.shape == b.shape == (2, 48, 48)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
