@@ -157,7 +157,7 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, fra
     float_s, int8_s = seconds_per_frame(float_path, lw, lh, frames=frames), seconds_per_frame(int8_path, lw, lh, frames=frames)
     deltas = []
     for _clip, lr, hr in eval_frames(pairs.scale, Codec("x264", 23), 4):
-        lr = stacked(lr, frames) if frames > 1 else lr
+        lr = stacked(lr, frames)
         deltas.append(psnr(upscale_onnx(int8_path, lr), hr) - psnr(upscale_onnx(float_path, lr), hr))
     loss = -sum(deltas) / len(deltas)
     sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()

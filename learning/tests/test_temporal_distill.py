@@ -49,14 +49,22 @@ def test_distilled_temporal_student_exports_with_two_input_frames(tmp_path: Path
     assert session.run(None, {"lr": np.zeros((1, 2, 10, 12), np.float32)})[0].shape == (1, 1, 20, 24)
 
 
-def test_int8_variant_stays_close_to_float(tmp_path: Path) -> None:
-    lr, _ = build_pairs(tiny(False), tmp_path)
-    model = train(TrainConfig(steps=20, batch=4), tiny(False), tmp_path)
+def float_and_int8(tmp_path: Path, cfg: TrainConfig) -> tuple[Path, Path, np.ndarray, np.ndarray]:
+    """A tiny student of `cfg` trained, exported and quantized on its own calibration patches:
+    the float and int8 files and both outputs on two patches."""
+    pairs = tiny(cfg.frames > 1)
+    lr, _ = build_pairs(pairs, tmp_path)
+    model = train(cfg, pairs, tmp_path)
     f32, i8 = tmp_path / "f.onnx", tmp_path / "i.onnx"
     export_onnx(model, f32)
     quantize(f32, i8, lr)
     a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
     assert a.shape == b.shape == (2, 48, 48)
+    return f32, i8, a, b
+
+
+def test_int8_variant_stays_close_to_float(tmp_path: Path) -> None:
+    f32, i8, a, b = float_and_int8(tmp_path, TrainConfig(steps=20, batch=4))
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 3.0
     # the profile behind `nerve-learn int8-profile` names the kernels that really ran
     float_ops = {node.split()[0] for node in layer_times(f32, 64, 48, runs=2)}
@@ -68,28 +76,18 @@ def test_int8_variant_stays_close_to_float(tmp_path: Path) -> None:
 def test_int8_of_a_space_to_depth_student_quantizes_the_body_only(tmp_path: Path) -> None:
     import onnx
 
-    lr, _ = build_pairs(tiny(False), tmp_path)
-    model = train(TrainConfig(steps=20, batch=4, channels=8, block=2), tiny(False), tmp_path)
-    f32, i8 = tmp_path / "f.onnx", tmp_path / "i.onnx"
-    export_onnx(model, f32)
-    quantize(f32, i8, lr)
+    _, i8, a, b = float_and_int8(tmp_path, TrainConfig(steps=20, batch=4, channels=8, block=2))
     graph = onnx.load(str(i8)).graph
     quantized = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear"}
     # The learned convolutions run in int8; the fixed upscale and the sum that makes the output
     # stay float, so the output is not rounded to a grid of its own.
     assert any(t.startswith("/body/") for t in quantized)
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {"/Add_output_0", "/Conv_output_0"} for n in graph.node)
-    a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
 
 
 def test_int8_of_a_temporal_student_calibrates_on_frame_stacks(tmp_path: Path) -> None:
-    lr, _ = build_pairs(tiny(True), tmp_path)
-    assert lr.ndim == 4 and lr.shape[1] == 2  # (previous, current) patches
-    model = train(TrainConfig(steps=10, batch=4, channels=8, frames=2, block=2), tiny(True), tmp_path)
-    f32, i8 = tmp_path / "f.onnx", tmp_path / "i.onnx"
-    export_onnx(model, f32)
-    quantize(f32, i8, lr)
-    a, b = upscale_onnx(f32, lr[:2]), upscale_onnx(i8, lr[:2])
-    assert a.shape == b.shape == (2, 48, 48)
+    # Calibration patches are (previous, current) stacks; the calibrator must feed them whole.
+    assert build_pairs(tiny(True), tmp_path)[0].shape[1] == 2
+    _, _, a, b = float_and_int8(tmp_path, TrainConfig(steps=10, batch=4, channels=8, frames=2, block=2))
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
