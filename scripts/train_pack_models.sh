@@ -9,6 +9,10 @@
 #   scripts/train_pack_models.sh finish OUTDIR # ONNX + cards + manifest entries in models/
 #   scripts/train_pack_models.sh train-t OUTDIR  # x4 BI students, single-frame and temporal,
 #   scripts/train_pack_models.sh finish-t OUTDIR # plain and re-parameterised (ECB): Vid4
+#   scripts/train_pack_models.sh pictures        # learning/cache/pack-pictures.npz (apt, ~2 min)
+#   scripts/train_pack_models.sh train-p OUTDIR  # train-t's temporal ECB student fine-tuned on
+#                                                # video + pictures (16,000 steps: 1 h on 2 CPU cores)
+#   scripts/train_pack_models.sh finish-p OUTDIR # the shipped nerve-sr-x4-bi
 set -euo pipefail
 cd "$(dirname "$0")/../learning"
 PY=${PY:-../.venv/bin/python}
@@ -31,6 +35,13 @@ case "${1:-}" in
     learn train-pack "${t[@]}" --frames-in 2 --out "$out/x4-bi-t24.pt" > "$out/x4-bi-t24.log" 2>&1 &
     learn train-pack "${t[@]}" --frames-in 2 --rep --out "$out/x4-bi-t24r.pt" > "$out/x4-bi-t24r.log" 2>&1 &
     wait ;;
+  pictures) bash ../scripts/fetch_pictures.sh
+    learn pack-images --from cache/pictures/root --out cache/pack-pictures.npz ;;
+  train-p)
+    out=$2
+    learn train-pack --pack cache/pack-bi-t.npz --extra-pack cache/pack-pictures.npz --scale 4 --rungs bi \
+      --exclude CVPCMNL1 CVFC1 --channels 24 --depth 3 --frames-in 2 --rep --init "$out/x4-bi-t24r.pt" \
+      --lr 2e-4 --steps 16000 --seed 1 --out "$out/x4-bi-t24r-pic.pt" > "$out/x4-bi-t24r-pic.log" 2>&1 ;;
   train-bi)
     out=$2; mkdir -p "$out"
     bi=(--pack cache/pack-bi-half.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --patch 32 "${SIZE[@]}")
@@ -61,8 +72,13 @@ case "${1:-}" in
     learn finish --weights "$out/x4-kd.pt" --name nerve-sr-x4-kd --eval-codecs $ev
     for c in 24 28 32; do learn finish --weights "$out/x4-bi-c$c.pt" --name nerve-sr-x4-bi-c$c --eval-codecs none:0,x264:23; done ;;
   finish-t)
-    # The shipped nerve-sr-x4-bi is the temporal ECB student of train-t.
+    # nerve-sr-x4-bi version 2 was the temporal ECB student of train-t.
     learn finish --weights "$2/x4-bi-t24r.pt" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
       --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" ;;
-  *) echo "usage: $0 pack | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | finish OUTDIR | finish-t OUTDIR" >&2; exit 2 ;;
+  finish-p)
+    # The shipped nerve-sr-x4-bi (version 3): that student fine-tuned with pictures (train-p).
+    learn finish --weights "$2/x4-bi-t24r-pic.pt" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
+      --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" \
+      --note "Fine-tuned from train-t's student (x4-bi-t24r) on the video BI pack plus crops of 37 still pictures (Debian wallpaper packages, scripts/fetch_pictures.sh): scripts/train_pack_models.sh pictures, train-p" ;;
+  *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR" >&2; exit 2 ;;
 esac

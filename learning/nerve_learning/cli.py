@@ -329,8 +329,19 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack_images(args: argparse.Namespace) -> int:
+    from .images import ImagePackConfig, build_image_pack, find_pictures
+
+    cfg = ImagePackConfig(crop=args.crop, stride=args.stride, shift=args.shift, min_detail=args.min_detail,
+                          factors=tuple(int(f) for f in args.factors.split(",")))
+    pictures = find_pictures([Path(d) for d in args.source], cfg.min_bytes)
+    out = build_image_pack(cfg, pictures, Path(args.out))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from {len(pictures)} pictures")
+    return 0
+
+
 def cmd_train_pack(args: argparse.Namespace) -> int:
-    from .pack import load_pack
+    from .pack import load_pack, merge_packs
     from .packtrain import PackTrainConfig, train_from_pack
 
     cfg = PackTrainConfig(scale=args.scale, rungs=args.rungs, exclude=tuple(args.exclude), channels=args.channels,
@@ -338,10 +349,25 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           teacher_channels=args.teacher_channels, teacher_blocks=args.teacher_blocks,
                           teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
                           distill=args.distill, frames=args.frames_in, rep=args.rep, block=args.block, device=args.device,
-                          threads=args.threads, seed=args.seed)
-    out = train_from_pack(load_pack(Path(args.pack)), cfg, Path(args.out))
+                          threads=args.threads, seed=args.seed, init=args.init, lr=args.lr)
+    pack = load_pack(Path(args.pack))
+    if args.extra_pack:
+        if args.rungs != "bi":
+            raise SystemExit("--extra-pack merges crops for the clean BI degradation only (--rungs bi)")
+        pack = merge_packs([pack] + [load_pack(Path(p)) for p in args.extra_pack])
+    out = train_from_pack(pack, cfg, Path(args.out))
     print(f"wrote {out}")
     return 0
+
+
+def pack_description(cfg: dict) -> str:
+    """One part of a (possibly merged) pack's configuration, as a model card says it."""
+    if cfg.get("kind") == "pictures":
+        return (f"still pictures shrunk by {', '.join(map(str, cfg['factors']))}, crops of {cfg['crop']} px every "
+                f"{cfg['stride']} px with detail >= {cfg['min_detail']}, each with a copy shifted by up to {cfg['shift']} px "
+                "as its previous frame")
+    return (f"{cfg['frames_per_clip']} frames per clip, every {cfg['frame_step']}th, "
+            f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
 
 
 def cmd_finish(args: argparse.Namespace) -> int:
@@ -380,8 +406,9 @@ def cmd_finish(args: argparse.Namespace) -> int:
         f"- Parameters: {params}",
         f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
         f"- Training data: {', '.join(record['clips'])}",
-        f"  ({record['pack']['frames_per_clip']} frames per clip, every {record['pack']['frame_step']}th, "
-        f"{record['pack']['crops_per_frame']} crops of {record['pack']['crop']} px per frame; patches of {cfg['patch_lr']} LR px drawn at random)",
+        f"  ({'; '.join(pack_description(p) for p in record['pack'].get('merged', [record['pack']]))}; "
+        f"patches of {cfg['patch_lr']} LR px drawn at random)",
+        *([f"- Fine-tuned from: {Path(record['init']['path']).name}"] if "init" in record else []),
         *([f"- Left out of training: {', '.join(cfg['exclude'])}"] if cfg["exclude"] else []),
         f"- Degradation: {rungs}",
         f"- Training: L1{kd}, "
@@ -489,6 +516,15 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--hr-downscale", type=int, default=1, help="shrink the originals first (BI packs)")
     k.add_argument("--previous", action="store_true", help="also store each crop's previous frame (temporal students)")
     k.set_defaults(func=cmd_pack)
+    im = sub.add_parser("pack-images", help="a BI pack of crops of still pictures (shifted copies as previous frames)")
+    im.add_argument("--from", dest="source", nargs="+", required=True, help="folders searched for .jpg/.png pictures")
+    im.add_argument("--out", required=True)
+    im.add_argument("--crop", type=int, default=288)
+    im.add_argument("--stride", type=int, default=144)
+    im.add_argument("--shift", type=int, default=3, help="largest shift of the stand-in previous frame (HR pixels)")
+    im.add_argument("--min-detail", type=float, default=5.0, help="drop crops flatter than this (mean abs luma step)")
+    im.add_argument("--factors", default="2,3,4", help="each picture is shrunk by each of these first")
+    im.set_defaults(func=cmd_pack_images)
     t = sub.add_parser("train-pack", help="train a student (and optionally its teacher) from a frame pack, on CUDA if present")
     t.add_argument("--pack", required=True)
     t.add_argument("--out", required=True, help="weights file to write (.pt)")
@@ -509,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: temporal student (pack made with --previous)")
     t.add_argument("--rep", action="store_true", help="re-parameterisable (ECB) blocks in training, plain convs deployed")
     t.add_argument("--block", type=int, default=1, choices=(1, 2), help="2: space-to-depth student (int8-friendly)")
+    t.add_argument("--extra-pack", action="append", default=[], help="another pack (e.g. from pack-images) to draw from too; BI only")
+    t.add_argument("--init", default="", help="start from this train-pack weights file (same architecture): fine-tuning")
+    t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (cosine schedule to 0)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)

@@ -140,6 +140,26 @@ def load_pack(path: Path) -> Pack:
         return Pack(hr=z["hr"], clip=z["clip"], valid=z["valid"], lr=lr, meta=meta, hr_prev=hr_prev, prev=prev)
 
 
+def merge_packs(packs: list[Pack]) -> Pack:
+    """One pack of the crops of several (a video BI pack and an image pack, say), for the clean
+    BI degradation: the low rungs are computed from `hr`, so stored codec rungs are dropped."""
+    if len({p.hr.shape[1:] for p in packs}) != 1:
+        raise ValueError(f"packs of different crop sizes: {[p.hr.shape[1:] for p in packs]}")
+    with_prev = [p.hr_prev is not None for p in packs]
+    if any(with_prev) and not all(with_prev):
+        raise ValueError("either every pack or none has previous frames")
+    names: list[str] = []
+    clip = []
+    for p in packs:
+        clip.append(p.clip.astype(np.int16) + len(names))
+        names += p.clips()
+    meta = {"config": {"merged": [p.meta.get("config", {}) for p in packs]}, "clips": names,
+            "contents": [c for p in packs for c in p.meta.get("contents", [""] * len(p.clips()))]}
+    return Pack(hr=np.concatenate([p.hr for p in packs]), clip=np.concatenate(clip),
+                valid=np.concatenate([p.valid for p in packs]), lr={}, meta=meta,
+                hr_prev=np.concatenate([p.hr_prev for p in packs]) if all(with_prev) else None)
+
+
 def _cubic(x: np.ndarray) -> np.ndarray:
     a = np.abs(x)
     return np.where(a <= 1, 1.5 * a**3 - 2.5 * a**2 + 1,

@@ -41,6 +41,7 @@ class PackTrainConfig:
     frames: int = 1  # 2: temporal student (previous, current); needs a pack made with `previous`
     rep: bool = False  # train each conv as a re-parameterisable EdgeConv (deployed plain)
     block: int = 1  # 2: space-to-depth student (see model.Student)
+    init: str = ""  # a train-pack weights file of the same architecture to start from (fine-tuning)
     seed: int = 0
     device: str = "auto"
     threads: int = 2
@@ -100,8 +101,11 @@ class PatchSampler:
 
 
 def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, minutes: float, desc: str,
-        teacher: nn.Module | None = None) -> tuple[nn.Module, dict]:
-    """L1 to the original (+ `distill` x L1 to the teacher); returns the model and a record."""
+        teacher: nn.Module | None = None, start: dict | None = None) -> tuple[nn.Module, dict]:
+    """L1 to the original (+ `distill` x L1 to the teacher); returns the model and a record.
+    `start`: weights to begin from (else the initialisation)."""
+    if start is not None:
+        model.load_state_dict(start)
     dev = sampler.device
     model.to(dev).train()
     if minutes > 0:
@@ -116,10 +120,13 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
             torch.cuda.synchronize()
         per_step = (time.time() - started) / probe
         steps = max(100, int(minutes * 60 / per_step))
-        for m in model.modules():  # restart from the initialisation: timing steps do not count
-            if hasattr(m, "reset_parameters"):
-                m.reset_parameters()
-        model.zero_tail()
+        if start is not None:  # restart: timing steps do not count
+            model.load_state_dict(start)
+        else:
+            for m in model.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            model.zero_tail()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     started = time.time()
@@ -175,13 +182,32 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
             p.requires_grad_(False)
         record["teacher"] = t_rec
         record["teacher_state"] = {k: v.cpu() for k, v in teacher.state_dict().items()}
+    start = None
+    if cfg.init:
+        start = _init_state(cfg)
+        record["init"] = {"path": cfg.init}
     student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, cfg.rep, cfg.block), sampler, cfg, cfg.steps, cfg.minutes,
-                         f"student x{cfg.scale}", teacher)
+                         f"student x{cfg.scale}", teacher, start)
     record["student"] = s_rec
     record["state"] = {k: v.cpu() for k, v in student.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(record, out)
     return out
+
+
+ARCHITECTURE = ("scale", "channels", "depth", "frames", "rep", "block")
+
+
+def _init_state(cfg: PackTrainConfig) -> dict:
+    """The weights of `cfg.init`, which must be a student of the same architecture."""
+    record = torch.load(cfg.init, map_location="cpu", weights_only=False)
+    if "state" not in record or "config" not in record:
+        raise ValueError(f"{cfg.init}: not a train-pack weights file")
+    theirs = {k: record["config"].get(k, PackTrainConfig.__dataclass_fields__[k].default) for k in ARCHITECTURE}
+    ours = {k: getattr(cfg, k) for k in ARCHITECTURE}
+    if theirs != ours:
+        raise ValueError(f"{cfg.init} is a different student: {theirs}, this run trains {ours}")
+    return record["state"]
 
 
 def load_student(path: Path) -> tuple[Student, dict]:
