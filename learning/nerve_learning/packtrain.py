@@ -171,6 +171,7 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     dev = pick_device(cfg.device)
+    start = _init_state(cfg) if cfg.init else None  # checked before any training
     sampler = PatchSampler(pack, cfg, dev)
     record: dict = {"config": asdict(cfg), "pack": pack.meta["config"], "clips": [c for c in pack.clips() if not any(e in c for e in cfg.exclude)]}
     teacher = None
@@ -182,9 +183,7 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
             p.requires_grad_(False)
         record["teacher"] = t_rec
         record["teacher_state"] = {k: v.cpu() for k, v in teacher.state_dict().items()}
-    start = None
     if cfg.init:
-        start = _init_state(cfg)
         record["init"] = {"path": cfg.init}
     student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, cfg.rep, cfg.block), sampler, cfg, cfg.steps, cfg.minutes,
                          f"student x{cfg.scale}", teacher, start)

@@ -7,9 +7,22 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::frame::{Clip, Frame};
+use crate::ladder::Target;
 use crate::run;
 
 pub const CLIPS: [&str; 4] = ["calendar", "city", "foliage", "walk"];
+
+/// The models issue's x4 target: the Vid4 average PSNR-Y of the model (its real-time speed is
+/// the `sr_throughput` benchmark's, not judged here).
+pub const TARGET_DB: f64 = 25.0;
+
+pub fn target(model: &str, average_db: f64) -> Target {
+    Target {
+        name: format!("Vid4 x4 PSNR-Y >= {TARGET_DB:.1} dB ({model})"),
+        measured: format!("{average_db:.2} dB"),
+        met: average_db >= TARGET_DB,
+    }
+}
 
 fn cubic(x: f64) -> f64 {
     let a = x.abs();
@@ -161,4 +174,17 @@ pub fn evaluate(dir: &Path, clip: &str, filter: &str) -> Result<Vid4Row> {
         .collect();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     Ok(Vid4Row { clip: clip.into(), frames: files.len(), bicubic_rgb_db: mean(&bic_rgb), bicubic_y_db: mean(&bic_y), model_db: mean(&model) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_is_met_from_25_db_and_not_below() {
+        assert!(target("m", 25.0).met);
+        assert!(!target("m", 24.99).met);
+        assert!(!target("m", f64::NAN).met); // a size mismatch scores NaN: never met
+        assert_eq!(target("m", 24.714).measured, "24.71 dB");
+    }
 }

@@ -483,8 +483,11 @@ fn main() -> Result<()> {
             let avg = |f: fn(&vid4::Vid4Row) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
             let (b, by, m) = (avg(|r| r.bicubic_rgb_db), avg(|r| r.bicubic_y_db), avg(|r| r.model_db));
             println!("{:<10} {:>6} {:>14.2} {:>12.2} {:>9.2}", "average", "", b, by, m);
+            let t = vid4::target(if model.is_empty() { "the default x4 model" } else { &model }, m);
+            println!("target {}: {} ({})", t.name, if t.met { "met" } else { "NOT met" }, t.measured);
             if let Some(path) = json {
-                let doc = serde_json::json!({"rows": rows, "average": {"bicubic_rgb_db": b, "bicubic_y_db": by, "model_db": m}});
+                let doc = serde_json::json!({"model": model, "rows": rows,
+                    "average": {"bicubic_rgb_db": b, "bicubic_y_db": by, "model_db": m}, "targets": [t]});
                 std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
             }
         }
