@@ -53,17 +53,28 @@ def detail(crop: np.ndarray) -> float:
     return float(np.abs(np.diff(c, axis=1)).mean() + np.abs(np.diff(c, axis=0)).mean())
 
 
+def picture_key(path: Path) -> str:
+    """What names a picture whatever its size: wallpapers ship several sizes of one picture
+    (`<Name>/contents/images/WxH.jpg`, `<name>_WxH.jpg`)."""
+    s = str(path)
+    if "/contents/" in s:
+        return s.split("/contents/")[0] + ("-dark" if "/images_dark/" in s else "")
+    return re.sub(r"_\d+x\d+$", "", str(path.with_suffix("")))
+
+
+def picture_name(path: Path) -> str:
+    """The name a model card lists: the picture's file name, or its wallpaper's folder name."""
+    return Path(picture_key(path)).name + path.suffix if "/contents/" in str(path) else path.name
+
+
 def find_pictures(roots: list[Path], min_bytes: int) -> list[Path]:
-    """One file per picture: wallpapers ship several sizes of one picture (`<name>/contents/
-    images/WxH.jpg`, `name_WxH.jpg`); the largest is kept."""
+    """One file per picture (see `picture_key`): the largest."""
     best: dict[str, tuple[Path, int]] = {}
     for root in roots:
         for f in sorted(root.rglob("*")):
             if f.suffix.lower() not in SUFFIXES or f.stat().st_size < min_bytes:
                 continue
-            s = str(f)
-            key = s.split("/contents/")[0] + ("-dark" if "images_dark" in s else "") if "/contents/" in s \
-                else re.sub(r"_\d+x\d+$", "", str(f.with_suffix("")))
+            key = picture_key(f)
             with Image.open(f) as im:
                 area = im.size[0] * im.size[1]
             if key not in best or area > best[key][1]:
@@ -101,7 +112,7 @@ def build_image_pack(cfg: ImagePackConfig, pictures: list[Path], out: Path) -> P
                     prev.append(small[top + dy : top + dy + cfg.crop, left + dx : left + dx + cfg.crop])
                     clip.append(len(names))
         if len(hr) > before:
-            names.append(f"pictures/{f.name}")
+            names.append(f"pictures/{picture_name(f)}")
     if not hr:
         raise ValueError(f"no crop of {len(pictures)} pictures has detail >= {cfg.min_detail}")
     meta = {"config": asdict(cfg) | {"kind": "pictures"}, "clips": names, "contents": ["photo"] * len(names)}

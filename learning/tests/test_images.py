@@ -106,3 +106,11 @@ def test_model_card_describes_each_part_of_a_merged_pack(tmp_path: Path) -> None
     assert parts == ["32 frames per clip, every 6th, 3 crops of 48 px per frame",
                      "still pictures shrunk by 2, crops of 48 px every 48 px with detail >= 5.0, "
                      "each with a copy shifted by up to 2 px as its previous frame"]
+
+
+def test_picture_names_say_which_wallpaper() -> None:
+    from nerve_learning.images import picture_name
+
+    assert picture_name(Path("/w/Kite/contents/images/1280x1024.jpg")) == "Kite.jpg"
+    assert picture_name(Path("/w/Kite/contents/images_dark/1280x1024.jpg")) == "Kite-dark.jpg"
+    assert picture_name(Path("/b/Elephants_5640x3172.jpg")) == "Elephants_5640x3172.jpg"
