@@ -349,7 +349,7 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           teacher_channels=args.teacher_channels, teacher_blocks=args.teacher_blocks,
                           teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
                           distill=args.distill, frames=args.frames_in, rep=args.rep, block=args.block, device=args.device,
-                          threads=args.threads, seed=args.seed, init=args.init, lr=args.lr)
+                          threads=args.threads, seed=args.seed, init=args.init, lr=args.lr, loss=args.loss)
     pack = load_pack(Path(args.pack))
     if args.extra_pack:
         if args.rungs != "bi":
@@ -411,7 +411,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         *([f"- Fine-tuned from: {Path(record['init']['path']).name}"] if "init" in record else []),
         *([f"- Left out of training: {', '.join(cfg['exclude'])}"] if cfg["exclude"] else []),
         f"- Degradation: {rungs}",
-        f"- Training: L1{kd}, "
+        f"- Training: {cfg.get('loss', 'l1').upper()}{kd}, "
         f"Adam {cfg['lr']}, cosine schedule, {s['steps']} steps of {cfg['batch']} on {s['device']} ({s['seconds'] / 60:.1f} min)",
         *([f"- Teacher: {cfg['teacher_blocks']} residual blocks of {cfg['teacher_channels']} channels, "
            f"{record['teacher']['steps']} steps on {record['teacher']['device']}"] if "teacher" in record else []),
@@ -548,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--extra-pack", action="append", default=[], help="another pack (e.g. from pack-images) to draw from too; BI only")
     t.add_argument("--init", default="", help="start from this train-pack weights file (same architecture): fine-tuning")
     t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (cosine schedule to 0)")
+    t.add_argument("--loss", default="l1", choices=("l1", "l2"), help="l2: mean squared error (PSNR's measure)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)

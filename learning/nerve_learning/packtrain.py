@@ -41,6 +41,7 @@ class PackTrainConfig:
     frames: int = 1  # 2: temporal student (previous, current); needs a pack made with `previous`
     rep: bool = False  # train each conv as a re-parameterisable EdgeConv (deployed plain)
     block: int = 1  # 2: space-to-depth student (see model.Student)
+    loss: str = "l1"  # "l2": mean squared error, PSNR's own measure (a last fine-tuning stage)
     init: str = ""  # a train-pack weights file of the same architecture to start from (fine-tuning)
     seed: int = 0
     device: str = "auto"
@@ -102,7 +103,7 @@ class PatchSampler:
 
 def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, minutes: float, desc: str,
         teacher: nn.Module | None = None, start: dict | None = None) -> tuple[nn.Module, dict]:
-    """L1 to the original (+ `distill` x L1 to the teacher); returns the model and a record.
+    """L1 (or L2) to the original (+ `distill` x L1 to the teacher); returns the model and a record.
     `start`: weights to begin from (else the initialisation)."""
     if start is not None:
         model.load_state_dict(start)
@@ -131,7 +132,7 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     started = time.time()
     loss = _loop(model, sampler, cfg, steps, steps, teacher, (opt, sched), desc)
-    return model, {"steps": steps, "seconds": time.time() - started, "final_l1": loss, "device": str(dev)}
+    return model, {"steps": steps, "seconds": time.time() - started, "final_loss": loss, "device": str(dev)}
 
 
 def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: int, total: int,
@@ -150,7 +151,7 @@ def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: 
         if step % 3 == 0:
             x, y = x.transpose(-1, -2), y.transpose(-1, -2)
         out = model(x)
-        loss = nn.functional.l1_loss(out, y)
+        loss = nn.functional.mse_loss(out, y) if cfg.loss == "l2" else nn.functional.l1_loss(out, y)
         if teacher is not None and cfg.distill > 0:
             with torch.no_grad():
                 target = teacher(x[:, -1:])
@@ -162,7 +163,7 @@ def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: 
             sched.step()
         if step % 500 == 0:
             loss_value = float(loss.item())
-            bar.set_postfix(l1=f"{loss_value:.4f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}")
     return loss_value
 
 
@@ -171,6 +172,8 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     dev = pick_device(cfg.device)
+    if cfg.loss not in ("l1", "l2"):
+        raise ValueError(f"loss {cfg.loss!r}: l1 or l2")
     start = _init_state(cfg) if cfg.init else None  # checked before any training
     sampler = PatchSampler(pack, cfg, dev)
     record: dict = {"config": asdict(cfg), "pack": pack.meta["config"], "clips": [c for c in pack.clips() if not any(e in c for e in cfg.exclude)]}

@@ -114,3 +114,17 @@ def test_picture_names_say_which_wallpaper() -> None:
     assert picture_name(Path("/w/Kite/contents/images/1280x1024.jpg")) == "Kite.jpg"
     assert picture_name(Path("/w/Kite/contents/images_dark/1280x1024.jpg")) == "Kite-dark.jpg"
     assert picture_name(Path("/b/Elephants_5640x3172.jpg")) == "Elephants_5640x3172.jpg"
+
+
+def test_l2_fine_tuning_measures_squared_error(tmp_path: Path) -> None:
+    pack = small_pack(6, 48, ["a", "b"])
+    base = PackTrainConfig(scale=4, rungs="bi", channels=4, depth=1, steps=1, batch=4, patch_lr=6, lr=0.0,
+                           device="cpu", threads=1)
+    first = train_from_pack(pack, base, tmp_path / "a.pt")
+    # Same start, same first batch, no update: the recorded losses are L1 and MSE of the same errors.
+    l1, l2 = (torch.load(train_from_pack(pack, PackTrainConfig(**{**base.__dict__, "init": str(first), "loss": loss}),
+                                         tmp_path / f"{loss}.pt"), weights_only=False)["student"]["final_loss"]
+              for loss in ("l1", "l2"))
+    assert 0 < l2 < l1 < 1  # errors under 1: squares are smaller
+    with pytest.raises(ValueError, match="l1 or l2"):
+        train_from_pack(pack, PackTrainConfig(**{**base.__dict__, "loss": "huber"}), tmp_path / "h.pt")
