@@ -155,6 +155,13 @@ pub struct Target {
     pub met: bool,
 }
 
+impl std::fmt::Display for Target {
+    /// The line a run prints for it: "target <name>: met|NOT met (<measured>)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "target {}: {} ({})", self.name, if self.met { "met" } else { "NOT met" }, self.measured)
+    }
+}
+
 /// The targets a ladder run can judge: the default x2 model at CRF 23 (+4 VMAF and +0.5 dB
 /// PSNR-Y over bicubic), and every int8 model run beside its float parent (at most 0.1 dB PSNR-Y
 /// lost at each CRF; its frames per second against the parent's are reported, not judged: they

@@ -185,6 +185,6 @@ mod tests {
         assert!(target("m", 25.0).met);
         assert!(!target("m", 24.99).met);
         assert!(!target("m", f64::NAN).met); // a size mismatch scores NaN: never met
-        assert_eq!(target("m", 24.714).measured, "24.71 dB");
+        assert_eq!(target("m", 24.714).to_string(), "target Vid4 x4 PSNR-Y >= 25.0 dB (m): NOT met (24.71 dB)");
     }
 }

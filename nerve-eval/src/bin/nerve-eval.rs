@@ -235,7 +235,7 @@ fn main() -> Result<()> {
             }
             let targets = ladder::targets(&summary, scale);
             for t in &targets {
-                println!("target {}: {} ({})", t.name, if t.met { "met" } else { "NOT met" }, t.measured);
+                println!("{t}");
             }
             if let Some(path) = json {
                 let doc = serde_json::json!({"scale": scale, "frames": frames, "rows": rows, "summary": summary, "targets": targets});
@@ -484,7 +484,7 @@ fn main() -> Result<()> {
             let (b, by, m) = (avg(|r| r.bicubic_rgb_db), avg(|r| r.bicubic_y_db), avg(|r| r.model_db));
             println!("{:<10} {:>6} {:>14.2} {:>12.2} {:>9.2}", "average", "", b, by, m);
             let t = vid4::target(if model.is_empty() { "the default x4 model" } else { &model }, m);
-            println!("target {}: {} ({})", t.name, if t.met { "met" } else { "NOT met" }, t.measured);
+            println!("{t}");
             if let Some(path) = json {
                 let doc = serde_json::json!({"model": model, "rows": rows,
                     "average": {"bicubic_rgb_db": b, "bicubic_y_db": by, "model_db": m}, "targets": [t]});
