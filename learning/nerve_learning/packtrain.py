@@ -105,8 +105,6 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
         teacher: nn.Module | None = None, start: dict | None = None) -> tuple[nn.Module, dict]:
     """L1 (or L2) to the original (+ `distill` x L1 to the teacher); returns the model and a record.
     `start`: weights to begin from (else the initialisation)."""
-    if start is not None:
-        model.load_state_dict(start)
     dev = sampler.device
     model.to(dev).train()
     if minutes > 0:
@@ -121,13 +119,13 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
             torch.cuda.synchronize()
         per_step = (time.time() - started) / probe
         steps = max(100, int(minutes * 60 / per_step))
-        if start is not None:  # restart: timing steps do not count
-            model.load_state_dict(start)
-        else:
+        if start is None:  # restart from the initialisation: timing steps do not count
             for m in model.modules():
                 if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
             model.zero_tail()
+    if start is not None:
+        model.load_state_dict(start)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     started = time.time()
