@@ -9,7 +9,7 @@
 #   scripts/train_pack_models.sh finish OUTDIR # ONNX + cards + manifest entries in models/
 #   scripts/train_pack_models.sh train-t OUTDIR  # x4 BI students, single-frame and temporal,
 #   scripts/train_pack_models.sh finish-t OUTDIR # plain and re-parameterised (ECB): Vid4
-#   scripts/train_pack_models.sh pictures        # learning/cache/pack-pictures.npz (apt, ~2 min)
+#   scripts/train_pack_models.sh pictures        # learning/cache/pack-pictures{-5,}.npz (apt, ~15 min)
 #   scripts/train_pack_models.sh train-p OUTDIR  # train-t's temporal ECB student fine-tuned on
 #                                                # video + pictures (16,000 steps: 1 h on 2 CPU cores)
 #   scripts/train_pack_models.sh finish-p OUTDIR # the shipped nerve-sr-x4-bi
@@ -36,10 +36,12 @@ case "${1:-}" in
     learn train-pack "${t[@]}" --frames-in 2 --rep --out "$out/x4-bi-t24r.pt" > "$out/x4-bi-t24r.log" 2>&1 &
     wait ;;
   pictures) bash ../scripts/fetch_pictures.sh
+    # Version 3 learnt from the first five packages' pictures (backgrounds/, wallpapers/): 37 kept.
+    learn pack-images --from cache/pictures/root/usr/share/{backgrounds,wallpapers} --out cache/pack-pictures-5.npz
     learn pack-images --from cache/pictures/root --out cache/pack-pictures.npz ;;
   train-p)
     out=$2
-    learn train-pack --pack cache/pack-bi-t.npz --extra-pack cache/pack-pictures.npz --scale 4 --rungs bi \
+    learn train-pack --pack cache/pack-bi-t.npz --extra-pack cache/pack-pictures-5.npz --scale 4 --rungs bi \
       --exclude CVPCMNL1 CVFC1 --channels 24 --depth 3 --frames-in 2 --rep --init "$out/x4-bi-t24r.pt" \
       --lr 2e-4 --steps 16000 --seed 1 --out "$out/x4-bi-t24r-pic.pt" > "$out/x4-bi-t24r-pic.log" 2>&1 ;;
   train-bi)

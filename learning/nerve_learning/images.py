@@ -12,7 +12,7 @@ low-resolution frames are best aligned by a zero integer shift). Temporal studen
 it what the previous frame adds; single-frame students ignore it.
 
 The pictures used for the shipped model are the photographic wallpapers of Debian packages
-(`scripts/fetch_wallpapers.sh`: DFSG-free, fetched with apt like every other dependency).
+(`scripts/fetch_pictures.sh`: DFSG-free, fetched with apt like every other dependency).
 """
 
 from __future__ import annotations
