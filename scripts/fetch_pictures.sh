@@ -29,7 +29,8 @@ for f in "$edj"/*.edj; do
   [ -f "$photos/$name.png" ] && continue
   tmp=$(mktemp -d)
   (cd "$tmp" && edje_decc "$f" >/dev/null 2>&1) || true
-  [ -f "$tmp/$name/img.png" ] && mv "$tmp/$name/img.png" "$photos/$name.png"
+  if [ -f "$tmp/$name/img.png" ]; then mv "$tmp/$name/img.png" "$photos/$name.png"
+  else echo "warning: no img.png in $f (not a photograph background?)" >&2; fi
   rm -rf "$tmp"
 done
 rm -rf "$out/root/usr/share/enlightenment/data" "$out/root/usr/share/lxqt/themes"

@@ -23,6 +23,11 @@ PACK=cache/pack-v1.npz
 # Budget per job: minutes (GPU) or steps (CPU). The shipped models used MINUTES=6.5.
 if [[ -n "${STEPS:-}" ]]; then SIZE=(--steps "$STEPS"); TSIZE=(--teacher-steps "$STEPS"); HALF=(--steps "$STEPS")
 else M=${MINUTES:-6.5}; SIZE=(--minutes "$M"); TSIZE=(--teacher-minutes "$(awk "BEGIN{print $M*0.45}")"); HALF=(--minutes "$(awk "BEGIN{print $M*0.55}")"); fi
+# The picture fine-tuning stages (train-p, train-p2): train-t's temporal ECB x4 student.
+PIC=(--pack cache/pack-bi-t.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --channels 24 --depth 3 --frames-in 2 --rep)
+# finish for nerve-sr-x4-bi: held-out clean and CRF 23 rungs; Vid4 is measured by nerve-eval.
+finish_bi() { learn finish --weights "$1" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
+  --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" "${@:2}"; }
 case "${1:-}" in
   pack) learn pack --out "$PACK"
     # The BI pack: originals shrunk by 2 first (cleaner ground truth), no codec rungs.
@@ -43,8 +48,7 @@ case "${1:-}" in
     learn pack-images --from cache/pictures/root --out cache/pack-pictures.npz ;;
   train-p)
     out=$2
-    learn train-pack --pack cache/pack-bi-t.npz --extra-pack cache/pack-pictures-5.npz --scale 4 --rungs bi \
-      --exclude CVPCMNL1 CVFC1 --channels 24 --depth 3 --frames-in 2 --rep --init "$out/x4-bi-t24r.pt" \
+    learn train-pack "${PIC[@]}" --extra-pack cache/pack-pictures-5.npz --init "$out/x4-bi-t24r.pt" \
       --lr 2e-4 --steps 16000 --seed 1 --out "$out/x4-bi-t24r-pic.pt" > "$out/x4-bi-t24r-pic.log" 2>&1 ;;
   train-bi)
     out=$2; mkdir -p "$out"
@@ -77,25 +81,19 @@ case "${1:-}" in
     for c in 24 28 32; do learn finish --weights "$out/x4-bi-c$c.pt" --name nerve-sr-x4-bi-c$c --eval-codecs none:0,x264:23; done ;;
   finish-t)
     # nerve-sr-x4-bi version 2 was the temporal ECB student of train-t.
-    learn finish --weights "$2/x4-bi-t24r.pt" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
-      --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" ;;
+    finish_bi "$2/x4-bi-t24r.pt" ;;
   train-p2)
     out=$2
-    p2=(--pack cache/pack-bi-t.npz --extra-pack cache/pack-pictures.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1
-        --channels 24 --depth 3 --frames-in 2 --rep)
+    p2=("${PIC[@]}" --extra-pack cache/pack-pictures.npz)
     learn train-pack "${p2[@]}" --init "$out/x4-bi-t24r-pic.pt" --lr 2e-4 --steps 16000 --seed 2 \
       --out "$out/x4-bi-t24r-pic2.pt" > "$out/x4-bi-t24r-pic2.log" 2>&1
     learn train-pack "${p2[@]}" --init "$out/x4-bi-t24r-pic2.pt" --lr 1e-4 --loss l2 --steps 7500 --seed 3 \
       --out "$out/x4-bi-t24r-pic2-l2.pt" > "$out/x4-bi-t24r-pic2-l2.log" 2>&1 ;;
   finish-p2)
     # The shipped nerve-sr-x4-bi (version 4).
-    learn finish --weights "$2/x4-bi-t24r-pic2-l2.pt" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
-      --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" \
-      --note "Version 4: version 3 fine-tuned on the video BI pack plus crops of 53 still pictures (seven Debian packages, scripts/fetch_pictures.sh), L1 then squared error: scripts/train_pack_models.sh pictures, train-p, train-p2" ;;
+    finish_bi "$2/x4-bi-t24r-pic2-l2.pt" --note "Version 4: version 3 fine-tuned on the video BI pack plus crops of 53 still pictures (seven Debian packages, scripts/fetch_pictures.sh), L1 then squared error: scripts/train_pack_models.sh pictures, train-p, train-p2" ;;
   finish-p)
     # Version 3 of nerve-sr-x4-bi: that student fine-tuned with pictures (train-p).
-    learn finish --weights "$2/x4-bi-t24r-pic.pt" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
-      --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" \
-      --note "Fine-tuned from train-t's student (x4-bi-t24r) on the video BI pack plus crops of 37 still pictures (Debian wallpaper packages, scripts/fetch_pictures.sh): scripts/train_pack_models.sh pictures, train-p" ;;
+    finish_bi "$2/x4-bi-t24r-pic.pt" --note "Fine-tuned from train-t's student (x4-bi-t24r) on the video BI pack plus crops of 37 still pictures (Debian wallpaper packages, scripts/fetch_pictures.sh): scripts/train_pack_models.sh pictures, train-p" ;;
   *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR" >&2; exit 2 ;;
 esac
