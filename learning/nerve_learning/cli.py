@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--rep", action="store_true", help="re-parameterisable (ECB) blocks in training, plain convs deployed")
     t.add_argument("--block", type=int, default=1, choices=(1, 2), help="2: space-to-depth student (int8-friendly)")
     t.add_argument("--extra-pack", action="append", default=[], help="another pack (e.g. from pack-images) to draw from too; BI only")
-    t.add_argument("--init", default="", help="start from this train-pack weights file (same architecture): fine-tuning")
+    t.add_argument("--init", default="", help="start from this train-pack weights file (same architecture) or exported student (.onnx; a shallower one is grown with identity layers): fine-tuning")
     t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (cosine schedule to 0)")
     t.add_argument("--loss", default="l1", choices=("l1", "l2"), help="l2: mean squared error (PSNR's measure)")
     t.add_argument("--device", default="auto")

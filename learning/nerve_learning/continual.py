@@ -41,6 +41,7 @@ from .dataset import PairConfig, build_pairs, eval_frames
 from .degrade import Codec, degrade, read_luma
 from .memory import EpisodicMemory, MemoryConfig, patch_stats
 from .metrics import psnr
+from .export import load_onnx_weights
 from .model import Student
 from .train import to_tensor, upscale
 
@@ -277,26 +278,6 @@ def initial_model(cfg: ContinualConfig, cache: Path) -> Student:
     if cfg.start != "scratch":
         load_onnx_weights(model, Path(cfg.start))
     return model
-
-
-def load_onnx_weights(model: Student, path: Path) -> None:
-    """Copies an exported Student's weights (ONNX initializers keep the PyTorch names) into `model`."""
-    import onnx
-    from onnx import numpy_helper
-
-    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
-    state = model.state_dict()
-    # Fixed buffers (the bicubic kernels) are rebuilt by the constructor; the graph may omit them.
-    fixed = {name for name, _ in model.named_buffers()}
-    state = {k: v for k, v in state.items() if k not in fixed or k in weights}
-    missing = [k for k in state if k not in weights]
-    if missing:
-        raise ValueError(f"{path} is not a Student of this shape: no {missing[:3]}")
-    for k in state:
-        if tuple(weights[k].shape) != tuple(state[k].shape):
-            raise ValueError(f"{path}: {k} has shape {weights[k].shape}, the Student needs {tuple(state[k].shape)}")
-        state[k] = torch.from_numpy(weights[k].copy())
-    model.load_state_dict(state, strict=False)
 
 
 class Ewc:

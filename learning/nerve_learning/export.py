@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from .model import Student
+from .model import FOLDED_BASE, Student
 
 
 def export_onnx(model: Student, path: Path) -> str:
@@ -34,6 +34,46 @@ def verify_onnx(model: torch.nn.Module, path: Path, input_name: str, planes: int
     if err > 1e-4:
         raise RuntimeError(f"ONNX export differs from PyTorch by {err}")
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_onnx_weights(model: Student, path: Path) -> None:
+    """Copies an exported Student's weights (ONNX initializers keep the PyTorch names) into `model`."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    state = model.state_dict()
+    # Fixed buffers (the bicubic kernels) are rebuilt by the constructor; the graph may omit them.
+    fixed = {name for name, _ in model.named_buffers()}
+    state = {k: v for k, v in state.items() if k not in fixed or k in weights}
+    missing = [k for k in state if k not in weights]
+    if missing:
+        raise ValueError(f"{path} is not a Student of this shape: no {missing[:3]}")
+    for k in state:
+        if tuple(weights[k].shape) != tuple(state[k].shape):
+            raise ValueError(f"{path}: {k} has shape {weights[k].shape}, the Student needs {tuple(state[k].shape)}")
+        state[k] = torch.from_numpy(weights[k].copy())
+    model.load_state_dict(state, strict=False)
+
+
+def student_from_onnx(path: Path) -> Student:
+    """The PyTorch Student an exported ONNX file came from (shape read from its weights)."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    convs = sorted(int(k.split(".")[1]) for k in weights if k.startswith("body.") and k.endswith(".weight"))
+    if "body.0.weight" not in weights or len(convs) < 2:
+        raise ValueError(f"{path} is not an exported nerve Student (no body.N.weight initializers)")
+    first, last = weights["body.0.weight"], weights[f"body.{convs[-1]}.weight"]
+    # A space-to-depth student carries its folded bicubic kernel: (block^2 scale^2, block^2, 3, 3).
+    folded = int(weights[FOLDED_BASE].shape[1]) if FOLDED_BASE in weights else 1
+    block = int(round(folded ** 0.5))
+    channels, frames = int(first.shape[0]), int(first.shape[1]) // folded
+    scale = int(round((last.shape[0] // folded) ** 0.5))
+    model = Student(scale, channels, len(convs) - 2, frames, block=block)
+    load_onnx_weights(model, path)
+    return model
 
 
 def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, default: bool, card: str | None,

@@ -48,7 +48,8 @@ from .dataset import PairConfig, build_pairs
 from .degrade import Codec, _input_args, degrade, ffmpeg_exe, hr_geometry, probe_size
 from .memory import EpisodicMemory, patch_stats
 from .metrics import psnr
-from .model import FOLDED_BASE, Student
+from .export import student_from_onnx
+from .model import Student
 from .registry import CANDIDATE, Registry, RegistryError, Version
 
 DEGRADATION_CODECS = ("x264", "x265", "vp9", "av1")
@@ -340,28 +341,6 @@ def memory_pairs(memory: EpisodicMemory, ids: list[str], scale: int, rungs: tupl
 
 
 # ---- models ------------------------------------------------------------------------------------
-
-def student_from_onnx(path: Path) -> Student:
-    """The PyTorch Student an exported ONNX file came from (shape read from its weights)."""
-    import onnx
-    from onnx import numpy_helper
-
-    from .continual import load_onnx_weights
-
-    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
-    convs = sorted(int(k.split(".")[1]) for k in weights if k.startswith("body.") and k.endswith(".weight"))
-    if "body.0.weight" not in weights or len(convs) < 2:
-        raise ValueError(f"{path} is not an exported nerve Student (no body.N.weight initializers)")
-    first, last = weights["body.0.weight"], weights[f"body.{convs[-1]}.weight"]
-    # A space-to-depth student carries its folded bicubic kernel: (block^2 scale^2, block^2, 3, 3).
-    folded = int(weights[FOLDED_BASE].shape[1]) if FOLDED_BASE in weights else 1
-    block = int(round(folded ** 0.5))
-    channels, frames = int(first.shape[0]), int(first.shape[1]) // folded
-    scale = int(round((last.shape[0] // folded) ** 0.5))
-    model = Student(scale, channels, len(convs) - 2, frames, block=block)
-    load_onnx_weights(model, path)
-    return model
-
 
 def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.float32) / 255.0).unsqueeze(1)

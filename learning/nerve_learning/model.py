@@ -187,6 +187,29 @@ class Student(nn.Module):
                     theirs.edge_scale.zero_()
         return out
 
+    def deepened(self, depth: int) -> "Student":
+        """A plain copy with `depth` middle layers computing the same function: each added layer
+        is an identity 3x3 conv (centre tap 1 on its own channel, no bias) placed before the
+        tail, where its input has just passed a ReLU and so is left unchanged by the next one.
+        Growing a trained student this way keeps everything it learnt (function-preserving, as
+        in Net2Net) and gives fine-tuning new capacity to use."""
+        if depth < self.depth:
+            raise ValueError(f"cannot deepen a depth-{self.depth} student to {depth}")
+        if self.block != 1:
+            raise ValueError("deepening is for block-1 students")
+        src = self.plain()
+        out = Student(**{**self.shape(), "depth": depth})
+        convs = [m for m in src.body if isinstance(m, nn.Conv2d)]
+        theirs = [m for m in out.body if isinstance(m, nn.Conv2d)]
+        identity = torch.zeros(self.channels, self.channels, 3, 3)
+        identity[range(self.channels), range(self.channels), 1, 1] = 1.0
+        middle = convs[:-1] + [None] * (depth - self.depth)
+        with torch.no_grad():
+            for mine, conv in zip(middle + convs[-1:], theirs):
+                conv.weight.copy_(identity if mine is None else mine.weight)
+                conv.bias.copy_(torch.zeros(self.channels) if mine is None else mine.bias)
+        return out.eval()
+
     def plain(self) -> "Student":
         """The same function as plain 3x3 convolutions (a copy; itself when not `rep`)."""
         if not self.rep:

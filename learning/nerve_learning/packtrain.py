@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .export import student_from_onnx
 from .model import Student, Teacher
 from .pack import Pack, matlab_downscale
 
@@ -199,7 +200,18 @@ ARCHITECTURE = ("scale", "channels", "depth", "frames", "rep", "block")
 
 
 def _init_state(cfg: PackTrainConfig) -> dict:
-    """The weights of `cfg.init`, which must be a student of the same architecture."""
+    """The weights of `cfg.init`: a train-pack weights file of the same architecture, or an
+    exported (plain) student whose depth may be smaller - it is then grown with identity layers
+    (`Student.deepened`) and, for `rep`, re-parameterised (`Student.as_rep`) without changing
+    what it computes, so a shipped model can be fine-tuned, or given more layers, directly."""
+    if cfg.init.endswith(".onnx"):
+        base = student_from_onnx(Path(cfg.init))
+        theirs = {k: getattr(base, k) for k in ARCHITECTURE if k not in ("depth", "rep")}
+        ours = {k: getattr(cfg, k) for k in theirs}
+        if theirs != ours or base.depth > cfg.depth:
+            raise ValueError(f"{cfg.init} is a different student: {base.shape()}, this run trains {ours}, depth {cfg.depth}")
+        grown = base.deepened(cfg.depth) if cfg.depth > base.depth else base
+        return (grown.as_rep() if cfg.rep else grown).state_dict()
     record = torch.load(cfg.init, map_location="cpu", weights_only=False)
     if "state" not in record or "config" not in record:
         raise ValueError(f"{cfg.init}: not a train-pack weights file")

@@ -135,7 +135,7 @@ def test_space_to_depth_student_sees_its_neighbours_and_counts_its_cost() -> Non
 
 def test_space_to_depth_student_round_trips_through_onnx(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from nerve_learning.export import export_onnx
-    from nerve_learning.local_trainer import student_from_onnx
+    from nerve_learning.export import student_from_onnx
 
     torch.manual_seed(4)
     m = Student(2, channels=8, depth=1, frames=2, block=2)
@@ -147,3 +147,24 @@ def test_space_to_depth_student_round_trips_through_onnx(tmp_path) -> None:  # t
     x = torch.rand(1, 2, 7, 9)
     with torch.no_grad():
         torch.testing.assert_close(back(x), m(x))
+
+
+def test_deepened_student_computes_the_same_function() -> None:
+    torch.manual_seed(5)
+    m = Student(4, channels=6, depth=1, frames=2, rep=True)
+    for p in m.parameters():
+        p.data.normal_(std=0.2)
+    deep = m.deepened(3)
+    assert deep.depth == 3 and not deep.rep and deep.macs_per_pixel() > m.macs_per_pixel()
+    x = torch.rand(2, 2, 11, 13)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(x), m(x), atol=1e-5, rtol=1e-4)
+        # Its added layers are free to learn: perturbing one changes the output.
+        deep.body[4].weight.add_(0.1)
+        assert (deep(x) - m(x)).abs().max() > 1e-3
+        # And re-parameterised for fine-tuning, still the same function.
+        torch.testing.assert_close(m.deepened(3).as_rep()(x), m(x), atol=1e-5, rtol=1e-4)
+    import pytest
+
+    with pytest.raises(ValueError, match="cannot deepen"):
+        m.deepened(0)

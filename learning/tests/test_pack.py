@@ -105,3 +105,25 @@ def test_pack_with_previous_frames_from_a_real_clip(tmp_path: Path) -> None:
         y, x = spots[0]
         assert np.array_equal(seq[f - 1, y : y + 96, x : x + 96], pack.hr_prev[k])
         assert not np.array_equal(pack.hr_prev[k], pack.hr[k])
+
+
+def test_fine_tuning_starts_from_an_exported_student_grown_deeper(tmp_path: Path) -> None:
+    from nerve_learning.export import export_onnx
+    from nerve_learning.model import Student
+    from nerve_learning.packtrain import _init_state
+
+    torch.manual_seed(6)
+    shipped = Student(4, channels=4, depth=1, frames=2)
+    for p in shipped.body.parameters():
+        p.data.normal_(std=0.2)
+    export_onnx(shipped, tmp_path / "s.onnx")
+    cfg = PackTrainConfig(scale=4, rungs="bi", channels=4, depth=2, frames=2, rep=True, init=str(tmp_path / "s.onnx"))
+    grown = Student(4, channels=4, depth=2, frames=2, rep=True)
+    grown.load_state_dict(_init_state(cfg))
+    x = torch.rand(1, 2, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(grown.plain()(x), shipped(x), atol=1e-5, rtol=1e-4)
+    # A different student (width, frames) or a shallower run is refused before any training.
+    for wrong in ({"channels": 8}, {"frames": 1}, {"depth": 0}):
+        with pytest.raises(ValueError, match="different student"):
+            _init_state(PackTrainConfig(**{**cfg.__dict__, **wrong}))
