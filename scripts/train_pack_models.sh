@@ -14,7 +14,10 @@
 #                                                # video + pictures (16,000 steps: 1 h on 2 CPU cores)
 #   scripts/train_pack_models.sh train-p2 OUTDIR # that fine-tuned again on video + all 53 pictures:
 #                                                # L1 16,000 steps, then squared error 7,500 (1.7 h)
-#   scripts/train_pack_models.sh finish-p2 OUTDIR # the shipped nerve-sr-x4-bi (version 4)
+#   scripts/train_pack_models.sh finish-p2 OUTDIR # nerve-sr-x4-bi version 4
+#   scripts/train_pack_models.sh train-d4 OUTDIR # version 4 (train-p2's product) grown to four middle
+#                                                # layers and fine-tuned: L1 12,000 steps, L2 5,000 (1.4 h)
+#   scripts/train_pack_models.sh finish-d4 OUTDIR # nerve-sr-x4-bi version 5
 set -euo pipefail
 cd "$(dirname "$0")/../learning"
 PY=${PY:-../.venv/bin/python}
@@ -89,8 +92,18 @@ case "${1:-}" in
       --out "$out/x4-bi-t24r-pic2.pt" > "$out/x4-bi-t24r-pic2.log" 2>&1
     learn train-pack "${p2[@]}" --init "$out/x4-bi-t24r-pic2.pt" --lr 1e-4 --loss l2 --steps 7500 --seed 3 \
       --out "$out/x4-bi-t24r-pic2-l2.pt" > "$out/x4-bi-t24r-pic2-l2.log" 2>&1 ;;
+  train-d4)
+    # Version 4 grown by one identity layer (Student.deepened: the same function to start with),
+    # then fine-tuned: the new layer is capacity that the data has not yet used up. V4=FILE starts
+    # from another copy of version 4 (its exported ONNX file gives the same starting weights).
+    out=$2; mkdir -p "$out"
+    d4=("${PIC[@]}" --depth 4 --extra-pack cache/pack-pictures.npz)
+    learn train-pack "${d4[@]}" --init "${V4:-$out/x4-bi-t24r-pic2-l2.pt}" --lr 2e-4 --steps 12000 --seed 4 \
+      --out "$out/x4-bi-d4.pt" > "$out/x4-bi-d4.log" 2>&1
+    learn train-pack "${d4[@]}" --init "$out/x4-bi-d4.pt" --lr 1e-4 --loss l2 --steps 5000 --seed 5 \
+      --out "$out/x4-bi-d4-l2.pt" > "$out/x4-bi-d4-l2.log" 2>&1 ;;
   finish-p2)
-    # The shipped nerve-sr-x4-bi (version 4).
+    # nerve-sr-x4-bi version 4.
     finish_bi "$2/x4-bi-t24r-pic2-l2.pt" --note "Version 4: version 3 fine-tuned on the video BI pack plus crops of 53 still pictures (seven Debian packages, scripts/fetch_pictures.sh), L1 then squared error: scripts/train_pack_models.sh pictures, train-p, train-p2" ;;
   finish-p)
     # Version 3 of nerve-sr-x4-bi: that student fine-tuned with pictures (train-p).

@@ -200,26 +200,26 @@ ARCHITECTURE = ("scale", "channels", "depth", "frames", "rep", "block")
 
 
 def _init_state(cfg: PackTrainConfig) -> dict:
-    """The weights of `cfg.init`: a train-pack weights file of the same architecture, or an
-    exported (plain) student whose depth may be smaller - it is then grown with identity layers
+    """The weights of `cfg.init`: a train-pack weights file or an exported student (.onnx) of
+    the same architecture, or of a smaller depth - that one is then grown with identity layers
     (`Student.deepened`) and, for `rep`, re-parameterised (`Student.as_rep`) without changing
-    what it computes, so a shipped model can be fine-tuned, or given more layers, directly."""
+    what it computes, so a trained or shipped model can be given more layers and fine-tuned."""
+    ours = {k: getattr(cfg, k) for k in ARCHITECTURE}
     if cfg.init.endswith(".onnx"):
         base = student_from_onnx(Path(cfg.init))
-        theirs = {k: getattr(base, k) for k in ARCHITECTURE if k not in ("depth", "rep")}
-        ours = {k: getattr(cfg, k) for k in theirs}
-        if theirs != ours or base.depth > cfg.depth:
-            raise ValueError(f"{cfg.init} is a different student: {base.shape()}, this run trains {ours}, depth {cfg.depth}")
-        grown = base.deepened(cfg.depth) if cfg.depth > base.depth else base
-        return (grown.as_rep() if cfg.rep else grown).state_dict()
-    record = torch.load(cfg.init, map_location="cpu", weights_only=False)
-    if "state" not in record or "config" not in record:
-        raise ValueError(f"{cfg.init}: not a train-pack weights file")
-    theirs = {k: record["config"].get(k, PackTrainConfig.__dataclass_fields__[k].default) for k in ARCHITECTURE}
-    ours = {k: getattr(cfg, k) for k in ARCHITECTURE}
-    if theirs != ours:
-        raise ValueError(f"{cfg.init} is a different student: {theirs}, this run trains {ours}")
-    return record["state"]
+    else:
+        record = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if "state" not in record or "config" not in record:
+            raise ValueError(f"{cfg.init}: not a train-pack weights file")
+        theirs = {k: record["config"].get(k, PackTrainConfig.__dataclass_fields__[k].default) for k in ARCHITECTURE}
+        if theirs == ours:
+            return record["state"]  # the same student, re-parameterised branches included
+        base, _ = load_student(Path(cfg.init))
+    same = all(getattr(base, k) == ours[k] for k in ARCHITECTURE if k not in ("depth", "rep"))
+    if not same or base.depth > cfg.depth:
+        raise ValueError(f"{cfg.init} is a different student: {base.shape()}, this run trains {ours}")
+    grown = base.deepened(cfg.depth) if cfg.depth > base.depth else base
+    return (grown.as_rep() if cfg.rep else grown).state_dict()
 
 
 def load_student(path: Path) -> tuple[Student, dict]:

@@ -123,6 +123,18 @@ def test_fine_tuning_starts_from_an_exported_student_grown_deeper(tmp_path: Path
     x = torch.rand(1, 2, 9, 11)
     with torch.no_grad():
         torch.testing.assert_close(grown.plain()(x), shipped(x), atol=1e-5, rtol=1e-4)
+    # A train-pack weights file grows the same way (its plain form), and one of the very same
+    # architecture is taken as it is.
+    small = train_from_pack(synthetic_pack(), PackTrainConfig(scale=2, channels=4, depth=1, steps=2, batch=2, patch_lr=6,
+                                                              device="cpu", threads=1), tmp_path / "small.pt")
+    plain, _ = load_student(small)
+    deep = Student(2, channels=4, depth=3)
+    deep.load_state_dict(_init_state(PackTrainConfig(scale=2, channels=4, depth=3, init=str(small))))
+    same = _init_state(PackTrainConfig(scale=2, channels=4, depth=1, init=str(small)))
+    assert torch.equal(same["body.0.weight"], plain.body[0].weight)
+    y = torch.rand(1, 1, 9, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(deep(y), plain(y), atol=1e-5, rtol=1e-4)
     # A different student (width, frames) or a shallower run is refused before any training.
     for wrong in ({"channels": 8}, {"frames": 1}, {"depth": 0}):
         with pytest.raises(ValueError, match="different student"):
