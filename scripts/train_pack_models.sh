@@ -102,11 +102,14 @@ case "${1:-}" in
       --out "$out/x4-bi-d4.pt" > "$out/x4-bi-d4.log" 2>&1
     learn train-pack "${d4[@]}" --init "$out/x4-bi-d4.pt" --lr 1e-4 --loss l2 --steps 5000 --seed 5 \
       --out "$out/x4-bi-d4-l2.pt" > "$out/x4-bi-d4-l2.log" 2>&1 ;;
+  finish-d4)
+    # The shipped nerve-sr-x4-bi (version 5).
+    finish_bi "$2/x4-bi-d4-l2.pt" --note "Version 5: version 4 grown to four middle layers (an identity layer added, then fine-tuned on the video BI pack plus the 53 pictures), L1 then squared error: scripts/train_pack_models.sh train-d4" ;;
   finish-p2)
     # nerve-sr-x4-bi version 4.
     finish_bi "$2/x4-bi-t24r-pic2-l2.pt" --note "Version 4: version 3 fine-tuned on the video BI pack plus crops of 53 still pictures (seven Debian packages, scripts/fetch_pictures.sh), L1 then squared error: scripts/train_pack_models.sh pictures, train-p, train-p2" ;;
   finish-p)
     # Version 3 of nerve-sr-x4-bi: that student fine-tuned with pictures (train-p).
     finish_bi "$2/x4-bi-t24r-pic.pt" --note "Fine-tuned from train-t's student (x4-bi-t24r) on the video BI pack plus crops of 37 still pictures (Debian wallpaper packages, scripts/fetch_pictures.sh): scripts/train_pack_models.sh pictures, train-p" ;;
-  *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR" >&2; exit 2 ;;
 esac
