@@ -9,8 +9,8 @@ learn train-sr --scale 2 --steps 14000
 learn int8 --model ../models/nerve-sr-x2.onnx --scale 2
 learn train-sr --scale 3 --steps 10000 --default
 learn train-sr --scale 4 --steps 10000 --default
-# x4 for clean (bicubic-only, "BI") input as well as compressed rungs: Vid4.
-learn train-sr --scale 4 --channels 24 --depth 3 --steps 3000 --codecs none:0,x264:18,x264:23,x264:28,x264:33 --name nerve-sr-x4-bi
+# nerve-sr-x4-bi, the x4 model for clean (bicubic-only, "BI") input (Vid4), is pack-trained and
+# fine-tuned in stages: scripts/train_pack_models.sh x4-bi OUTDIR.
 # The default x2: temporal student (current + previous frame); and a student distilled from a teacher.
 learn train-sr --scale 2 --frames-in 2 --steps 10000 --name nerve-sr-x2-temporal --default
 learn train-sr --scale 2 --steps 10000 --teacher-steps 1500 --teacher-channels 32 --teacher-blocks 3 --distill 0.5 --name nerve-sr-x2-kd

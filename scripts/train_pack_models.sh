@@ -18,7 +18,9 @@
 #   scripts/train_pack_models.sh train-d4 OUTDIR # version 4 (train-p2's product) grown to four middle
 #                                                # layers and fine-tuned: L1 12,000 steps, L2 5,000 (1.4 h)
 #   scripts/train_pack_models.sh finish-d4 OUTDIR # nerve-sr-x4-bi version 5
+#   scripts/train_pack_models.sh x4-bi OUTDIR    # all of nerve-sr-x4-bi's stages in order, pack to finish-d4
 set -euo pipefail
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../learning"
 PY=${PY:-../.venv/bin/python}
 learn() { PYTHONPATH=$PWD "$PY" -m nerve_learning.cli "$@"; }
@@ -102,6 +104,10 @@ case "${1:-}" in
       --out "$out/x4-bi-d4.pt" > "$out/x4-bi-d4.log" 2>&1
     learn train-pack "${d4[@]}" --init "$out/x4-bi-d4.pt" --lr 1e-4 --loss l2 --steps 5000 --seed 5 \
       --out "$out/x4-bi-d4-l2.pt" > "$out/x4-bi-d4-l2.log" 2>&1 ;;
+  x4-bi)
+    # The shipped Vid4 model from nothing: hours on a CPU (train-t alone is 3.5 h there; give
+    # STEPS), about 4.5 h with a GPU for train-t (the fine-tuning stages have fixed step counts).
+    for stage in pack train-t pictures train-p train-p2 train-d4 finish-d4; do "$SELF" "$stage" "$2"; done ;;
   finish-d4)
     # The shipped nerve-sr-x4-bi (version 5).
     finish_bi "$2/x4-bi-d4-l2.pt" --note "Version 5: version 4 grown to four middle layers (an identity layer added, then fine-tuned on the video BI pack plus the 53 pictures), L1 then squared error: scripts/train_pack_models.sh train-d4" ;;
@@ -111,5 +117,5 @@ case "${1:-}" in
   finish-p)
     # Version 3 of nerve-sr-x4-bi: that student fine-tuned with pictures (train-p).
     finish_bi "$2/x4-bi-t24r-pic.pt" --note "Fine-tuned from train-t's student (x4-bi-t24r) on the video BI pack plus crops of 37 still pictures (Debian wallpaper packages, scripts/fetch_pictures.sh): scripts/train_pack_models.sh pictures, train-p" ;;
-  *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
 esac
