@@ -39,9 +39,9 @@ from tqdm import tqdm
 from .clips import EVAL, TRAIN, Clip, data_root
 from .dataset import PairConfig, build_pairs, eval_frames
 from .degrade import Codec, degrade, read_luma
+from .export import load_onnx_weights
 from .memory import EpisodicMemory, MemoryConfig, patch_stats
 from .metrics import psnr
-from .export import load_onnx_weights
 from .model import Student
 from .train import to_tensor, upscale
 
