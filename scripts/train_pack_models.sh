@@ -33,6 +33,15 @@ PIC=(--pack cache/pack-bi-t.npz --scale 4 --rungs bi --exclude CVPCMNL1 CVFC1 --
 # finish for nerve-sr-x4-bi: held-out clean and CRF 23 rungs; Vid4 is measured by nerve-eval.
 finish_bi() { learn finish --weights "$1" --name nerve-sr-x4-bi --eval-codecs none:0,x264:23 \
   --note "Vid4: nerve-eval vid4 --model nerve-sr-x4-bi (README, Measured)" "${@:2}"; }
+# Two fine-tuning stages, as versions 4 and 5 were made: L1 (Adam 2e-4) from $1, then squared
+# error (Adam 1e-4) from its product. $2: the products' stem ($2.pt, then $2-l2.pt); $3, $4: the
+# stages' steps; $5: the first stage's seed (the second takes the next); the rest: the student.
+l1_then_l2() {
+  local init=$1 stem=$2 l1=$3 l2=$4 seed=$5; shift 5
+  learn train-pack "$@" --init "$init" --lr 2e-4 --steps "$l1" --seed "$seed" --out "$stem.pt" > "$stem.log" 2>&1
+  learn train-pack "$@" --init "$stem.pt" --lr 1e-4 --loss l2 --steps "$l2" --seed $((seed + 1)) \
+    --out "$stem-l2.pt" > "$stem-l2.log" 2>&1
+}
 case "${1:-}" in
   pack) learn pack --out "$PACK"
     # The BI pack: originals shrunk by 2 first (cleaner ground truth), no codec rungs.
@@ -89,21 +98,14 @@ case "${1:-}" in
     finish_bi "$2/x4-bi-t24r.pt" ;;
   train-p2)
     out=$2
-    p2=("${PIC[@]}" --extra-pack cache/pack-pictures.npz)
-    learn train-pack "${p2[@]}" --init "$out/x4-bi-t24r-pic.pt" --lr 2e-4 --steps 16000 --seed 2 \
-      --out "$out/x4-bi-t24r-pic2.pt" > "$out/x4-bi-t24r-pic2.log" 2>&1
-    learn train-pack "${p2[@]}" --init "$out/x4-bi-t24r-pic2.pt" --lr 1e-4 --loss l2 --steps 7500 --seed 3 \
-      --out "$out/x4-bi-t24r-pic2-l2.pt" > "$out/x4-bi-t24r-pic2-l2.log" 2>&1 ;;
+    l1_then_l2 "$out/x4-bi-t24r-pic.pt" "$out/x4-bi-t24r-pic2" 16000 7500 2 "${PIC[@]}" --extra-pack cache/pack-pictures.npz ;;
   train-d4)
     # Version 4 grown by one identity layer (Student.deepened: the same function to start with),
     # then fine-tuned: the new layer is capacity that the data has not yet used up. V4=FILE starts
     # from another copy of version 4 (its exported ONNX file gives the same starting weights).
     out=$2; mkdir -p "$out"
-    d4=("${PIC[@]}" --depth 4 --extra-pack cache/pack-pictures.npz)
-    learn train-pack "${d4[@]}" --init "${V4:-$out/x4-bi-t24r-pic2-l2.pt}" --lr 2e-4 --steps 12000 --seed 4 \
-      --out "$out/x4-bi-d4.pt" > "$out/x4-bi-d4.log" 2>&1
-    learn train-pack "${d4[@]}" --init "$out/x4-bi-d4.pt" --lr 1e-4 --loss l2 --steps 5000 --seed 5 \
-      --out "$out/x4-bi-d4-l2.pt" > "$out/x4-bi-d4-l2.log" 2>&1 ;;
+    l1_then_l2 "${V4:-$out/x4-bi-t24r-pic2-l2.pt}" "$out/x4-bi-d4" 12000 5000 4 "${PIC[@]}" --depth 4 \
+      --extra-pack cache/pack-pictures.npz ;;
   x4-bi)
     # The shipped Vid4 model from nothing: hours on a CPU (train-t alone is 3.5 h there; give
     # STEPS), about 4.5 h with a GPU for train-t (the fine-tuning stages have fixed step counts).

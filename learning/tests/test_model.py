@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -164,7 +165,5 @@ def test_deepened_student_computes_the_same_function() -> None:
         assert (deep(x) - m(x)).abs().max() > 1e-3
         # And re-parameterised for fine-tuning, still the same function.
         torch.testing.assert_close(m.deepened(3).as_rep()(x), m(x), atol=1e-5, rtol=1e-4)
-    import pytest
-
     with pytest.raises(ValueError, match="cannot deepen"):
         m.deepened(0)
