@@ -365,6 +365,76 @@ pub fn frozen(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
         .collect()
 }
 
+/// Side of the blocks [`receivable`] decides on (a macroblock).
+const BLOCK: usize = 16;
+
+/// The most any receiver-side repair can show without inventing content no packet carried: the
+/// lossless decode everywhere, except in the blocks the stream's first IDR frame lost, which keep
+/// what the decoder shows (held frames included) until an IDR frame arrives intact. Content lost
+/// later has an earlier frame that stands in for it; those blocks have none: nothing in the
+/// stream ever described them. An upper bound for methods that keep the decoder's guess there,
+/// not a method: it reads the lossless decode.
+pub fn receivable(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
+    let clean = held(&run.clean, width, height);
+    let shown = held(&run.lossy, width, height);
+    let bw = width.div_ceil(BLOCK);
+    let mut never = first_idr_losses(run, &clean, width, height);
+    (0..clean.len())
+        .map(|i| {
+            if i > 0 && run.keyframe.get(i) == Some(&true) && run.hit.get(i) == Some(&false) {
+                never.fill(false);
+            }
+            let mut out = clean[i].clone();
+            for (b, _) in never.iter().enumerate().filter(|(_, lost)| **lost) {
+                copy_block(&shown[i], &mut out, (b % bw) * BLOCK, (b / bw) * BLOCK);
+            }
+            out
+        })
+        .collect()
+}
+
+/// Per block: the stream's first frame, an IDR, lost it (its decode differs from the lossless
+/// one by more than 2 levels of luma anywhere in the block; every block when no frame came out).
+fn first_idr_losses(run: &LossRun, clean: &[Frame], width: usize, height: usize) -> Vec<bool> {
+    let (bw, bh) = (width.div_ceil(BLOCK), height.div_ceil(BLOCK));
+    let mut lost = vec![false; bw * bh];
+    if run.keyframe.first() != Some(&true) || run.hit.first() != Some(&true) {
+        return lost;
+    }
+    let Some(Some(first)) = run.lossy.frames.first() else {
+        lost.fill(true);
+        return lost;
+    };
+    for y in 0..height {
+        let (a, c) = (&first.y()[y * width..(y + 1) * width], &clean[0].y()[y * width..(y + 1) * width]);
+        for (x, (&p, &q)) in a.iter().zip(c).enumerate() {
+            if p.abs_diff(q) > 2 {
+                lost[(y / BLOCK) * bw + x / BLOCK] = true;
+            }
+        }
+    }
+    lost
+}
+
+/// Copies the block at (x, y) from `from` to `to`, luma and the chroma under it.
+fn copy_block(from: &Frame, to: &mut Frame, x: usize, y: usize) {
+    let (w, h) = (to.width, to.height);
+    let (cw, ch) = to.chroma_size();
+    let rows = |stride: usize, x0: usize, y0: usize, side: usize, rows_max: usize, cols_max: usize| {
+        (y0..(y0 + side).min(rows_max)).map(move |r| r * stride + x0..r * stride + (x0 + side).min(cols_max))
+    };
+    for r in rows(w, x, y, BLOCK, h, w) {
+        to.data[r.clone()].copy_from_slice(&from.data[r]);
+    }
+    for plane in 0..2 {
+        let base = w * h + plane * cw * ch;
+        for r in rows(cw, x / 2, y / 2, BLOCK / 2, ch, cw) {
+            let r = base + r.start..base + r.end;
+            to.data[r.clone()].copy_from_slice(&from.data[r]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +448,46 @@ mod tests {
         let below = xs.iter().filter(|&&x| x < 0.05).count();
         assert!((400..600).contains(&below), "{below} of 10000 below 0.05");
         assert!(xs.iter().all(|&x| (0.0..1.0).contains(&x)));
+    }
+
+    fn branch(frames: Vec<Frame>) -> Branch {
+        Branch { buffers: frames.len(), corrupted: vec![false; frames.len()], frames: frames.into_iter().map(Some).collect() }
+    }
+
+    fn flat(w: usize, h: usize, y: u8) -> Frame {
+        let mut f = Frame::new(w, h);
+        f.y_mut().fill(y);
+        f
+    }
+
+    #[test]
+    fn receivable_keeps_the_decoder_only_where_the_first_idr_was_lost() {
+        let (w, h) = (40, 20);
+        let clean: Vec<Frame> = (0..4).map(|i| flat(w, h, 100 + i)).collect();
+        let mut lossy = clean.clone();
+        // the first IDR lost its top-left block, the next frame builds on it, a later loss
+        // damaged the whole third frame
+        lossy[0].y_mut()[0] = 30;
+        lossy[1].y_mut()[0] = 31;
+        lossy[2] = flat(w, h, 50);
+        let run = |keyframe: Vec<bool>, hit: Vec<bool>| LossRun {
+            clean: branch(clean.clone()),
+            lossy: branch(lossy.clone()),
+            extra: vec![],
+            hit,
+            keyframe,
+            packets: 0,
+            dropped: 0,
+        };
+        let r = receivable(&run(vec![true, false, false, true], vec![true, false, true, false]), w, h);
+        assert_eq!(r[0].y()[0], 30, "never received: the decoder's pixels stay");
+        assert_eq!(r[0].y()[17], 100, "a block the first IDR did not lose is the lossless decode");
+        assert_eq!((r[1].y()[0], r[2].y()[0]), (31, 50), "still never received before an intact IDR");
+        assert_eq!(r[2].y()[w * 19 + 39], 102, "later damage elsewhere counts as repairable");
+        assert_eq!(r[3].y()[0], 103, "an intact IDR ends it");
+        // an intact first IDR leaves nothing unreceivable
+        let r = receivable(&run(vec![true, false, false, false], vec![false, false, true, false]), w, h);
+        assert!(r.iter().zip(&clean).all(|(a, b)| a == b));
     }
 
     #[test]

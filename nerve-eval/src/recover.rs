@@ -3,7 +3,10 @@
 //! - `decoder`: the decoder's output as a player shows it (a frame that never came out leaves
 //!   the previous one on screen),
 //! - `freeze`: freeze on the last good frame (only frames intact since the last IDR are shown),
-//! - `nerverecover` in `low-latency` and `lookahead` mode, fed the same decoder output.
+//! - `nerverecover` in `low-latency` and `lookahead` mode, fed the same decoder output,
+//! - `receivable (bound)`: not a method but the room any of them has, [`loss::receivable`]: the
+//!   lossless decode except where the stream's first IDR frame lost content no packet ever
+//!   carried again.
 //!
 //! The damage detector is scored too: its blocks against the blocks where the lossy decode
 //! differs from the lossless decode of the same packets.
@@ -19,7 +22,10 @@ use crate::loss::{self, LossConfig};
 use crate::{metrics, vmaf};
 
 /// The methods compared, in table order.
-pub const METHODS: [&str; 4] = ["decoder", "freeze", "nerverecover low-latency", "nerverecover lookahead"];
+pub const METHODS: [&str; 5] = ["decoder", "freeze", "nerverecover low-latency", "nerverecover lookahead", BOUND];
+
+/// The bound's row name.
+pub const BOUND: &str = "receivable (bound)";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -112,6 +118,7 @@ pub fn evaluate(
         loss::frozen(&run, w, h),
         loss::held(&run.extra[0], w, h),
         loss::held(&run.extra[1], w, h),
+        loss::receivable(&run, w, h),
     ];
     let mut rows = Vec::new();
     for (method, frames) in METHODS.iter().zip(&shown) {
@@ -211,8 +218,8 @@ pub struct ContentGain {
     pub d_vmaf: f64,
 }
 
-/// Per content type, loss rate and `nerverecover` mode: the mean gain over the decoder in the
-/// same runs. An average over clips can hide that one content type carries it.
+/// Per content type, loss rate and `nerverecover` mode (and the bound): the mean gain over the
+/// decoder in the same runs. An average over clips can hide that one content type carries it.
 pub fn gains_by_content(rows: &[Row]) -> Vec<ContentGain> {
     paired_gains(rows, |r| r.content.clone())
         .into_iter()
@@ -239,8 +246,9 @@ pub fn gains_by_repeat(rows: &[Row]) -> Vec<RepeatGain> {
         .collect()
 }
 
-/// Groups the runs by `group` and loss rate and, for each `nerverecover` mode, averages its gain
-/// over the decoder in the same run (clip, seed and repeat): (group, loss, method, dPSNR-Y, dVMAF).
+/// Groups the runs by `group` and loss rate and, for each `nerverecover` mode and the bound,
+/// averages its gain over the decoder in the same run (clip, seed and repeat): (group, loss,
+/// method, dPSNR-Y, dVMAF).
 fn paired_gains<K: Ord + Clone>(rows: &[Row], group: impl Fn(&Row) -> K) -> Vec<(K, f64, String, f64, f64)> {
     let mut keys: Vec<(K, u64)> = rows.iter().map(|r| (group(r), r.loss.to_bits())).collect();
     keys.sort_by(|a, b| a.0.cmp(&b.0).then(f64::from_bits(a.1).total_cmp(&f64::from_bits(b.1))));

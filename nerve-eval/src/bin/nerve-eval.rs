@@ -317,9 +317,11 @@ fn main() -> Result<()> {
             }
             println!("* against the better of decoder and freeze at the same loss rate");
             let by_content = recover::gains_by_content(&rows);
-            println!("gain over the decoder per content type (nerverecover low-latency; dPSNR-Y / dVMAF):");
+            println!("gain over the decoder per content type (dPSNR-Y / dVMAF): nerverecover low-latency, and the receivable bound");
             for g in by_content.iter().filter(|g| g.method == "nerverecover low-latency") {
-                println!("{:>5.0}% {:<26} {:>+8.2} {:>+7.2}", g.loss * 100.0, g.content, g.d_psnr_y, g.d_vmaf);
+                let room = by_content.iter().find(|b| b.method == recover::BOUND && b.content == g.content && b.loss == g.loss);
+                let (rp, rv) = room.map_or((f64::NAN, f64::NAN), |b| (b.d_psnr_y, b.d_vmaf));
+                println!("{:>5.0}% {:<26} {:>+8.2} {:>+7.2}   bound {:>+7.2} {:>+7.2}", g.loss * 100.0, g.content, g.d_psnr_y, g.d_vmaf, rp, rv);
             }
             let by_repeat = recover::gains_by_repeat(&rows);
             if repeats > 1 {
