@@ -18,6 +18,7 @@ use gstnerve::recover::detect::{Chroma, Detector, Picture, Plane};
 use serde::Serialize;
 
 use crate::frame::{self, Frame};
+use crate::ladder::Target;
 use crate::loss::{self, LossConfig};
 use crate::{metrics, vmaf};
 
@@ -208,6 +209,40 @@ pub fn summarise(rows: &[Row]) -> Vec<Summary> {
     out
 }
 
+/// The bar at 5% loss: the gain over the better of decoder and freeze, on average.
+pub const TARGET_5: (f64, f64) = (2.0, 10.0);
+
+/// What "beats" means at the other loss rates: a gain a viewer could see at all, not a rounding
+/// difference (the smallest PSNR difference papers report, and a tenth of a VMAF point).
+pub const BEATS: (f64, f64) = (0.1, 0.1);
+
+/// The targets a recover run can judge, for each `nerverecover` mode: at 5% loss at least
+/// `TARGET_5` over both baselines, and at every other loss rate it ran at least `BEATS` over both
+/// (the better of the two in each measure).
+pub fn targets(summary: &[Summary]) -> Vec<Target> {
+    let mut out = Vec::new();
+    for method in &METHODS[2..4] {
+        for s in summary.iter().filter(|s| s.method == *method) {
+            let best = |f: fn(&Summary) -> f64| {
+                summary.iter().filter(|b| b.loss == s.loss && (b.method == "decoder" || b.method == "freeze")).map(f).fold(f64::MIN, f64::max)
+            };
+            let (dp, dv) = (s.psnr_y - best(|b| b.psnr_y), s.vmaf - best(|b| b.vmaf));
+            let at_5 = (s.loss - 0.05).abs() < 1e-9;
+            let (p, v) = if at_5 { TARGET_5 } else { BEATS };
+            out.push(Target {
+                name: format!(
+                    "{method} at {:.0}% loss: >= {p:+.1} dB PSNR-Y and >= {v:+.1} VMAF over both decoder and freeze{}",
+                    s.loss * 100.0,
+                    if at_5 { " (mean over clips)" } else { "" }
+                ),
+                measured: format!("{dp:+.2} dB, {dv:+.2} VMAF"),
+                met: dp >= p && dv >= v,
+            });
+        }
+    }
+    out
+}
+
 /// `method`'s gain over the decoder for one content type at one loss rate (mean over its runs).
 #[derive(Debug, Clone, Serialize)]
 pub struct ContentGain {
@@ -285,6 +320,30 @@ mod tests {
 
     fn row(content: &str, clip: &str, seed: u64, method: &str, psnr_y: f64) -> Row {
         Row { clip: clip.into(), content: content.into(), loss: 0.05, seed, method: method.into(), frames: 10, psnr_y, vmaf: psnr_y * 2.0, dropped: 1, packets: 20, repeat: 0 }
+    }
+
+    fn summary(loss: f64, method: &str, psnr_y: f64, vmaf: f64) -> Summary {
+        Summary { loss, method: method.into(), psnr_y, vmaf }
+    }
+
+    #[test]
+    fn targets_need_the_margin_over_the_better_baseline_in_both_measures() {
+        let mut rows = vec![
+            summary(0.01, "decoder", 30.0, 60.0),
+            summary(0.01, "freeze", 20.0, 61.0),
+            summary(0.01, "nerverecover low-latency", 30.0001, 61.2),
+            summary(0.05, "decoder", 18.0, 18.0),
+            summary(0.05, "freeze", 10.0, 9.0),
+            summary(0.05, "nerverecover low-latency", 20.5, 28.5),
+            summary(0.05, BOUND, 30.0, 50.0),
+        ];
+        let t = targets(&rows);
+        assert_eq!(t.len(), 2, "one per mode and loss rate, the bound is not judged");
+        assert!(!t[0].met, "a rounding difference does not beat the decoder: {}", t[0]);
+        assert!(t[1].met, "+2.5 dB and +10.5 VMAF over the better baseline: {}", t[1]);
+        assert!(t[1].to_string().contains("+2.50 dB, +10.50 VMAF"), "{}", t[1]);
+        rows[5].vmaf = 27.5;
+        assert!(!targets(&rows)[1].met, "+9.5 VMAF is short of +10");
     }
 
     #[test]

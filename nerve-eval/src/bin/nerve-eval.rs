@@ -330,6 +330,10 @@ fn main() -> Result<()> {
                     println!("{:>5.0}% decode {:<19} {:>+8.2} {:>+7.2}", g.loss * 100.0, g.repeat + 1, g.d_psnr_y, g.d_vmaf);
                 }
             }
+            let targets = recover::targets(&summary);
+            for t in &targets {
+                println!("{t}");
+            }
             println!("damage detector (16x16 blocks vs lossy-vs-lossless decode difference):");
             for d in &detector {
                 println!("{:>5.0}% precision {:.3} recall {:.3}", d.loss * 100.0, d.precision(), d.recall());
@@ -339,7 +343,7 @@ fn main() -> Result<()> {
                     .iter()
                     .map(|d| serde_json::json!({"loss": d.loss, "precision": d.precision(), "recall": d.recall(), "counts": d}))
                     .collect();
-                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "repeats": repeats, "decoder": decoder, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "by_repeat": by_repeat, "detector": det});
+                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "repeats": repeats, "decoder": decoder, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "by_repeat": by_repeat, "detector": det, "targets": targets});
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
                 println!("wrote {}", path.display());
             }
