@@ -23,10 +23,13 @@ use crate::loss::{self, LossConfig};
 use crate::{metrics, vmaf};
 
 /// The methods compared, in table order.
-pub const METHODS: [&str; 5] = ["decoder", "freeze", "nerverecover low-latency", "nerverecover lookahead", BOUND];
+pub const METHODS: [&str; 5] = ["decoder", "freeze", MODES[0], MODES[1], BOUND];
 
 /// The bound's row name.
 pub const BOUND: &str = "receivable (bound)";
+
+/// The element's two modes, the methods the targets judge.
+pub const MODES: [&str; 2] = ["nerverecover low-latency", "nerverecover lookahead"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -209,6 +212,15 @@ pub fn summarise(rows: &[Row]) -> Vec<Summary> {
     out
 }
 
+/// `s`'s gain over the better of decoder and freeze at its loss rate, in PSNR-Y and in VMAF
+/// (each against the better baseline in that measure).
+pub fn over_baselines(summary: &[Summary], s: &Summary) -> (f64, f64) {
+    let best = |f: fn(&Summary) -> f64| {
+        summary.iter().filter(|b| b.loss == s.loss && (b.method == "decoder" || b.method == "freeze")).map(f).fold(f64::MIN, f64::max)
+    };
+    (s.psnr_y - best(|b| b.psnr_y), s.vmaf - best(|b| b.vmaf))
+}
+
 /// The bar at 5% loss: the gain over the better of decoder and freeze, on average.
 pub const TARGET_5: (f64, f64) = (2.0, 10.0);
 
@@ -221,12 +233,9 @@ pub const BEATS: (f64, f64) = (0.1, 0.1);
 /// (the better of the two in each measure).
 pub fn targets(summary: &[Summary]) -> Vec<Target> {
     let mut out = Vec::new();
-    for method in &METHODS[2..4] {
-        for s in summary.iter().filter(|s| s.method == *method) {
-            let best = |f: fn(&Summary) -> f64| {
-                summary.iter().filter(|b| b.loss == s.loss && (b.method == "decoder" || b.method == "freeze")).map(f).fold(f64::MIN, f64::max)
-            };
-            let (dp, dv) = (s.psnr_y - best(|b| b.psnr_y), s.vmaf - best(|b| b.vmaf));
+    for method in MODES {
+        for s in summary.iter().filter(|s| s.method == method) {
+            let (dp, dv) = over_baselines(summary, s);
             let at_5 = (s.loss - 0.05).abs() < 1e-9;
             let (p, v) = if at_5 { TARGET_5 } else { BEATS };
             out.push(Target {

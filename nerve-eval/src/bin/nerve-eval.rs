@@ -305,20 +305,13 @@ fn main() -> Result<()> {
             );
             println!("{:>6} {:<26} {:>8} {:>7} {:>10} {:>9}", "loss", "method", "PSNR-Y", "VMAF", "dPSNR-Y*", "dVMAF*");
             for s in &summary {
-                let best_baseline = |f: fn(&recover::Summary) -> f64| {
-                    summary
-                        .iter()
-                        .filter(|b| b.loss == s.loss && (b.method == "decoder" || b.method == "freeze"))
-                        .map(f)
-                        .fold(f64::MIN, f64::max)
-                };
-                let (dp, dv) = (s.psnr_y - best_baseline(|b| b.psnr_y), s.vmaf - best_baseline(|b| b.vmaf));
+                let (dp, dv) = recover::over_baselines(&summary, s);
                 println!("{:>5.0}% {:<26} {:>8.2} {:>7.2} {:>+10.2} {:>+9.2}", s.loss * 100.0, s.method, s.psnr_y, s.vmaf, dp, dv);
             }
             println!("* against the better of decoder and freeze at the same loss rate");
             let by_content = recover::gains_by_content(&rows);
             println!("gain over the decoder per content type (dPSNR-Y / dVMAF): nerverecover low-latency, and the receivable bound");
-            for g in by_content.iter().filter(|g| g.method == "nerverecover low-latency") {
+            for g in by_content.iter().filter(|g| g.method == recover::MODES[0]) {
                 let room = by_content.iter().find(|b| b.method == recover::BOUND && b.content == g.content && b.loss == g.loss);
                 let (rp, rv) = room.map_or((f64::NAN, f64::NAN), |b| (b.d_psnr_y, b.d_vmaf));
                 println!("{:>5.0}% {:<26} {:>+8.2} {:>+7.2}   bound {:>+7.2} {:>+7.2}", g.loss * 100.0, g.content, g.d_psnr_y, g.d_vmaf, rp, rv);
@@ -326,7 +319,7 @@ fn main() -> Result<()> {
             let by_repeat = recover::gains_by_repeat(&rows);
             if repeats > 1 {
                 println!("gain over the decoder in each of the {repeats} decodes (nerverecover low-latency; dPSNR-Y / dVMAF):");
-                for g in by_repeat.iter().filter(|g| g.method == "nerverecover low-latency") {
+                for g in by_repeat.iter().filter(|g| g.method == recover::MODES[0]) {
                     println!("{:>5.0}% decode {:<19} {:>+8.2} {:>+7.2}", g.loss * 100.0, g.repeat + 1, g.d_psnr_y, g.d_vmaf);
                 }
             }
