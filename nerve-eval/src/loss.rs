@@ -368,12 +368,12 @@ pub fn frozen(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
 /// Side of the blocks [`receivable`] decides on (a macroblock).
 const BLOCK: usize = 16;
 
-/// The most any receiver-side repair can show without inventing content no packet carried: the
-/// lossless decode everywhere, except in the blocks the stream's first IDR frame lost, which keep
-/// what the decoder shows (held frames included) until an IDR frame arrives intact. Content lost
-/// later has an earlier frame that stands in for it; those blocks have none: nothing in the
-/// stream ever described them. An upper bound for methods that keep the decoder's guess there,
-/// not a method: it reads the lossless decode.
+/// The most a receiver-side repair can show while it keeps the decoder's guess where no packet
+/// ever carried the content: the lossless decode everywhere, except in the blocks the stream's
+/// first IDR frame lost, which keep what the decoder shows (held frames included) until an IDR
+/// frame arrives intact. Content lost later has an earlier frame that stands in for it; those
+/// blocks have none. A better guess there (the decoder may leave them black) can beat it. Not a
+/// method: it reads the lossless decode.
 pub fn receivable(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
     let clean = held(&run.clean, width, height);
     let shown = held(&run.lossy, width, height);

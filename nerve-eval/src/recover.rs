@@ -4,9 +4,9 @@
 //!   the previous one on screen),
 //! - `freeze`: freeze on the last good frame (only frames intact since the last IDR are shown),
 //! - `nerverecover` in `low-latency` and `lookahead` mode, fed the same decoder output,
-//! - `receivable (bound)`: not a method but the room any of them has, [`loss::receivable`]: the
+//! - `receivable (bound)`: not a method but the room they have, [`loss::receivable`]: the
 //!   lossless decode except where the stream's first IDR frame lost content no packet ever
-//!   carried again.
+//!   carried again (there the decoder's guess).
 //!
 //! The damage detector is scored too: its blocks against the blocks where the lossy decode
 //! differs from the lossless decode of the same packets.
