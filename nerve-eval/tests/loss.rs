@@ -23,6 +23,10 @@ fn loss_is_seeded_damages_the_decode_and_nerverecover_fills_every_slot() {
     let clean = loss::held(&a.clean, w, h);
     let lossy = loss::held(&a.lossy, w, h);
     assert!(metrics::psnr_y(&clip.frames, &clean) > metrics::psnr_y(&clip.frames, &lossy) + 1.0, "the loss does damage");
+    // The receivable bound lies between what the decoder shows and the lossless decode.
+    let bound = metrics::psnr_y(&clip.frames, &loss::receivable(&a, w, h));
+    let (low, high) = (metrics::psnr_y(&clip.frames, &lossy), metrics::psnr_y(&clip.frames, &clean));
+    assert!(bound > low && bound <= high + 1e-9, "decoder {low:.2} dB, bound {bound:.2}, lossless {high:.2}");
     for branch in &a.extra {
         // Every slot from the first to the last frame the decoder gave is filled exactly once
         // (frames lost after the last decoded one leave no trace to fill them by).
