@@ -214,3 +214,83 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) 
         .draw()
         .map_err(|e| anyhow!("{e}"))
 }
+
+/// Tile size of [`loss_examples`] (each frame fitted inside, aspect kept).
+const TILE: (u32, u32) = (240, 150);
+
+/// `nerve-eval recover`: one row per run (clip), the decoder's worst frame as the original and
+/// each method show it (luma), so the damage and the repair can be seen, not only scored.
+pub fn loss_examples(examples: &[crate::recover::Example], path: &Path) -> Result<()> {
+    let labelled = register_font();
+    let columns = std::iter::once("original").chain(crate::recover::METHODS).collect::<Vec<_>>();
+    let (head, side) = if labelled { (24, 22) } else { (0, 0) };
+    let width = TILE.0 * columns.len() as u32;
+    let height = head + (TILE.1 + side) * examples.len() as u32;
+    let root = BitMapBackend::new(path, (width, height.max(1))).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let text = ("sans-serif", 14).into_font();
+    if labelled {
+        for (c, name) in columns.iter().enumerate() {
+            root.draw_text(name, &text.color(&BLACK), (c as i32 * TILE.0 as i32 + 4, 4)).map_err(|e| anyhow!("{e}"))?;
+        }
+    }
+    for (r, ex) in examples.iter().enumerate() {
+        let top = (head + r as u32 * (TILE.1 + side)) as i32;
+        if labelled {
+            let label = format!("{}  {:.0}% loss, seed {}, frame {}", ex.clip, ex.loss * 100.0, ex.seed, ex.frame);
+            root.draw_text(&label, &text.color(&BLACK), (4, top + 3)).map_err(|e| anyhow!("{e}"))?;
+        }
+        for (c, frame) in ex.views.iter().enumerate() {
+            let scale = (frame.width as f64 / TILE.0 as f64).max(frame.height as f64 / TILE.1 as f64);
+            let (tw, th) = ((frame.width as f64 / scale) as i32, (frame.height as f64 / scale) as i32);
+            for y in 0..th {
+                let sy = ((y as f64 * scale) as usize).min(frame.height - 1);
+                for x in 0..tw {
+                    let sx = ((x as f64 * scale) as usize).min(frame.width - 1);
+                    let v = frame.y()[sy * frame.width + sx];
+                    root.draw_pixel((c as i32 * TILE.0 as i32 + x, top + side as i32 + y), &RGBColor(v, v, v)).map_err(|e| anyhow!("{e}"))?;
+                }
+            }
+        }
+    }
+    root.present().map_err(|e| anyhow!("{e}"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Frame;
+    use crate::recover::{Example, METHODS};
+
+    #[test]
+    fn loss_examples_draws_one_tile_per_view_and_row_per_run() {
+        let flat = |w: usize, h: usize, y: u8| {
+            let mut f = Frame::new(w, h);
+            f.y_mut().fill(y);
+            f
+        };
+        let example = |w, h| Example { clip: "c".into(), loss: 0.05, seed: 1, frame: 3, views: (0..=METHODS.len() as u8).map(|i| flat(w, h, 20 + 30 * i)).collect() };
+        let path = std::env::temp_dir().join(format!("nerve-loss-examples-{}.png", std::process::id()));
+        loss_examples(&[example(480, 300), example(160, 200)], &path).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        std::fs::remove_file(&path).ok();
+        let labelled = register_font();
+        let (head, side) = if labelled { (24, 22) } else { (0, 0) };
+        assert_eq!(info.width, TILE.0 * (METHODS.len() as u32 + 1));
+        assert_eq!(info.height, head + 2 * (TILE.1 + side));
+        let px = |x: u32, y: u32| buf[(y * info.width + x) as usize * info.color_type.samples()];
+        // the first run's tiles: each view's luma, left to right
+        let mid = head + side + TILE.1 / 2;
+        for c in 0..=METHODS.len() as u32 {
+            assert_eq!(px(c * TILE.0 + TILE.0 / 2, mid), 20 + 30 * c as u8, "column {c}");
+        }
+        // the second run's frame is narrower than its tile: fitted by height, white beside it
+        let mid2 = head + 2 * side + TILE.1 + TILE.1 / 2;
+        assert_eq!(px(TILE.0 / 4, mid2), 20);
+        assert_eq!(px(TILE.0 - 2, mid2), 255);
+    }
+}

@@ -103,7 +103,20 @@ pub fn config_for(clip: &frame::Clip, loss: f64, seed: u64, decoder: &str) -> Lo
     }
 }
 
-/// Runs one clip at one loss rate; returns the rows (one per method) and the detector's score.
+/// The decoder's worst frame of one run (lowest PSNR-Y against the original), as the original
+/// and each method in [`METHODS`] show it: what `--plot` draws beside the curves.
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub clip: String,
+    pub loss: f64,
+    pub seed: u64,
+    pub frame: usize,
+    /// The original, then one frame per method.
+    pub views: Vec<Frame>,
+}
+
+/// Runs one clip at one loss rate; returns the rows (one per method), the detector's score and
+/// the run's example frame.
 pub fn evaluate(
     spec: &ClipSpec,
     clip: &frame::Clip,
@@ -113,7 +126,7 @@ pub fn evaluate(
     model: &str,
     decoder: &str,
     with_vmaf: bool,
-) -> Result<(Vec<Row>, DetectorScore)> {
+) -> Result<(Vec<Row>, DetectorScore, Example)> {
     let cfg = config_for(clip, loss_rate, seed, decoder);
     let run = loss::run(clip, &cfg, &branches(model))?;
     let (w, h) = (clip.frames[0].width, clip.frames[0].height);
@@ -124,12 +137,24 @@ pub fn evaluate(
         loss::held(&run.extra[1], w, h),
         loss::receivable(&run, w, h),
     ];
+    let clip_name = spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let worst = (0..clip.frames.len().min(shown[0].len()))
+        .map(|i| (i, metrics::psnr(clip.frames[i].y(), shown[0][i].y())))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(0, |(i, _)| i);
+    let example = Example {
+        clip: clip_name.clone(),
+        loss: loss_rate,
+        seed,
+        frame: worst,
+        views: std::iter::once(&clip.frames).chain(&shown).filter_map(|f| f.get(worst).cloned()).collect(),
+    };
     let mut rows = Vec::new();
     for (method, frames) in METHODS.iter().zip(&shown) {
         let psnr_y = metrics::psnr_y(&clip.frames, frames);
         let vmaf = if with_vmaf { vmaf::vmaf(&clip.frames, frames)?.0 } else { f64::NAN };
         rows.push(Row {
-            clip: spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            clip: clip_name.clone(),
             content: spec.content.clone(),
             loss: loss_rate,
             seed,
@@ -142,7 +167,7 @@ pub fn evaluate(
             repeat,
         });
     }
-    Ok((rows, score_detector(&run, &shown[2], loss_rate)))
+    Ok((rows, score_detector(&run, &shown[2], loss_rate), example))
 }
 
 /// An I420 frame as the detector reads it.

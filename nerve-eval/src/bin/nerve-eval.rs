@@ -277,13 +277,19 @@ fn main() -> Result<()> {
             bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
             let mut rows = Vec::new();
             let mut detector: Vec<recover::DetectorScore> = Vec::new();
+            // The example frames come from the rate nearest the 5%.
+            let example_rate = rates.iter().copied().min_by(|a, b| (a - 0.05).abs().total_cmp(&(b - 0.05).abs())).unwrap_or(0.05);
+            let mut examples = Vec::new();
             for spec in &specs {
                 let clip = frame::decode(&spec.path, frames, 2)?;
                 for &rate in &rates {
                     for (&seed, repeat) in seeds.iter().flat_map(|s| (0..repeats).map(move |k| (s, k))) {
                         bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
-                        let (r, d) = recover::evaluate(spec, &clip, rate, seed, repeat, &model, &decoder, !no_vmaf)?;
+                        let (r, d, example) = recover::evaluate(spec, &clip, rate, seed, repeat, &model, &decoder, !no_vmaf)?;
                         rows.extend(r);
+                        if rate == example_rate && seed == seeds[0] && repeat == 0 {
+                            examples.push(example);
+                        }
                         match detector.iter_mut().find(|s| s.loss == rate) {
                             Some(s) => {
                                 s.true_positive += d.true_positive;
@@ -343,6 +349,9 @@ fn main() -> Result<()> {
             if let Some(path) = plot_path {
                 plot::quality_vs_loss(&summary, &path)?;
                 println!("wrote {}", path.display());
+                let frames_png = path.with_file_name(format!("{}-frames.png", path.file_stem().and_then(|s| s.to_str()).unwrap_or("recover")));
+                plot::loss_examples(&examples, &frames_png)?;
+                println!("wrote {}", frames_png.display());
             }
         }
         Command::LossFrames { reference, loss: p, seed, frames, out, decoder } => {
