@@ -269,7 +269,7 @@ pub fn targets(summary: &[Summary]) -> Vec<Target> {
                     s.loss * 100.0,
                     if at_5 { " (mean over clips)" } else { "" }
                 ),
-                measured: format!("{dp:+.2} dB, {dv:+.2} VMAF"),
+                measured: if dv.is_nan() { format!("{dp:+.2} dB, VMAF not measured") } else { format!("{dp:+.2} dB, {dv:+.2} VMAF") },
                 met: dp >= p && dv >= v,
             });
         }
@@ -378,6 +378,12 @@ mod tests {
         assert!(t[1].to_string().contains("+2.50 dB, +10.50 VMAF"), "{}", t[1]);
         rows[5].vmaf = 27.5;
         assert!(!targets(&rows)[1].met, "+9.5 VMAF is short of +10");
+        // without VMAF (--no-vmaf) nothing is judged met, and the line says why
+        for r in &mut rows {
+            r.vmaf = f64::NAN;
+        }
+        let t = &targets(&rows)[1];
+        assert!(!t.met && t.to_string().contains("+2.50 dB, VMAF not measured"), "{t}");
     }
 
     #[test]
