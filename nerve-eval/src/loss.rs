@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use gst::prelude::*;
+use gstnerve::recover::detect::BLOCK;
+use gstnerve::recover::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks};
 
 use crate::frame::{Clip, Frame};
 
@@ -365,28 +367,34 @@ pub fn frozen(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
         .collect()
 }
 
-/// Side of the blocks [`receivable`] decides on (a macroblock).
-const BLOCK: usize = 16;
-
 /// The most a receiver-side repair can show while it keeps the decoder's guess where no packet
 /// ever carried the content: the lossless decode everywhere, except in the blocks the stream's
-/// first IDR frame lost, which keep what the decoder shows (held frames included) until an IDR
-/// frame arrives intact. Content lost later has an earlier frame that stands in for it; those
-/// blocks have none. A better guess there (the decoder may leave them black) can beat it. Not a
-/// method: it reads the lossless decode.
-pub fn receivable(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
+/// first IDR frame lost, which keep what the decoder shows (`shown`: [`held`] of `run.lossy`)
+/// until an IDR frame arrives intact. Content lost later has an earlier frame that stands in for
+/// it; those blocks have none. A better guess there (the decoder may leave them black) can beat
+/// it. Not a method: it reads the lossless decode.
+pub fn receivable(run: &LossRun, shown: &[Frame], width: usize, height: usize) -> Vec<Frame> {
     let clean = held(&run.clean, width, height);
-    let shown = held(&run.lossy, width, height);
-    let bw = width.div_ceil(BLOCK);
+    let cols = width.div_ceil(BLOCK);
+    let (cw, ch) = (width.div_ceil(2), height.div_ceil(2));
+    let planes = [PlaneBlocks::new(width, height, 0, 0, 1), PlaneBlocks::new(cw, ch, 1, 1, 1), PlaneBlocks::new(cw, ch, 1, 1, 1)];
     let mut never = first_idr_losses(run, &clean, width, height);
-    (0..clean.len())
-        .map(|i| {
+    clean
+        .into_iter()
+        .zip(shown)
+        .enumerate()
+        .map(|(i, (mut out, shown))| {
             if i > 0 && run.keyframe.get(i) == Some(&true) && run.hit.get(i) == Some(&false) {
                 never.fill(false);
             }
-            let mut out = clean[i].clone();
-            for (b, _) in never.iter().enumerate().filter(|(_, lost)| **lost) {
-                copy_block(&shown[i], &mut out, (b % bw) * BLOCK, (b / bw) * BLOCK);
+            // Plane by plane, the never-received blocks from what the decoder shows.
+            let (mut dst, mut src) = (&mut out.data[..], &shown.data[..]);
+            for geometry in planes {
+                let n = geometry.row_bytes * geometry.rows;
+                let (d, rest) = std::mem::take(&mut dst).split_at_mut(n);
+                let (a, next) = src.split_at(n);
+                blend_blocks(&mut PlaneMut { data: d, stride: geometry.row_bytes }, PlaneRef { data: a, stride: geometry.row_bytes }, None, 0, geometry, &never, cols);
+                (dst, src) = (rest, next);
             }
             out
         })
@@ -414,25 +422,6 @@ fn first_idr_losses(run: &LossRun, clean: &[Frame], width: usize, height: usize)
         }
     }
     lost
-}
-
-/// Copies the block at (x, y) from `from` to `to`, luma and the chroma under it.
-fn copy_block(from: &Frame, to: &mut Frame, x: usize, y: usize) {
-    let (w, h) = (to.width, to.height);
-    let (cw, ch) = to.chroma_size();
-    let rows = |stride: usize, x0: usize, y0: usize, side: usize, rows_max: usize, cols_max: usize| {
-        (y0..(y0 + side).min(rows_max)).map(move |r| r * stride + x0..r * stride + (x0 + side).min(cols_max))
-    };
-    for r in rows(w, x, y, BLOCK, h, w) {
-        to.data[r.clone()].copy_from_slice(&from.data[r]);
-    }
-    for plane in 0..2 {
-        let base = w * h + plane * cw * ch;
-        for r in rows(cw, x / 2, y / 2, BLOCK / 2, ch, cw) {
-            let r = base + r.start..base + r.end;
-            to.data[r.clone()].copy_from_slice(&from.data[r]);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -468,6 +457,8 @@ mod tests {
         // the first IDR lost its top-left block, the next frame builds on it, a later loss
         // damaged the whole third frame
         lossy[0].y_mut()[0] = 30;
+        lossy[0].data[w * h] = 60; // and the chroma under that block, and under the next one
+        lossy[0].data[w * h + 8] = 61;
         lossy[1].y_mut()[0] = 31;
         lossy[2] = flat(w, h, 50);
         let run = |keyframe: Vec<bool>, hit: Vec<bool>| LossRun {
@@ -479,14 +470,17 @@ mod tests {
             packets: 0,
             dropped: 0,
         };
-        let r = receivable(&run(vec![true, false, false, true], vec![true, false, true, false]), w, h);
-        assert_eq!(r[0].y()[0], 30, "never received: the decoder's pixels stay");
+        let shown = |r: &LossRun| held(&r.lossy, w, h);
+        let a = run(vec![true, false, false, true], vec![true, false, true, false]);
+        let r = receivable(&a, &shown(&a), w, h);
+        assert_eq!((r[0].y()[0], r[0].u()[0], r[0].u()[8]), (30, 60, 128), "never received: the decoder's pixels stay, chroma too, and only there");
         assert_eq!(r[0].y()[17], 100, "a block the first IDR did not lose is the lossless decode");
         assert_eq!((r[1].y()[0], r[2].y()[0]), (31, 50), "still never received before an intact IDR");
         assert_eq!(r[2].y()[w * 19 + 39], 102, "later damage elsewhere counts as repairable");
         assert_eq!(r[3].y()[0], 103, "an intact IDR ends it");
         // an intact first IDR leaves nothing unreceivable
-        let r = receivable(&run(vec![true, false, false, false], vec![false, false, true, false]), w, h);
+        let b = run(vec![true, false, false, false], vec![false, false, true, false]);
+        let r = receivable(&b, &shown(&b), w, h);
         assert!(r.iter().zip(&clean).all(|(a, b)| a == b));
     }
 

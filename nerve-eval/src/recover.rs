@@ -130,12 +130,14 @@ pub fn evaluate(
     let cfg = config_for(clip, loss_rate, seed, decoder);
     let run = loss::run(clip, &cfg, &branches(model))?;
     let (w, h) = (clip.frames[0].width, clip.frames[0].height);
+    let decoder = loss::held(&run.lossy, w, h);
+    let bound = loss::receivable(&run, &decoder, w, h);
     let shown: Vec<Vec<Frame>> = vec![
-        loss::held(&run.lossy, w, h),
+        decoder,
         loss::frozen(&run, w, h),
         loss::held(&run.extra[0], w, h),
         loss::held(&run.extra[1], w, h),
-        loss::receivable(&run, w, h),
+        bound,
     ];
     let clip_name = spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let worst = (0..clip.frames.len().min(shown[0].len()))

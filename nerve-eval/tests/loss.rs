@@ -24,7 +24,7 @@ fn loss_is_seeded_damages_the_decode_and_nerverecover_fills_every_slot() {
     let lossy = loss::held(&a.lossy, w, h);
     assert!(metrics::psnr_y(&clip.frames, &clean) > metrics::psnr_y(&clip.frames, &lossy) + 1.0, "the loss does damage");
     // The receivable bound lies between what the decoder shows and the lossless decode.
-    let bound = metrics::psnr_y(&clip.frames, &loss::receivable(&a, w, h));
+    let bound = metrics::psnr_y(&clip.frames, &loss::receivable(&a, &lossy, w, h));
     let (low, high) = (metrics::psnr_y(&clip.frames, &lossy), metrics::psnr_y(&clip.frames, &clean));
     assert!(bound > low && bound <= high + 1e-9, "decoder {low:.2} dB, bound {bound:.2}, lossless {high:.2}");
     for branch in &a.extra {
