@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Streams a clip as sliced H.264 over RTP, loses packets, decodes and repairs it with
-# nerverecover, and shows the result (SINK=... picks another sink, e.g. SINK=fakesink).
+# Streams a clip as sliced H.264 over RTP, loses packets, keeps what arrived of broken slices
+# (nervesalvage), decodes and repairs it with nerverecover, and shows the result (SINK=... picks
+# another sink, e.g. SINK=fakesink; SALVAGE=identity leaves the salvage out).
 #   pipelines/rtp_loss.sh clip.mp4 [loss=0.05] [mode=low-latency|lookahead]
 # The loss here is netsim's (random, unseeded). For a fixed loss pattern (the same packets lost
 # on every run, what the evaluation and the training data use) see
@@ -17,7 +18,9 @@ mode=${3:-low-latency}
 # takes as "this frame is damaged somewhere". avdec_h264 with frame threads sometimes leaves
 # lost slices black, on one thread it conceals them (what the evaluation uses: DECODER=...
 # to choose); either way later frames are predicted from the damage until the next IDR.
+# A slice bigger than the MTU travels in several fragments: rtph264depay drops all of it when
+# one is lost, nervesalvage hands it the fragments before the loss as a shorter slice instead.
 exec gst-launch-1.0 filesrc location="$clip" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! \
   x264enc tune=zerolatency speed-preset=veryfast bitrate=1000 key-int-max=60 option-string="slices=4:scenecut=0" ! \
   rtph264pay mtu=1200 config-interval=-1 ! netsim drop-probability="$loss" ! \
-  rtpjitterbuffer do-lost=true ! rtph264depay ! ${DECODER:-avdec_h264} ! nerverecover mode="$mode" ! videoconvert ! ${SINK:-autovideosink}
+  rtpjitterbuffer do-lost=true ! ${SALVAGE:-nervesalvage} ! rtph264depay ! ${DECODER:-avdec_h264} ! nerverecover mode="$mode" ! videoconvert ! ${SINK:-autovideosink}

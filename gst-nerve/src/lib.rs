@@ -4,16 +4,20 @@
 //!   upscaled classically), with a classical fallback under QoS pressure.
 //! - `nerverecover`: one frame per expected timestamp after a lossy network: lost frames
 //!   synthesised, damaged blocks repaired from neighbouring frames, clean frames untouched.
+//! - `nervesalvage`: before the RTP depayloader, keeps what arrived of an H.264 slice whose
+//!   later packets were lost, so the decoder conceals less.
 
 use gst::glib;
 
 pub mod engine;
 pub mod recover;
+pub mod salvage;
 pub mod sr;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     sr::register(plugin)?;
     recover::register(plugin)?;
+    salvage::register(plugin)?;
     Ok(())
 }
 

@@ -82,6 +82,19 @@ impl LossConfig {
 /// receiver that wants to react to loss sets it.
 pub const RECEIVER: &str = "rtpjitterbuffer do-lost=true ! rtph264depay";
 
+/// The same receiver with `nervesalvage` before the depayloader: a slice that lost a later
+/// fragment reaches the decoder as the prefix that arrived instead of not at all.
+pub const SALVAGING_RECEIVER: &str = "rtpjitterbuffer do-lost=true ! nervesalvage ! rtph264depay";
+
+/// Which receiver an extra branch's decoder output comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiver {
+    /// [`RECEIVER`]: what a GStreamer player does.
+    Plain,
+    /// [`SALVAGING_RECEIVER`].
+    Salvaging,
+}
+
 /// GStreamer's H.264 decoder, on one thread. With its default frame threads `avdec_h264` is not
 /// deterministic on a damaged stream: whether a lost slice is concealed or left black depends on
 /// thread timing (the same packets gave a clip 12.0 dB in one run and 32.5 dB in the next), so
@@ -105,6 +118,8 @@ pub struct LossRun {
     pub clean: Branch,
     /// The decoder's output after the loss.
     pub lossy: Branch,
+    /// The decoder's output after the loss with [`SALVAGING_RECEIVER`].
+    pub salvaged: Branch,
     /// One branch per extra fragment given to [`run`], in order.
     pub extra: Vec<Branch>,
     /// Per input frame: at least one of its packets was lost.
@@ -148,9 +163,10 @@ struct Record {
     dropped: u64,
 }
 
-/// Runs `clip` through sender -> loss -> receiver. `extra` fragments (e.g. `nerverecover
-/// mode=lookahead`) each get their own copy of the lossy decoder output.
-pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
+/// Runs `clip` through sender -> loss -> receiver, and the same lossy packets through the
+/// salvaging receiver. `extra` fragments (e.g. `nerverecover mode=lookahead`) each get their own
+/// copy of the decoder output of their receiver.
+pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[(Receiver, String)]) -> Result<LossRun> {
     let first = clip.frames.first().context("no frames")?;
     let (w, h) = (first.width, first.height);
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, w as u32, h as u32).fps(clip.fps).build()?;
@@ -159,14 +175,21 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     let mut desc = format!(
         "appsrc name=src format=time caps=\"{caps}\" ! {} ! tee name=rtp \
          rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {RECEIVER} ! {dec} ! {to_i420} ! appsink name=clean sync=false async=false \
-         rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 name=lossq ! {RECEIVER} ! {dec} ! tee name=dec \
-         dec. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {to_i420} ! appsink name=lossy sync=false async=false",
+         rtp. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 name=lossq ! tee name=lost \
+         lost. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {RECEIVER} ! {dec} ! tee name=dec \
+         dec. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {to_i420} ! appsink name=lossy sync=false async=false \
+         lost. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {SALVAGING_RECEIVER} ! {dec} ! tee name=sdec \
+         sdec. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {to_i420} ! appsink name=salvaged sync=false async=false",
         cfg.sender(),
         dec = cfg.decoder
     );
-    for (i, f) in extra.iter().enumerate() {
+    for (i, (receiver, f)) in extra.iter().enumerate() {
+        let tee = match receiver {
+            Receiver::Plain => "dec",
+            Receiver::Salvaging => "sdec",
+        };
         desc.push_str(&format!(
-            " dec. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {f} ! {to_i420} ! appsink name=extra{i} sync=false async=false"
+            " {tee}. ! queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! {f} ! {to_i420} ! appsink name=extra{i} sync=false async=false"
         ));
     }
     let pipeline = gst::parse::launch(&desc)
@@ -241,7 +264,7 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     let appsink = |name: &str| -> Result<gst_app::AppSink> {
         pipeline.by_name(name).context("appsink")?.downcast::<gst_app::AppSink>().map_err(|_| anyhow::anyhow!("appsink"))
     };
-    let mut sinks = vec![appsink("clean")?, appsink("lossy")?];
+    let mut sinks = vec![appsink("clean")?, appsink("lossy")?, appsink("salvaged")?];
     for i in 0..extra.len() {
         sinks.push(appsink(&format!("extra{i}"))?);
     }
@@ -327,7 +350,8 @@ pub fn run(clip: &Clip, cfg: &LossConfig, extra: &[String]) -> Result<LossRun> {
     let mut it = branches.into_iter();
     let clean = it.next().context("clean branch")?;
     let lossy = it.next().context("lossy branch")?;
-    Ok(LossRun { clean, lossy, extra: it.collect(), hit, keyframe, packets: r.packets, dropped: r.dropped })
+    let salvaged = it.next().context("salvaged branch")?;
+    Ok(LossRun { clean, lossy, salvaged, extra: it.collect(), hit, keyframe, packets: r.packets, dropped: r.dropped })
 }
 
 /// What a player shows from a branch: each expected frame, the previous one held where
@@ -369,8 +393,8 @@ pub fn frozen(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
 
 /// The most a receiver-side repair can show while it keeps the decoder's guess where no packet
 /// ever carried the content: the lossless decode everywhere, except in the blocks the stream's
-/// first IDR frame lost, which keep what the decoder shows (`shown`: [`held`] of `run.lossy`)
-/// until an IDR frame arrives intact. Content lost later has an earlier frame that stands in for
+/// first IDR frame lost, which keep what the decoder shows (`shown`: [`held`] of `run.salvaged`,
+/// the receiver that gets the most of the packets) until an IDR frame arrives intact. Content lost later has an earlier frame that stands in for
 /// it; those blocks have none. A better guess there (the decoder may leave them black) can beat
 /// it. Not a method: it reads the lossless decode.
 pub fn receivable(run: &LossRun, shown: &[Frame], width: usize, height: usize) -> Vec<Frame> {
@@ -401,15 +425,16 @@ pub fn receivable(run: &LossRun, shown: &[Frame], width: usize, height: usize) -
         .collect()
 }
 
-/// Per block: the stream's first frame, an IDR, lost it (its decode differs from the lossless
-/// one by more than 2 levels of luma anywhere in the block; every block when no frame came out).
+/// Per block: the stream's first frame, an IDR, lost it (its salvaging receiver's decode differs
+/// from the lossless one by more than 2 levels of luma anywhere in the block; every block when no
+/// frame came out).
 fn first_idr_losses(run: &LossRun, clean: &[Frame], width: usize, height: usize) -> Vec<bool> {
     let (bw, bh) = (width.div_ceil(BLOCK), height.div_ceil(BLOCK));
     let mut lost = vec![false; bw * bh];
     if run.keyframe.first() != Some(&true) || run.hit.first() != Some(&true) {
         return lost;
     }
-    let Some(Some(first)) = run.lossy.frames.first() else {
+    let Some(Some(first)) = run.salvaged.frames.first() else {
         lost.fill(true);
         return lost;
     };
@@ -464,13 +489,14 @@ mod tests {
         let run = |keyframe: Vec<bool>, hit: Vec<bool>| LossRun {
             clean: branch(clean.clone()),
             lossy: branch(lossy.clone()),
+            salvaged: branch(lossy.clone()),
             extra: vec![],
             hit,
             keyframe,
             packets: 0,
             dropped: 0,
         };
-        let shown = |r: &LossRun| held(&r.lossy, w, h);
+        let shown = |r: &LossRun| held(&r.salvaged, w, h);
         let a = run(vec![true, false, false, true], vec![true, false, true, false]);
         let r = receivable(&a, &shown(&a), w, h);
         assert_eq!((r[0].y()[0], r[0].u()[0], r[0].u()[8]), (30, 60, 128), "never received: the decoder's pixels stay, chroma too, and only there");
@@ -489,6 +515,7 @@ mod tests {
         let run = LossRun {
             clean: Branch::default(),
             lossy: Branch::default(),
+            salvaged: Branch::default(),
             extra: vec![],
             hit: vec![false, false, true, false, false, false],
             keyframe: vec![true, false, false, false, true, false],

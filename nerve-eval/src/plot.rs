@@ -270,7 +270,7 @@ mod tests {
             f.y_mut().fill(y);
             f
         };
-        let example = |w, h| Example { clip: "c".into(), loss: 0.05, seed: 1, frame: 3, views: (0..=METHODS.len() as u8).map(|i| flat(w, h, 20 + 30 * i)).collect() };
+        let example = |w, h| Example { clip: "c".into(), loss: 0.05, seed: 1, frame: 3, views: (0..=METHODS.len() as u8).map(|i| flat(w, h, 20 + 25 * i)).collect() };
         let path = std::env::temp_dir().join(format!("nerve-loss-examples-{}.png", std::process::id()));
         loss_examples(&[example(480, 300), example(160, 200)], &path).unwrap();
         let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
@@ -286,7 +286,7 @@ mod tests {
         // the first run's tiles: each view's luma, left to right
         let mid = head + side + TILE.1 / 2;
         for c in 0..=METHODS.len() as u32 {
-            assert_eq!(px(c * TILE.0 + TILE.0 / 2, mid), 20 + 30 * c as u8, "column {c}");
+            assert_eq!(px(c * TILE.0 + TILE.0 / 2, mid), 20 + 25 * c as u8, "column {c}");
         }
         // the second run's frame is narrower than its tile: fitted by height, white beside it
         let mid2 = head + 2 * side + TILE.1 + TILE.1 / 2;

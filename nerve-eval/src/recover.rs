@@ -4,9 +4,12 @@
 //!   the previous one on screen),
 //! - `freeze`: freeze on the last good frame (only frames intact since the last IDR are shown),
 //! - `nerverecover` in `low-latency` and `lookahead` mode, fed the same decoder output,
+//! - the same three after `nervesalvage` (the same lost packets; a slice that lost a later
+//!   fragment reaches the decoder as the prefix that arrived): `nervesalvage + decoder` shows
+//!   what salvaging alone gives, the two `nervesalvage + nerverecover` rows the whole receiver,
 //! - `receivable (bound)`: not a method but the room they have, [`loss::receivable`]: the
 //!   lossless decode except where the stream's first IDR frame lost content no packet ever
-//!   carried again (there the decoder's guess).
+//!   carried again (there the salvaging decoder's guess).
 //!
 //! The damage detector is scored too: its blocks against the blocks where the lossy decode
 //! differs from the lossless decode of the same packets.
@@ -19,17 +22,26 @@ use serde::Serialize;
 
 use crate::frame::{self, Frame};
 use crate::ladder::Target;
-use crate::loss::{self, LossConfig};
+use crate::loss::{self, LossConfig, Receiver};
 use crate::{metrics, vmaf};
 
 /// The methods compared, in table order.
-pub const METHODS: [&str; 5] = ["decoder", "freeze", MODES[0], MODES[1], BOUND];
+pub const METHODS: [&str; 8] = ["decoder", "freeze", MODES[0], MODES[1], SALVAGED, SALVAGED_MODES[0], SALVAGED_MODES[1], BOUND];
 
 /// The bound's row name.
 pub const BOUND: &str = "receivable (bound)";
 
-/// The element's two modes, the methods the targets judge.
+/// The element's two modes after the plain receiver.
 pub const MODES: [&str; 2] = ["nerverecover low-latency", "nerverecover lookahead"];
+
+/// The decoder after the salvaging receiver, without nerverecover.
+pub const SALVAGED: &str = "nervesalvage + decoder";
+
+/// The element's two modes after the salvaging receiver.
+pub const SALVAGED_MODES: [&str; 2] = ["nervesalvage + nerverecover low-latency", "nervesalvage + nerverecover lookahead"];
+
+/// The methods the targets judge: nerverecover alone, and the whole nerve receiver.
+pub const JUDGED: [&str; 4] = [MODES[0], MODES[1], SALVAGED_MODES[0], SALVAGED_MODES[1]];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
@@ -78,13 +90,16 @@ pub struct ClipSpec {
     pub content: String,
 }
 
-/// The filter each nerverecover branch runs.
-pub fn branches(model: &str) -> Vec<String> {
+/// The filter each nerverecover branch runs, after which receiver: both modes after the plain
+/// receiver, then both after the salvaging one.
+pub fn branches(model: &str) -> Vec<(Receiver, String)> {
     let model = if model.is_empty() { String::new() } else { format!(" model=\"{model}\"") };
-    vec![
-        format!("nerverecover mode=low-latency stats-interval=0{model}"),
-        format!("nerverecover mode=lookahead stats-interval=0{model}"),
-    ]
+    [Receiver::Plain, Receiver::Salvaging]
+        .into_iter()
+        .flat_map(|r| {
+            ["low-latency", "lookahead"].map(|mode| (r, format!("nerverecover mode={mode} stats-interval=0{model}")))
+        })
+        .collect()
 }
 
 /// The sender settings for a clip: about 0.1 bit per pixel (640x360 at 30 fps: 690 kbit/s) and
@@ -130,13 +145,16 @@ pub fn evaluate(
     let cfg = config_for(clip, loss_rate, seed, decoder);
     let run = loss::run(clip, &cfg, &branches(model))?;
     let (w, h) = (clip.frames[0].width, clip.frames[0].height);
-    let decoder = loss::held(&run.lossy, w, h);
-    let bound = loss::receivable(&run, &decoder, w, h);
+    let salvaged = loss::held(&run.salvaged, w, h);
+    let bound = loss::receivable(&run, &salvaged, w, h);
     let shown: Vec<Vec<Frame>> = vec![
-        decoder,
+        loss::held(&run.lossy, w, h),
         loss::frozen(&run, w, h),
         loss::held(&run.extra[0], w, h),
         loss::held(&run.extra[1], w, h),
+        salvaged,
+        loss::held(&run.extra[2], w, h),
+        loss::held(&run.extra[3], w, h),
         bound,
     ];
     let clip_name = spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -255,12 +273,12 @@ pub const TARGET_5: (f64, f64) = (2.0, 10.0);
 /// difference (the smallest PSNR difference papers report, and a tenth of a VMAF point).
 pub const BEATS: (f64, f64) = (0.1, 0.1);
 
-/// The targets a recover run can judge, for each `nerverecover` mode: at 5% loss at least
+/// The targets a recover run can judge, for each of the [`JUDGED`] methods: at 5% loss at least
 /// `TARGET_5` over both baselines, and at every other loss rate it ran at least `BEATS` over both
 /// (the better of the two in each measure).
 pub fn targets(summary: &[Summary]) -> Vec<Target> {
     let mut out = Vec::new();
-    for method in MODES {
+    for method in JUDGED {
         for s in summary.iter().filter(|s| s.method == method) {
             let (dp, dv) = over_baselines(summary, s);
             let at_5 = (s.loss - 0.05).abs() < 1e-9;

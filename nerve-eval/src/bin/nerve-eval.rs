@@ -309,18 +309,36 @@ fn main() -> Result<()> {
                 specs.len(),
                 seeds.len()
             );
-            println!("{:>6} {:<26} {:>8} {:>7} {:>10} {:>9}", "loss", "method", "PSNR-Y", "VMAF", "dPSNR-Y*", "dVMAF*");
+            println!("{:>6} {:<40} {:>8} {:>7} {:>10} {:>9}", "loss", "method", "PSNR-Y", "VMAF", "dPSNR-Y*", "dVMAF*");
             for s in &summary {
                 let (dp, dv) = recover::over_baselines(&summary, s);
-                println!("{:>5.0}% {:<26} {:>8.2} {:>7.2} {:>+10.2} {:>+9.2}", s.loss * 100.0, s.method, s.psnr_y, s.vmaf, dp, dv);
+                println!("{:>5.0}% {:<40} {:>8.2} {:>7.2} {:>+10.2} {:>+9.2}", s.loss * 100.0, s.method, s.psnr_y, s.vmaf, dp, dv);
             }
             println!("* against the better of decoder and freeze at the same loss rate");
             let by_content = recover::gains_by_content(&rows);
-            println!("gain over the decoder per content type (dPSNR-Y / dVMAF): nerverecover low-latency, and the receivable bound");
+            println!(
+                "gain over the decoder per content type (dPSNR-Y / dVMAF): nerverecover low-latency, nervesalvage + nerverecover \
+                 low-latency, and the receivable bound"
+            );
             for g in by_content.iter().filter(|g| g.method == recover::MODES[0]) {
-                let room = by_content.iter().find(|b| b.method == recover::BOUND && b.content == g.content && b.loss == g.loss);
-                let (rp, rv) = room.map_or((f64::NAN, f64::NAN), |b| (b.d_psnr_y, b.d_vmaf));
-                println!("{:>5.0}% {:<26} {:>+8.2} {:>+7.2}   bound {:>+7.2} {:>+7.2}", g.loss * 100.0, g.content, g.d_psnr_y, g.d_vmaf, rp, rv);
+                let other = |method: &str| {
+                    by_content
+                        .iter()
+                        .find(|b| b.method == method && b.content == g.content && b.loss == g.loss)
+                        .map_or((f64::NAN, f64::NAN), |b| (b.d_psnr_y, b.d_vmaf))
+                };
+                let ((sp, sv), (rp, rv)) = (other(recover::SALVAGED_MODES[0]), other(recover::BOUND));
+                println!(
+                    "{:>5.0}% {:<26} {:>+8.2} {:>+7.2}   salvaged {:>+7.2} {:>+7.2}   bound {:>+7.2} {:>+7.2}",
+                    g.loss * 100.0,
+                    g.content,
+                    g.d_psnr_y,
+                    g.d_vmaf,
+                    sp,
+                    sv,
+                    rp,
+                    rv
+                );
             }
             let by_repeat = recover::gains_by_repeat(&rows);
             if repeats > 1 {
