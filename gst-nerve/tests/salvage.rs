@@ -97,6 +97,16 @@ fn a_reported_loss_sends_the_held_fragment_closed_before_the_event() {
 }
 
 #[test]
+fn other_serialized_events_keep_their_place_after_the_held_fragment() {
+    let mut h = harness();
+    let first = packet(1, 0, false, Some((true, false)));
+    h.push(first.clone()).expect("push");
+    assert!(h.push_event(gst::event::CustomDownstream::new(gst::Structure::new_empty("something-else"))));
+    assert_eq!(bytes(&h.pull().expect("the held fragment goes first")), bytes(&first), "unchanged: nothing was lost");
+    assert_eq!(stat(&h, "units-salvaged"), 0);
+}
+
+#[test]
 fn end_of_stream_closes_and_flush_drops_the_held_fragment() {
     let mut h = harness();
     h.push(packet(1, 0, false, Some((true, false)))).expect("push");

@@ -208,10 +208,9 @@ impl NerveSalvage {
                 lock(&self.state).salvager.forget();
                 None
             }
-            gst::EventView::StreamStart(_) | gst::EventView::Caps(_) | gst::EventView::Segment(_) => {
-                // A new stream or segment: the held fragment belongs to the old one, as it was.
-                lock(&self.state).salvager.release().map(Out::Pass)
-            }
+            // Any other serialized event (a new stream, caps, segment, a gap): the held fragment
+            // goes first, as it is.
+            _ if event.is_serialized() => lock(&self.state).salvager.release().map(Out::Pass),
             _ => None,
         };
         if let Some(out) = out {
