@@ -97,10 +97,11 @@ enum Command {
         #[arg(long)]
         replot: Option<PathBuf>,
     },
-    /// Stream a clip through the RTP loss pipeline and write the original, the lossless decode
-    /// and the lossy decode as raw I420 (`original.yuv`, `clean.yuv`, `lossy.yuv`; a frame that
-    /// did not come out is all zeros) with `frames.json` (per frame: present, corrupted, hit by a
-    /// loss, IDR, intact since the last IDR). The training data of the recovery model.
+    /// Stream a clip through the RTP loss pipeline and write the original, the lossless decode,
+    /// the lossy decode and the salvaging receiver's decode as raw I420 (`original.yuv`,
+    /// `clean.yuv`, `lossy.yuv`, `salvaged.yuv`; a frame that did not come out is all zeros) with
+    /// `frames.json` (per frame: present, corrupted, hit by a loss, IDR, intact since the last
+    /// IDR). The training data of the recovery model.
     LossFrames {
         #[arg(long)]
         reference: PathBuf,
@@ -390,12 +391,14 @@ fn main() -> Result<()> {
             write("original.yuv", clip.frames.iter().collect())?;
             write("clean.yuv", run.clean.frames.iter().map(|f| f.as_ref().unwrap_or(&blank)).collect())?;
             write("lossy.yuv", run.lossy.frames.iter().map(|f| f.as_ref().unwrap_or(&blank)).collect())?;
+            write("salvaged.yuv", run.salvaged.frames.iter().map(|f| f.as_ref().unwrap_or(&blank)).collect())?;
             let intact = run.intact();
             let per_frame: Vec<_> = (0..clip.frames.len())
                 .map(|i| {
                     serde_json::json!({
                         "present": run.lossy.frames[i].is_some(),
                         "clean_present": run.clean.frames[i].is_some(),
+                        "salvaged_present": run.salvaged.frames[i].is_some(),
                         "corrupted": run.lossy.corrupted[i],
                         "hit": run.hit[i],
                         "keyframe": run.keyframe[i],
