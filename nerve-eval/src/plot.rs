@@ -218,12 +218,15 @@ fn legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, position: SeriesLabelPosition) 
 /// Tile size of [`loss_examples`] (each frame fitted inside, aspect kept).
 const TILE: (u32, u32) = (240, 150);
 
+/// Heights of [`loss_examples`]' column header (two lines) and of each row's label.
+const HEAD_SIDE: (u32, u32) = (40, 22);
+
 /// `nerve-eval recover`: one row per run (clip), the decoder's worst frame as the original and
 /// each method show it (luma), so the damage and the repair can be seen, not only scored.
 pub fn loss_examples(examples: &[crate::recover::Example], path: &Path) -> Result<()> {
     let labelled = register_font();
     let columns = std::iter::once("original").chain(crate::recover::METHODS).collect::<Vec<_>>();
-    let (head, side) = if labelled { (24, 22) } else { (0, 0) };
+    let (head, side) = if labelled { HEAD_SIDE } else { (0, 0) };
     let width = TILE.0 * columns.len() as u32;
     let height = head + (TILE.1 + side) * examples.len() as u32;
     let root = BitMapBackend::new(path, (width, height.max(1))).into_drawing_area();
@@ -231,7 +234,12 @@ pub fn loss_examples(examples: &[crate::recover::Example], path: &Path) -> Resul
     let text = ("sans-serif", 14).into_font();
     if labelled {
         for (c, name) in columns.iter().enumerate() {
-            root.draw_text(name, &text.color(&BLACK), (c as i32 * TILE.0 as i32 + 4, 4)).map_err(|e| anyhow!("{e}"))?;
+            // "nervesalvage + nerverecover low-latency" is wider than a tile: one line per part.
+            let parts: Vec<&str> = name.split(" + ").collect();
+            for (k, part) in parts.iter().enumerate() {
+                let line = if k + 1 < parts.len() { format!("{part} +") } else { part.to_string() };
+                root.draw_text(&line, &text.color(&BLACK), (c as i32 * TILE.0 as i32 + 4, 4 + 16 * k as i32)).map_err(|e| anyhow!("{e}"))?;
+            }
         }
     }
     for (r, ex) in examples.iter().enumerate() {
@@ -279,7 +287,7 @@ mod tests {
         let info = reader.next_frame(&mut buf).unwrap();
         std::fs::remove_file(&path).ok();
         let labelled = register_font();
-        let (head, side) = if labelled { (24, 22) } else { (0, 0) };
+        let (head, side) = if labelled { HEAD_SIDE } else { (0, 0) };
         assert_eq!(info.width, TILE.0 * (METHODS.len() as u32 + 1));
         assert_eq!(info.height, head + 2 * (TILE.1 + side));
         let px = |x: u32, y: u32| buf[(y * info.width + x) as usize * info.color_type.samples()];
