@@ -121,11 +121,14 @@ impl<T> Salvager<T> {
         let mut out = Vec::with_capacity(2);
         if let Some((held, h)) = self.held.take() {
             match parsed {
-                Some((rtp, _)) if rtp.seq == h.seq.wrapping_add(1) => out.push(Out::Pass(held)),
-                // A gap after an unfinished fragment: its successors were lost. If the next
-                // packet belongs to another access unit, this unit's last packet (the marker) was
-                // among them.
-                Some((rtp, _)) => out.push(self.close(held, h, rtp.timestamp != h.timestamp)),
+                // A gap after an unfinished fragment (the sequence number jumped ahead, across
+                // its wrap too): its successors were lost. If the next packet belongs to another
+                // access unit, this unit's last packet (the marker) was among them.
+                Some((rtp, _)) if rtp.seq.wrapping_sub(h.seq) as i16 > 1 => {
+                    out.push(self.close(held, h, rtp.timestamp != h.timestamp))
+                }
+                // The successor, or a duplicate or late packet, which says nothing about a loss.
+                Some(_) => out.push(Out::Pass(held)),
                 // Not RTP: nothing is known about the successor; the depayloader decides as ever.
                 None => out.push(Out::Pass(held)),
             }
@@ -232,6 +235,20 @@ mod tests {
         let out = feed(&mut s, &packet(6, 3000, false, None));
         assert!(matches!(out[..], [Out::Close { packet: 4, marker: true, .. }, Out::Pass(6)]), "{out:?}");
         assert_eq!(s.closed, 2);
+    }
+
+    #[test]
+    fn only_a_jump_ahead_is_a_loss_across_the_wrap_too() {
+        let mut s = Salvager::default();
+        feed(&mut s, &packet(65535, 0, false, Some((true, false))));
+        assert_eq!(feed(&mut s, &packet(0, 0, false, Some((false, false)))), vec![Out::Pass(65535)], "0 follows 65535");
+        // A duplicate of 0 and a late 65534: nothing lost, nothing closed.
+        assert_eq!(feed(&mut s, &packet(0, 0, false, Some((false, false)))), vec![Out::Pass(0)]);
+        assert_eq!(feed(&mut s, &packet(65534, 0, false, None)), vec![Out::Pass(0), Out::Pass(65534)]);
+        assert_eq!(s.closed, 0);
+        feed(&mut s, &packet(1, 0, false, Some((false, false))));
+        let out = feed(&mut s, &packet(3, 0, false, None));
+        assert!(matches!(out[..], [Out::Close { packet: 1, marker: false, .. }, Out::Pass(3)]), "{out:?}");
     }
 
     #[test]
