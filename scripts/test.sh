@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
 cargo test --release --workspace
-for element in nervesr nerverecover nerveabr; do
+for element in nervesr nerverecover nervesalvage nerveabr; do
   GST_PLUGIN_PATH=$PWD/target/release gst-inspect-1.0 "$element" >/dev/null && echo "gst-inspect-1.0 $element: ok"
 done
 # The meson build (through cargo, shares target/) and its gst-inspect tests.
