@@ -394,9 +394,10 @@ pub fn frozen(run: &LossRun, width: usize, height: usize) -> Vec<Frame> {
 /// The most a receiver-side repair can show while it keeps the decoder's guess where no packet
 /// ever carried the content: the lossless decode everywhere, except in the blocks the stream's
 /// first IDR frame lost, which keep what the decoder shows (`shown`: [`held`] of `run.salvaged`,
-/// the receiver that gets the most of the packets) until an IDR frame arrives intact. Content lost later has an earlier frame that stands in for
-/// it; those blocks have none. A better guess there (the decoder may leave them black) can beat
-/// it. Not a method: it reads the lossless decode.
+/// the receiver that gets the most of the packets) until an IDR frame arrives intact. Content
+/// lost later has an earlier frame that stands in for it; those blocks have none. A better guess
+/// there (the decoder may leave them black) can beat it. Not a method: it reads the lossless
+/// decode.
 pub fn receivable(run: &LossRun, shown: &[Frame], width: usize, height: usize) -> Vec<Frame> {
     let clean = held(&run.clean, width, height);
     let cols = width.div_ceil(BLOCK);
