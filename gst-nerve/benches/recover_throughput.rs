@@ -56,10 +56,7 @@ fn run_packets(filter: &str, packets: &[gst::Buffer]) -> (f64, Option<gst::Struc
     let desc = format!(
         "appsrc name=src format=time caps=application/x-rtp,media=video,encoding-name=H264,clock-rate=90000 ! {filter} ! fakesink sync=false"
     );
-    let pipeline = gst::parse::launch(&desc).expect("bench pipeline").downcast::<gst::Pipeline>().unwrap();
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    src.set_max_bytes(64 << 20);
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, src) = common::start(&desc);
     let first = packets[0].map_readable().map(|m| u16::from_be_bytes([m[2], m[3]])).unwrap();
     let span = packets.last().unwrap().map_readable().map(|m| u16::from_be_bytes([m[2], m[3]])).unwrap().wrapping_sub(first);
     let started = Instant::now();
@@ -76,13 +73,7 @@ fn run_packets(filter: &str, packets: &[gst::Buffer]) -> (f64, Option<gst::Struc
             pushed += 1;
         }
     }
-    src.end_of_stream().unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]).unwrap();
-    let elapsed = started.elapsed();
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("{filter}: {} ({:?})", e.error(), e.debug());
-    }
+    let elapsed = common::finish(&pipeline, &src, started, filter);
     let stats = pipeline.by_name("s").map(|e| e.property::<gst::Structure>("stats"));
     pipeline.set_state(gst::State::Null).unwrap();
     (pushed as f64 / elapsed.as_secs_f64(), stats)
@@ -95,10 +86,7 @@ fn run(filter: &str, frames: &[gst::Buffer], loss_every: Option<usize>) -> (f64,
         "appsrc name=src format=time is-live=false caps=video/x-raw,format=I420,width={W},height={H},framerate=30/1 ! \
          {filter} ! fakesink sync=false"
     );
-    let pipeline = gst::parse::launch(&desc).expect("bench pipeline").downcast::<gst::Pipeline>().unwrap();
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    src.set_max_bytes(64 << 20);
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, src) = common::start(&desc);
     let started = Instant::now();
     let mut pushed = 0;
     for i in 0..FRAMES {
@@ -115,13 +103,7 @@ fn run(filter: &str, frames: &[gst::Buffer], loss_every: Option<usize>) -> (f64,
         src.push_buffer(b).unwrap();
         pushed += 1;
     }
-    src.end_of_stream().unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]).unwrap();
-    let elapsed = started.elapsed();
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("{filter}: {} ({:?})", e.error(), e.debug());
-    }
+    let elapsed = common::finish(&pipeline, &src, started, filter);
     let stats = pipeline.by_name("r").map(|e| e.property::<gst::Structure>("stats"));
     pipeline.set_state(gst::State::Null).unwrap();
     (pushed as f64 / elapsed.as_secs_f64(), stats)

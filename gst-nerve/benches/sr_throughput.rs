@@ -34,10 +34,7 @@ fn run(filter: &str, frames: &[gst::Buffer], (w, h): (usize, usize)) -> f64 {
         "appsrc name=src format=time is-live=false caps=video/x-raw,format=I420,width={w},height={h},framerate=30/1 ! \
          {filter} ! fakesink sync=false"
     );
-    let pipeline = gst::parse::launch(&desc).expect("bench pipeline").downcast::<gst::Pipeline>().unwrap();
-    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
-    src.set_max_bytes(64 << 20);
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let (pipeline, src) = common::start(&desc);
     let started = Instant::now();
     for i in 0..FRAMES {
         let mut b = frames[i % frames.len()].copy();
@@ -45,13 +42,7 @@ fn run(filter: &str, frames: &[gst::Buffer], (w, h): (usize, usize)) -> f64 {
         b_mut.set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
         src.push_buffer(b).unwrap();
     }
-    src.end_of_stream().unwrap();
-    let bus = pipeline.bus().unwrap();
-    let msg = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]).unwrap();
-    let elapsed = started.elapsed();
-    if let gst::MessageView::Error(e) = msg.view() {
-        panic!("{filter}: {} ({:?})", e.error(), e.debug());
-    }
+    let elapsed = common::finish(&pipeline, &src, started, filter);
     pipeline.set_state(gst::State::Null).unwrap();
     FRAMES as f64 / elapsed.as_secs_f64()
 }

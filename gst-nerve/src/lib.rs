@@ -13,6 +13,7 @@ pub mod engine;
 pub mod recover;
 pub mod salvage;
 pub mod sr;
+mod sync;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     sr::register(plugin)?;

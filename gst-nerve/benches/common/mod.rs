@@ -1,4 +1,7 @@
-//! What the benchmarks share: decoding the frames they push.
+//! What the benchmarks share: decoding the frames they push, and timing a pipeline fed by an
+//! `appsrc` until its end of stream.
+
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
@@ -14,4 +17,27 @@ pub fn decode(desc: &str) -> Vec<gst::Buffer> {
     pipeline.set_state(gst::State::Null).unwrap();
     assert!(!frames.is_empty(), "nothing decoded from {desc}");
     frames
+}
+
+/// Builds `desc` (starting with `appsrc name=src`, whose queue may hold 64 MiB) and plays it.
+pub fn start(desc: &str) -> (gst::Pipeline, gst_app::AppSrc) {
+    let pipeline = gst::parse::launch(desc).expect("bench pipeline").downcast::<gst::Pipeline>().unwrap();
+    let src = pipeline.by_name("src").unwrap().downcast::<gst_app::AppSrc>().unwrap();
+    src.set_max_bytes(64 << 20);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    (pipeline, src)
+}
+
+/// Ends `src`'s stream and waits until the pipeline has played everything; the time since
+/// `started`. An error message panics, naming `what`. The pipeline stays playing (its elements'
+/// stats can still be read) until the caller stops it.
+pub fn finish(pipeline: &gst::Pipeline, src: &gst_app::AppSrc, started: Instant, what: &str) -> Duration {
+    src.end_of_stream().unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]).unwrap();
+    let elapsed = started.elapsed();
+    if let gst::MessageView::Error(e) = msg.view() {
+        panic!("{what}: {} ({:?})", e.error(), e.debug());
+    }
+    elapsed
 }

@@ -30,7 +30,7 @@
 // Lock order: `settings`, `state` and `qos` are never held together; settings are copied out at
 // the top of each streaming call; no lock is held while pushing or posting.
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -46,6 +46,7 @@ use super::repair::{PlaneBlocks, PlaneMut, PlaneRef, blend_blocks, copy_lines, f
 use super::timeline::Timeline;
 use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
 use crate::engine::{self, EngineError, Model, Provider, SessionConfig, Task};
+use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("nerverecover", gst::DebugColorFlags::empty(), Some("nerve lost-frame recovery"))
@@ -186,11 +187,6 @@ pub struct NerveRecover {
     state: Mutex<Option<State>>,
     /// Downstream's earliest useful running time (QoS): later frames skip the model.
     qos: Mutex<Option<gst::ClockTime>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not turn every later call into one: take the data as it is.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A readable mapping of `buffer` as `info`, or None (logged by the caller).

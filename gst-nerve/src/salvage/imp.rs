@@ -19,13 +19,14 @@
  * Since: 0.1
  */
 // Lock order: one lock (`state`), never held while pushing or posting.
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::fragment::{Out, Rtp, Salvager, close};
+use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("nervesalvage", gst::DebugColorFlags::empty(), Some("nerve H.264 slice salvage"))
@@ -42,11 +43,6 @@ pub struct NerveSalvage {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     state: Mutex<State>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere cannot leave the counters half-written in a way that matters here.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[glib::object_subclass]

@@ -24,7 +24,7 @@
  */
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use gst::glib;
@@ -40,6 +40,7 @@ use crate::engine::resample::{PlaneGeometry, Resampler};
 use super::harvest::{HarvestConfig, Harvester};
 use super::swap::{LoadRequest, Loaded, Swapper};
 use crate::engine::{self, EngineError, Model, Provider, SessionConfig};
+use crate::sync::lock;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("nervesr", gst::DebugColorFlags::empty(), Some("nerve neural super-resolution"))
@@ -155,11 +156,6 @@ pub struct NerveSr {
     swapper: Mutex<Swapper>,
     /// sha256 of the model in use, for the model-location watcher to compare against.
     active_sha: Arc<Mutex<Option<String>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not turn every later call into one: take the data as it is.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[glib::object_subclass]
