@@ -186,8 +186,12 @@ mod tests {
         p
     }
 
+    fn parsed(p: &[u8]) -> Rtp {
+        Rtp::parse(p).expect("a test packet") // ok: the tests build whole RTP packets
+    }
+
     fn feed(s: &mut Salvager<u16>, p: &[u8]) -> Vec<Out<u16>> {
-        let rtp = Rtp::parse(p).unwrap();
+        let rtp = parsed(p);
         s.packet(rtp.seq, Some((rtp, rtp.fragment(p))))
     }
 
@@ -198,13 +202,13 @@ mod tests {
     #[test]
     fn parses_headers_with_csrcs_extension_and_padding() {
         let mut p = packet(7, 90, true, Some((true, false)));
-        assert_eq!(Rtp::parse(&p).unwrap().payload, 12);
-        assert_eq!(Rtp::parse(&p).unwrap().fragment(&p), Fragment::First);
+        assert_eq!(parsed(&p).payload, 12);
+        assert_eq!(parsed(&p).fragment(&p), Fragment::First);
         // One CSRC, a one-word extension, two bytes of padding.
         p[0] = 0x80 | 0x20 | 0x10 | 1;
         p.splice(12..12, [0, 0, 0, 9, 0xbe, 0xde, 0, 1, 1, 2, 3, 4]);
         p.extend([0, 2]);
-        let rtp = Rtp::parse(&p).unwrap();
+        let rtp = parsed(&p);
         assert_eq!((rtp.seq, rtp.timestamp, rtp.marker, rtp.payload, rtp.payload_len), (7, 90, true, 24, 4));
         assert_eq!(rtp.fragment(&p), Fragment::First);
         assert_eq!(Rtp::parse(&p[..11]), None);
@@ -254,9 +258,9 @@ mod tests {
     #[test]
     fn closing_sets_the_end_bit_and_the_marker() {
         let mut p = packet(9, 0, false, Some((false, false)));
-        let rtp = Rtp::parse(&p).unwrap();
+        let rtp = parsed(&p);
         close(&mut p, &rtp, true);
-        let again = Rtp::parse(&p).unwrap();
+        let again = parsed(&p);
         assert!(again.marker);
         assert_eq!(again.fragment(&p), Fragment::Last);
         assert_eq!(&p[14..], &[0xaa, 0xbb], "payload bytes untouched");
