@@ -53,8 +53,8 @@ impl Rtp {
 
     /// What kind of H.264 payload this is, from its first two bytes.
     pub fn fragment(&self, data: &[u8]) -> Fragment {
-        let p = &data[self.payload..self.payload + self.payload_len];
-        match p {
+        // `data` is the packet `parse` read; anything shorter is no fragment.
+        match data.get(self.payload..self.payload + self.payload_len).unwrap_or_default() {
             [indicator, header, ..] if indicator & 0x1f == FU_A => match (header & FU_START != 0, header & FU_END != 0) {
                 (_, true) => Fragment::Last,
                 (true, false) => Fragment::First,
@@ -82,9 +82,11 @@ pub enum Fragment {
 /// when the access unit ended among the lost packets. `data` is the packet that [`Rtp::parse`]
 /// read.
 pub fn close(data: &mut [u8], rtp: &Rtp, marker: bool) {
-    data[rtp.payload + 1] |= FU_END;
-    if marker {
-        data[1] |= MARKER;
+    if let Some(header) = data.get_mut(rtp.payload + 1) {
+        *header |= FU_END;
+    }
+    if marker && let Some(byte) = data.get_mut(1) {
+        *byte |= MARKER;
     }
 }
 
