@@ -11,7 +11,7 @@ use gst_video::prelude::*;
 use gst_check::Harness;
 use sha2::{Digest, Sha256};
 
-use common::{fixture, frame, info, init, luma_of};
+use common::{fixture, frame, info, init, luma_of, stat};
 
 const W: u32 = 64;
 const H: u32 = 48;
@@ -295,9 +295,6 @@ fn chroma_u(b: &gst::Buffer) -> Vec<u8> {
     (0..h).flat_map(|y| data[y * stride..y * stride + w].to_vec()).collect()
 }
 
-fn stat(h: &Harness, field: &str) -> u64 {
-    h.element().expect("element").property::<gst::Structure>("stats").get::<u64>(field).expect("field")
-}
 
 #[test]
 fn a_lost_packet_gap_synthesises_no_frame() {

@@ -5,10 +5,9 @@
 mod common;
 
 use gst::prelude::*;
-use gst_app::prelude::*;
 use gst_check::Harness;
 
-use common::init;
+use common::{init, stat};
 
 const CAPS: &str = "application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96";
 
@@ -36,9 +35,6 @@ fn bytes(b: &gst::Buffer) -> Vec<u8> {
     b.map_readable().expect("readable").to_vec()
 }
 
-fn stat(h: &Harness, field: &str) -> u64 {
-    h.element().expect("element").property::<gst::Structure>("stats").get::<u64>(field).expect("field")
-}
 
 #[test]
 fn an_unbroken_stream_goes_through_bit_exact_and_in_order() {

@@ -166,3 +166,8 @@ pub fn push_frame(h: &mut Harness, info: &gst_video::VideoInfo, pts_ms: u64, lum
 pub fn stats(h: &Harness) -> gst::Structure {
     h.element().expect("element").property::<gst::Structure>("stats")
 }
+
+/// One counter of the element's `stats`.
+pub fn stat(h: &Harness, field: &str) -> u64 {
+    stats(h).get::<u64>(field).expect("field")
+}
