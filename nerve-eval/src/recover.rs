@@ -130,6 +130,15 @@ pub struct Example {
     pub views: Vec<Frame>,
 }
 
+/// What stays the same across the runs of one `nerve-eval recover`.
+pub struct Setup<'a> {
+    /// nerverecover's `model` (empty: the default).
+    pub model: &'a str,
+    /// The decoder element and its settings.
+    pub decoder: &'a str,
+    pub with_vmaf: bool,
+}
+
 /// Runs one clip at one loss rate; returns the rows (one per method), the detector's score and
 /// the run's example frame.
 pub fn evaluate(
@@ -138,12 +147,10 @@ pub fn evaluate(
     loss_rate: f64,
     seed: u64,
     repeat: u32,
-    model: &str,
-    decoder: &str,
-    with_vmaf: bool,
+    setup: &Setup,
 ) -> Result<(Vec<Row>, DetectorScore, Example)> {
-    let cfg = config_for(clip, loss_rate, seed, decoder);
-    let run = loss::run(clip, &cfg, &branches(model))?;
+    let cfg = config_for(clip, loss_rate, seed, setup.decoder);
+    let run = loss::run(clip, &cfg, &branches(setup.model))?;
     let (w, h) = (clip.frames[0].width, clip.frames[0].height);
     let salvaged = loss::held(&run.salvaged, w, h);
     let bound = loss::receivable(&run, &salvaged, w, h);
@@ -172,7 +179,7 @@ pub fn evaluate(
     let mut rows = Vec::new();
     for (method, frames) in METHODS.iter().zip(&shown) {
         let psnr_y = metrics::psnr_y(&clip.frames, frames);
-        let vmaf = if with_vmaf { vmaf::vmaf(&clip.frames, frames)?.0 } else { f64::NAN };
+        let vmaf = if setup.with_vmaf { vmaf::vmaf(&clip.frames, frames)?.0 } else { f64::NAN };
         rows.push(Row {
             clip: clip_name.clone(),
             content: spec.content.clone(),

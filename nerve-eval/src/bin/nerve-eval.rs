@@ -274,6 +274,7 @@ fn main() -> Result<()> {
                     .collect()
             };
             let repeats = repeats.max(1);
+            let setup = recover::Setup { model: &model, decoder: &decoder, with_vmaf: !no_vmaf };
             let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64 * repeats as u64);
             bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")?);
             let mut rows = Vec::new();
@@ -286,7 +287,7 @@ fn main() -> Result<()> {
                 for &rate in &rates {
                     for (&seed, repeat) in seeds.iter().flat_map(|s| (0..repeats).map(move |k| (s, k))) {
                         bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
-                        let (r, d, example) = recover::evaluate(spec, &clip, rate, seed, repeat, &model, &decoder, !no_vmaf)?;
+                        let (r, d, example) = recover::evaluate(spec, &clip, rate, seed, repeat, &setup)?;
                         rows.extend(r);
                         if rate == example_rate && seed == seeds[0] && repeat == 0 {
                             examples.push(example);
