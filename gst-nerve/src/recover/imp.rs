@@ -693,11 +693,17 @@ impl NerveRecover {
         };
         state.carrying = matches!(modelled, Some(Some(_)));
         let out = match modelled {
-            Some(Some(out)) => out,
+            // The model chooses among frames that may all hold a lost slice's black or green
+            // (a frame-threaded decoder leaves them): what the detector still sees lost in the
+            // model's frame is repaired classically.
+            Some(Some(out)) => self.repaired(state, &out, next, detect).unwrap_or(out),
             // The model kept the decoder's frame everywhere, or did not run: the detector and
             // the corrupted flag still get their say.
             _ => self.repaired(state, &buffer, next, detect).unwrap_or_else(|| buffer.clone()),
         };
+        if out.as_ptr() != buffer.as_ptr() {
+            state.counters.repaired += 1;
+        }
         let out = if state.keep_bars {
             self.keep_bars(state, &buffer, out, loss)
         } else {
@@ -830,7 +836,6 @@ impl NerveRecover {
                 fill_vertical(&mut plane, *g, &spatial, cols, 128);
             }
         }
-        state.counters.repaired += 1;
         state.counters.blocks += blocks;
         gst::log!(CAT, imp = self, "repaired {blocks} blocks at {:?}", buffer.pts());
         Some(out)
@@ -909,7 +914,6 @@ impl NerveRecover {
             }
         }
         state.model_out = chosen;
-        state.counters.repaired += 1;
         state.counters.blocks += blocks;
         gst::log!(CAT, imp = self, "model repaired {blocks} blocks at {:?} (loss reported: {loss})", buffer.pts());
         Some(Some(out))
