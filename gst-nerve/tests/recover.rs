@@ -349,6 +349,28 @@ fn a_model_that_keeps_the_decoder_frame_leaves_it_untouched() {
     assert_eq!(stat(&h, "model-runs"), 1);
 }
 
+#[test]
+fn what_the_model_leaves_lost_the_detector_still_repairs() {
+    let mut h = model_harness("recover_carry.onnx");
+    let first = h.push_and_pull(at(flat(100), 0)).expect("frame");
+    // A lost slice (rows 16..32) repaired classically: the frame shown now differs from the
+    // decoder's there.
+    h.push_and_pull(at(holed(100), 1)).expect("frame");
+    // A reported loss: the model carries the correction everywhere, so the fresh black slice of
+    // this frame (rows 32..48, where the decoder's frame before was not black) stays black in
+    // its frame, and the slice the decoder refilled takes the carried difference.
+    assert!(h.push_event(lost_packet(2)));
+    let input = at(frame(&info(gst_video::VideoFormat::I420, W, H), |x, y| if y >= 32 { 0 } else { 100 + ((x + y) % 5) as u8 }, 128, 128), 2);
+    let out = h.push_and_pull(input).expect("frame");
+    assert_eq!(stat(&h, "model-runs"), 1);
+    let (o, f) = (luma(&out), luma(&first));
+    let w = W as usize;
+    assert_eq!(o[32 * w..], f[32 * w..], "the fresh black slice comes from the frame shown");
+    assert!(o[16 * w..32 * w].iter().all(|&v| v >= 200), "the model's carried rows are kept");
+    assert_eq!(o[..16 * w], f[..16 * w], "untouched rows");
+    assert_eq!(stat(&h, "frames-repaired"), 2, "one count per frame, though two passes repaired it");
+}
+
 fn start_error(model: &str) -> String {
     common::start_error_of("nerverecover", &[("model", model)])
 }
