@@ -125,7 +125,7 @@ type Measure<S> = (&'static str, fn(&S) -> f64);
 /// `nerve-eval recover`: PSNR-Y and VMAF against the packet-loss rate, one line per method.
 pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Result<()> {
     let labelled = register_font();
-    let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
+    let root = BitMapBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let panels = root.split_evenly((1, 2));
     let metrics: [Measure<crate::recover::Summary>; 2] = [("PSNR-Y (dB)", |s| s.psnr_y), ("VMAF", |s| s.vmaf)];
@@ -143,6 +143,8 @@ pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Resu
         let (y0, y1) = finite.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
         let x1 = summary.iter().map(|s| s.loss * 100.0).fold(1.0, f64::max);
         let pad = ((y1 - y0) * 0.1).max(0.5);
+        // Room above the lines for the legend (one row per method), so that it covers none of them.
+        let top = pad + (y1 - y0).max(1.0) * 0.065 * methods.len() as f64;
         let lines: Vec<(&str, Vec<(f64, f64)>)> = methods
             .iter()
             .map(|m| {
@@ -153,7 +155,7 @@ pub fn quality_vs_loss(summary: &[crate::recover::Summary], path: &Path) -> Resu
         let frame = Panel {
             caption: format!("{name} vs packet loss (%)"),
             x: 0.0..x1 * 1.05,
-            y: (y0 - pad)..(y1 + pad),
+            y: (y0 - pad)..(y1 + top),
             legend: SeriesLabelPosition::UpperRight,
         };
         draw_lines(panel, &frame, &lines, labelled)?;
