@@ -186,7 +186,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--floor", type=float, default=10.0,
-                   help="grey levels squared a frame's error counts from (about the rungs' compression error)")
+                   help="grey levels squared a frame's error counts from (the held-out streams' compression error: 1 to 34 per clip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(REPO / "learning" / "cache" / "recovery-runs"))
     p.add_argument("--cache", default=str(REPO / "learning" / "cache" / "recovery-crops.npz"))

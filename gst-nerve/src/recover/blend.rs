@@ -1,10 +1,11 @@
 //! Turning the recovery model's luma into a whole frame.
 //!
-//! The model weighs three sources per pixel (see `learning/nerve_learning/recovery.py`): the
-//! decoder's frame, the decoder's frame carrying on the correction shown last time (the decoder
-//! keeps predicting from its own wrong guess of a lost region, so the same difference keeps it
-//! repaired), and the frame shown before. Its output is luma only; each 16x16 block then takes
-//! the source whose luma is nearest to what the model chose, and that source's chroma. A block
+//! The model chooses among three sources per 16x16 block (see `learning/nerve_learning/recovery.py`):
+//! the decoder's frame, the decoder's frame carrying on the correction shown last time (the
+//! decoder keeps predicting from its own wrong guess of a lost region, so the same difference
+//! keeps it repaired), and the frame shown before. Its output is luma only; each block then
+//! takes the source whose luma is nearest to what the model output (the one it chose; for a
+//! model that blends, the closest), and that source's chroma. A block
 //! the model left at the decoder's luma stays the decoder's bytes exactly, so a frame the model
 //! leaves alone goes out untouched.
 

@@ -14,9 +14,10 @@
  * marks the next frame as damaged somewhere, and so does a DISCONT frame that continues the
  * timestamps (data lost upstream); one that goes back or jumps far starts a new sequence. With
  * a recovery model from the manifest, such frames, and every frame while a repair is being
- * carried on, go through it: it chooses per pixel between the decoder's frame, the decoder's
- * frame with the last correction carried on, and the frame shown before; each 16x16 block then
- * takes the nearest of those sources in every plane.
+ * carried on, go through it: per 16x16 block it chooses between the decoder's frame, the
+ * decoder's frame with the last correction carried on, and the frame shown before, and the block
+ * takes that source in every plane; what the detector still sees lost in the result is then
+ * repaired as without a model.
  *
  * ## Example launch line
  * |[
