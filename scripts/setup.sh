@@ -33,6 +33,13 @@ if ! command -v cargo >/dev/null; then
 fi
 
 say "Python environment (.venv): onnxruntime, torch (CPU use), the learning package"
+# PyTorch from PyPI brings its CUDA wheels: about 6.5 GB installed. pip's wheel cache would keep
+# another 3 GB of downloads for nothing, so it is off; what the disk has left is printed, because
+# a full disk otherwise shows only as pip's bare "No space left on device".
+export PIP_NO_CACHE_DIR=1
+free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
+echo "free disk here: $free_mib MiB (.venv needs about 6700 MiB, the Rust build about 1000 MiB)"
+((free_mib >= 9000)) || echo "warning: less than 9000 MiB free; the install may run out of disk" >&2
 [[ -x .venv/bin/python ]] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e "learning[test]"
