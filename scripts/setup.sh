@@ -38,9 +38,11 @@ say "Python environment (.venv): onnxruntime, torch (CPU use), the learning pack
 # a full disk otherwise shows only as pip's bare "No space left on device".
 export PIP_NO_CACHE_DIR=1
 free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
-echo "free disk here: $free_mib MiB (.venv needs about 6700 MiB, the Rust build about 1000 MiB)"
-((free_mib >= 9000)) || echo "warning: less than 9000 MiB free; the install may run out of disk" >&2
-[[ -x .venv/bin/python ]] || python3 -m venv .venv
+echo "free disk here: $free_mib MiB (a new .venv needs about 6700 MiB, the Rust build about 1000 MiB)"
+if [[ ! -x .venv/bin/python ]]; then
+  ((free_mib >= 9000)) || echo "warning: less than 9000 MiB free; the install may run out of disk" >&2
+  python3 -m venv .venv
+fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e "learning[test]"
 
