@@ -2,7 +2,8 @@
 # Installs everything nerve needs on a Debian 12 machine and builds it:
 # apt packages (GStreamer 1.22, meson), Rust (if missing), a Python virtual environment in .venv
 # with the onnxruntime wheel (its libonnxruntime.so is linked into .nerve/lib, where the plugin
-# looks for it) and the learning package, then `cargo build --release --workspace`.
+# looks for it) and the learning package at the versions in learning/constraints.txt, then
+# `cargo build --release --workspace`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -44,7 +45,7 @@ if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e "learning[test]"
+.venv/bin/pip install -q -c learning/constraints.txt -e "learning[test]"
 
 say "ONNX Runtime library -> .nerve/lib"
 lib=$(.venv/bin/python - <<'PY'
