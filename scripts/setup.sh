@@ -34,12 +34,12 @@ if ! command -v cargo >/dev/null; then
 fi
 
 say "Python environment (.venv): onnxruntime, torch (CPU use), the learning package"
-# PyTorch from PyPI brings its CUDA wheels: about 6.5 GB installed. pip's wheel cache would keep
-# another 3 GB of downloads for nothing, so it is off; what the disk has left is printed, because
-# a full disk otherwise shows only as pip's bare "No space left on device".
+# PyTorch from PyPI brings its CUDA wheels: the .venv takes about 6.5 GB. pip's wheel cache would
+# keep gigabytes of downloaded wheels for nothing, so it is off; what the disk has left is printed,
+# because a full disk otherwise shows only as pip's bare "No space left on device".
 export PIP_NO_CACHE_DIR=1
 free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
-echo "free disk here: $free_mib MiB (a new .venv needs about 6700 MiB, the Rust build about 1000 MiB)"
+echo "free disk here: $free_mib MiB (a new .venv needs about 6600 MiB, the Rust build about 1000 MiB)"
 if [[ ! -x .venv/bin/python ]]; then
   ((free_mib >= 9000)) || echo "warning: less than 9000 MiB free; the install may run out of disk" >&2
   python3 -m venv .venv
