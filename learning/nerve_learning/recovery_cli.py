@@ -45,6 +45,11 @@ def macs_per_pixel(model: recovery.RecoveryNet) -> int:
     return int(full + quarter + block + context)
 
 
+def replay_rows(replay: dict, split: str, rate: float) -> list[dict]:
+    """The replay rows of one split ("validation" or "held-out") at one loss rate."""
+    return [v for k, v in replay.items() if k.startswith(split) and k.endswith(f" @ {rate}")]
+
+
 def card(name: str, model: recovery.RecoveryNet, cfg: recovery.RecoveryTrainConfig, crops: recovery.CropConfig,
          specs: list[recovery.LossRunSpec], decoders: list[str], seconds: float, replay: dict) -> str:
     params = sum(p.numel() for p in model.parameters())
@@ -62,7 +67,7 @@ def card(name: str, model: recovery.RecoveryNet, cfg: recovery.RecoveryTrainConf
     means = []
     for split in ("validation", "held-out"):
         for r in rates:
-            rows = [v for k, v in replay.items() if k.startswith(split) and k.endswith(f" @ {r}")]
+            rows = replay_rows(replay, split, r)
             if rows:
                 gain = [v["model"] - v["decoder"] for v in rows]
                 means.append(f"| {split} | {r:.0%} | {np.mean(gain):+.3f} | {sum(g > 0.005 for g in gain)} / "
@@ -161,7 +166,7 @@ def cmd_train_recovery(args: argparse.Namespace) -> int:
     upsert_manifest(out / "manifest.toml", args.name, manifest_entry(args.name, onnx_path.name, sha, args.default, f"{args.name}.md"))
     for split in ("validation", "held-out"):
         for r in rates:
-            rows = [v for k, v in replay.items() if k.startswith(split) and k.endswith(f" @ {r}")]
+            rows = replay_rows(replay, split, r)
             mean = {k: float(np.mean([v[k] for v in rows])) for k in ("decoder", "model", "oracle")}
             print(f"{split} replay at {r:.0%} loss: decoder {mean['decoder']:.2f} dB, model {mean['model']:.2f} dB "
                   f"({mean['model'] - mean['decoder']:+.2f}), block oracle {mean['oracle']:.2f}")

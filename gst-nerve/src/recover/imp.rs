@@ -101,6 +101,8 @@ struct Counters {
     corrupted: u64,
     /// Frames with blocks concealed from their own surroundings (no earlier frame usable there).
     spatial: u64,
+    /// 16x16 blocks changed, by the model's pass and by the detector's (a block the model changed
+    /// and the detector then still found lost counts in both).
     blocks: u64,
     /// Frames with letterbox or pillarbox bars kept from the frame shown.
     bars: u64,
