@@ -22,10 +22,16 @@ q $low ! nervesr ! tee name=t ! queue max-size-buffers=0 max-size-bytes=0 max-si
   t. ! queue ! x264enc pass=qual quantizer=16 ! mp4mux ! filesink location="$out/nervesr_720p.mp4"
 echo "3/3 videoscale method=lanczos -> $out/lanczos_720p.y4m"
 q $low ! videoscale method=lanczos ! video/x-raw,width=1280,height=720 ! y4menc ! filesink location="$out/lanczos_720p.y4m"
+# The original too, for the side-by-side crop. Through NV12 and back: y4menc (1.22) writes
+# avdec_h264's padded frames with their padding (1420800 bytes a frame, not 1382400).
+q $decode ! videoconvert ! video/x-raw,format=NV12 ! videoconvert ! video/x-raw,format=I420 ! \
+  y4menc ! filesink location="$out/original_720p.y4m"
 
 echo
 echo "Quality against the original 720p (PSNR-Y in dB, SSIM, VMAF and VMAF NEG 0-100):"
 ./target/release/nerve-eval compare --reference "$sample" --json "$out/quality.json" \
   --distorted "$out/lanczos_720p.y4m" --distorted "$out/nervesr_720p.y4m"
 echo
-echo "Results in $out/: nervesr_720p.mp4 to watch, quality.json for the figures."
+.venv/bin/python scripts/demo_crop.py "$out/original_720p.y4m" "$out/lanczos_720p.y4m" "$out/nervesr_720p.y4m" "$out/crop.png"
+echo
+echo "Results in $out/: nervesr_720p.mp4 to watch, crop.png to compare, quality.json for the figures."

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training pictures for the clean BI x4 student (learning/nerve_learning/images.py): the
+# Training pictures for the clean BI x4 student (learning/src/nerve_learning/data/images.py): the
 # photographic wallpapers of seven Debian packages, downloaded with apt and unpacked, not
 # installed (about 650 MB), into learning/cache/pictures. DFSG-free; see each package's
 # usr/share/doc/*/copyright there. Enlightenment keeps its 4K photographs inside Edje files:

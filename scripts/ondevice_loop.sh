@@ -15,7 +15,7 @@ OUT="${OUT:-out/ondevice}"
 CACHE="${CACHE:-learning/cache}"  # the original training pairs (replay); built on first use
 contents=("${@:-talking_head}")
 for content in "${contents[@]}"; do
-  PYTHONPATH="$PWD/learning${PYTHONPATH:+:$PYTHONPATH}" nice -n 10 "$PY" -m nerve_learning.cli ondevice-loop \
+  nice -n 10 "$PY" -m nerve_learning.cli ondevice-loop \
     --content "$content" --work "$OUT/work-$content" --out "$OUT" --cache "$CACHE" --threads 1 \
     ${ONDEVICE_ARGS:-}
 done

@@ -3,7 +3,8 @@
 # apt packages (GStreamer 1.22, meson), Rust (if missing), a Python virtual environment in .venv
 # with the onnxruntime wheel (its libonnxruntime.so is linked into .nerve/lib, where the plugin
 # looks for it) and the learning package at the versions in learning/constraints.txt, then
-# `cargo build --release --workspace`.
+# `cargo build --release --workspace`; `source .venv/bin/activate` then reaches nerve-learn,
+# nerve-eval, nerveabr-sim and the plugins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -61,5 +62,26 @@ echo "using $lib"
 
 say "cargo build --release --workspace"
 cargo build --release --workspace
+
+# One way to reach every tool: the .venv's activate script. nerve-learn is the learning package's
+# entry point there already; nerve-eval and nerveabr-sim are the Rust binaries, linked beside it;
+# GST_PLUGIN_PATH lets gst-launch-1.0 and GStreamer apps find the plugins built in target/release.
+say "tools -> .venv/bin (source .venv/bin/activate)"
+for tool in nerve-eval nerveabr-sim; do
+  ln -sfn "../../target/release/$tool" ".venv/bin/$tool"
+done
+marker="# nerve: plugins built in target/release (scripts/setup.sh)"
+if ! grep -qF "$marker" .venv/bin/activate; then
+  cat >> .venv/bin/activate <<EOF
+
+$marker
+case ":\${GST_PLUGIN_PATH:-}:" in
+  *":$root/target/release:"*) ;;
+  *) export GST_PLUGIN_PATH="$root/target/release\${GST_PLUGIN_PATH:+:\$GST_PLUGIN_PATH}" ;;
+esac
+EOF
+fi
 echo
-echo "Built. Use it with: GST_PLUGIN_PATH=$root/target/release gst-inspect-1.0 nervesr"
+echo "Built. Every tool is reachable after:"
+echo "  source .venv/bin/activate"
+echo "  gst-inspect-1.0 nervesr; nerve-eval --help; nerve-learn --help; nerveabr-sim --help"

@@ -23,7 +23,7 @@ set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../learning"
 PY=${PY:-../.venv/bin/python}
-learn() { PYTHONPATH=$PWD "$PY" -m nerve_learning.cli "$@"; }
+learn() { PYTHONPATH=$PWD/src "$PY" -m nerve_learning.cli "$@"; }
 PACK=cache/pack-v1.npz
 # Budget per job: minutes (GPU) or steps (CPU). The shipped models used MINUTES=6.5.
 if [[ -n "${STEPS:-}" ]]; then SIZE=(--steps "$STEPS"); TSIZE=(--teacher-steps "$STEPS"); HALF=(--steps "$STEPS")

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Measured quality tables for Pensieve's ladder shown on a 1280x720 display (issue 5, item 5).
-# nerve-eval encodes each rung of the held-out clips (learning/nerve_learning/clips.py EVAL) with
+# nerve-eval encodes each rung of the held-out clips (learning/src/nerve_learning/data/clips.py EVAL) with
 # x264 at the rung's bitrate, upscales it to 1280x720 with Catmull-Rom and with nervesr's default
 # model of the rung's scale, and scores both against the clip shown at 1280x720 (VMAF, VMAF NEG,
 # PSNR-Y); nervesr's fps is measured on this machine. Writes pensieve_<content>_nervesr.json

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from nerve_learning.cli import main
-from nerve_learning.continual import ContinualConfig, Task, load_config, load_onnx_weights, sequence_metrics
-from nerve_learning.model import Student
+from nerve_learning.continual.benchmark import ContinualConfig, Task, load_config, load_onnx_weights, sequence_metrics
+from nerve_learning.sr.model import Student
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "continual-10.toml"
 
@@ -52,7 +52,7 @@ def test_bad_configs_fail_before_any_work() -> None:
 
 
 def test_weights_come_back_from_an_exported_student(tmp_path: Path) -> None:
-    from nerve_learning.export import export_onnx
+    from nerve_learning.sr.export import export_onnx
 
     a = Student(2)
     with torch.no_grad():

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nerve_learning.images import ImagePackConfig, build_image_pack, find_pictures
-from nerve_learning.pack import Pack, load_pack, merge_packs
-from nerve_learning.packtrain import PackTrainConfig, PatchSampler, train_from_pack
+from nerve_learning.data.images import ImagePackConfig, build_image_pack, find_pictures
+from nerve_learning.data.pack import Pack, load_pack, merge_packs
+from nerve_learning.sr.packtrain import PackTrainConfig, PatchSampler, train_from_pack
 
 
 def picture(path: Path, size: tuple[int, int], textured: bool) -> Path:
@@ -96,7 +96,7 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path: Path) -> None:
 
 
 def test_model_card_describes_each_part_of_a_merged_pack(tmp_path: Path) -> None:
-    from nerve_learning.cli import pack_description
+    from nerve_learning.sr.card import pack_description
 
     pictures = load_pack(build_image_pack(ImagePackConfig(crop=48, stride=48, shift=2, factors=(2,)),
                                           [picture(tmp_path / "t.png", (240, 200), True)], tmp_path / "p.npz"))
@@ -109,7 +109,7 @@ def test_model_card_describes_each_part_of_a_merged_pack(tmp_path: Path) -> None
 
 
 def test_picture_names_say_which_wallpaper() -> None:
-    from nerve_learning.images import picture_name
+    from nerve_learning.data.images import picture_name
 
     assert picture_name(Path("/w/Kite/contents/images/1280x1024.jpg")) == "Kite.jpg"
     assert picture_name(Path("/w/Kite/contents/images_dark/1280x1024.jpg")) == "Kite-dark.jpg"

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from nerve_learning.cli import main
-from nerve_learning.clips import TRAIN, Clip
-from nerve_learning.dataset import PairConfig
-from nerve_learning.degrade import Codec
-from nerve_learning.local_trainer import (
+from nerve_learning.data.clips import TRAIN, Clip
+from nerve_learning.data.dataset import PairConfig
+from nerve_learning.data.degrade import Codec
+from nerve_learning.ondevice.local_trainer import (
     BAR_LUMA, EX_TEMPFAIL, LocalTrainConfig, Policy, allowed, harvest_clip, local_train, memory_pairs, read_device,
     split, student_from_onnx, with_bar,
 )
-from nerve_learning.memory import EpisodicMemory, MemoryConfig
+from nerve_learning.data.memory import EpisodicMemory, MemoryConfig
 from nerve_learning.metrics import psnr
-from nerve_learning.registry import Registry
+from nerve_learning.registry.store import Registry
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 CLIP = Clip("videos/talking_head/makeup_closeup_test.mp4", "talking_head")
@@ -224,7 +224,7 @@ def test_cli_harvest_and_local_train(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_ondevice_loop_end_to_end_tiny(tmp_path: Path) -> None:
     """Harvest -> local training -> registry (promotion) -> exported model location -> scores of
     the exported files on unseen clips; tiny so it runs in seconds."""
-    from nerve_learning.ondevice import LoopConfig, markdown, run_loop
+    from nerve_learning.ondevice.loop import LoopConfig, markdown, run_loop
 
     cfg = LoopConfig(content="screen", harvest_frames=4, harvest_step=2, harvest_patches=4, patch=64,
                      train=LocalTrainConfig(rungs=(Codec("x264", 28),), steps=10, batch=8, replay=TINY_REPLAY,
@@ -244,8 +244,8 @@ def test_ondevice_loop_end_to_end_tiny(tmp_path: Path) -> None:
 def test_rep_finetune_changes_the_deployed_model_in_place_and_keeps_it_plain() -> None:
     import torch
 
-    from nerve_learning.local_trainer import finetune
-    from nerve_learning.model import EdgeConv, Student
+    from nerve_learning.ondevice.local_trainer import finetune
+    from nerve_learning.sr.model import EdgeConv, Student
 
     torch.manual_seed(0)
     model = Student(2, channels=4, depth=1)
@@ -262,8 +262,8 @@ def test_rep_finetune_changes_the_deployed_model_in_place_and_keeps_it_plain() -
 def test_soup_is_the_mean_of_the_candidates_weights() -> None:
     import torch
 
-    from nerve_learning.local_trainer import soup_of
-    from nerve_learning.model import Student
+    from nerve_learning.ondevice.local_trainer import soup_of
+    from nerve_learning.sr.model import Student
 
     a, b = Student(2, channels=3, depth=1), Student(2, channels=3, depth=1)
     for p in list(a.parameters()) + list(b.parameters()):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nerve_learning.memory import EpisodicMemory, MemoryConfig, patch_stats
+from nerve_learning.data.memory import EpisodicMemory, MemoryConfig, patch_stats
 
 LEARNING = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_crash_leftovers_are_ignored_and_collected(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys
     import numpy as np
-    from nerve_learning.memory import EpisodicMemory, MemoryConfig
+    from nerve_learning.data.memory import EpisodicMemory, MemoryConfig
     mem = EpisodicMemory(sys.argv[1], MemoryConfig(capacity=int(sys.argv[2])))
     n = int(sys.argv[3])
     while True:
@@ -87,7 +87,7 @@ WRITER = textwrap.dedent("""
 def run_and_kill(root: Path, capacity: int, start: int, after_s: float) -> dict[str, int]:
     """Starts a writer that adds patches forever, SIGKILLs it after `after_s` seconds (in the
     middle of some add), returns the items it acknowledged {id: seed}."""
-    env = {**os.environ, "PYTHONPATH": str(LEARNING)}
+    env = {**os.environ, "PYTHONPATH": str(LEARNING / "src")}
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(capacity), str(start)],
                             stdout=subprocess.PIPE, text=True, env=env)
     time.sleep(after_s)

@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nerve_learning.model import BicubicUpscale, EdgeConv, Student, bicubic_phase_weights, cubic
+from nerve_learning.sr.model import BicubicUpscale, EdgeConv, Student, bicubic_phase_weights, cubic
 
 
 def catmull_rom_reference(img: np.ndarray, scale: int) -> np.ndarray:
@@ -135,8 +135,8 @@ def test_space_to_depth_student_sees_its_neighbours_and_counts_its_cost() -> Non
 
 
 def test_space_to_depth_student_round_trips_through_onnx(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from nerve_learning.export import export_onnx
-    from nerve_learning.export import student_from_onnx
+    from nerve_learning.sr.export import export_onnx
+    from nerve_learning.sr.export import student_from_onnx
 
     torch.manual_seed(4)
     m = Student(2, channels=8, depth=1, frames=2, block=2)

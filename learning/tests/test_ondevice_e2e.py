@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from nerve_learning.clips import TRAIN, data_root
-from nerve_learning.dataset import PairConfig
-from nerve_learning.degrade import Codec
-from nerve_learning.local_trainer import LocalTrainConfig, Policy, local_train
-from nerve_learning.memory import EpisodicMemory, MemoryConfig
-from nerve_learning.registry import Registry
+from nerve_learning.data.clips import TRAIN, data_root
+from nerve_learning.data.dataset import PairConfig
+from nerve_learning.data.degrade import Codec
+from nerve_learning.ondevice.local_trainer import LocalTrainConfig, Policy, local_train
+from nerve_learning.data.memory import EpisodicMemory, MemoryConfig
+from nerve_learning.registry.store import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO / "target" / "release"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nerve_learning.pack import Pack, matlab_downscale, matlab_weights
-from nerve_learning.packtrain import PackTrainConfig, PatchSampler, load_student, train_from_pack
+from nerve_learning.data.pack import Pack, matlab_downscale, matlab_weights
+from nerve_learning.sr.packtrain import PackTrainConfig, PatchSampler, load_student, train_from_pack
 
 
 def synthetic_pack(n: int = 6, crop: int = 48) -> Pack:
@@ -81,9 +81,9 @@ def test_rep_temporal_student_loads_as_its_plain_deployable_form(tmp_path: Path)
 
 
 def test_pack_with_previous_frames_from_a_real_clip(tmp_path: Path) -> None:
-    from nerve_learning.clips import TRAIN
-    from nerve_learning.degrade import Codec
-    from nerve_learning.pack import PackConfig, build_pack, load_pack
+    from nerve_learning.data.clips import TRAIN
+    from nerve_learning.data.degrade import Codec
+    from nerve_learning.data.pack import PackConfig, build_pack, load_pack
 
     foreman = next(c for c in TRAIN if "test_cif" in c.path)
     cfg = PackConfig(scales=(4,), codecs=(Codec("x264", 23),), frames_per_clip=3, frame_step=4, crop=96,
@@ -93,8 +93,8 @@ def test_pack_with_previous_frames_from_a_real_clip(tmp_path: Path) -> None:
     assert pack.prev["prev/x4/x264-23"].shape == pack.lr["lr/x4/x264-23"].shape == (6, 24, 24)
     # Each crop is a region of frame 1, 5 or 9 (every 4th from 1), and its previous-frame crop
     # is the same region of frame 0, 4 or 8.
-    from nerve_learning.clips import data_root
-    from nerve_learning.degrade import read_luma
+    from nerve_learning.data.clips import data_root
+    from nerve_learning.data.degrade import read_luma
 
     seq = read_luma(foreman, data_root(), 12, 10)
     for k in range(len(pack.hr)):
@@ -108,9 +108,9 @@ def test_pack_with_previous_frames_from_a_real_clip(tmp_path: Path) -> None:
 
 
 def test_fine_tuning_starts_from_an_exported_student_grown_deeper(tmp_path: Path) -> None:
-    from nerve_learning.export import export_onnx
-    from nerve_learning.model import Student
-    from nerve_learning.packtrain import _init_state
+    from nerve_learning.sr.export import export_onnx
+    from nerve_learning.sr.model import Student
+    from nerve_learning.sr.packtrain import _init_state
 
     torch.manual_seed(6)
     shipped = Student(4, channels=4, depth=1, frames=2)

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from nerve_learning.cli import upsert_manifest
-from nerve_learning.clips import EVAL, TRAIN
-from nerve_learning.dataset import PairConfig, build_pairs
-from nerve_learning.degrade import Codec, degrade
-from nerve_learning.export import export_onnx, manifest_entry
+from nerve_learning.manifest import upsert_manifest
+from nerve_learning.data.clips import EVAL, TRAIN
+from nerve_learning.data.dataset import PairConfig, build_pairs
+from nerve_learning.data.degrade import Codec, degrade
+from nerve_learning.manifest import manifest_entry
+from nerve_learning.sr.export import export_onnx
 from nerve_learning.metrics import psnr
-from nerve_learning.train import TrainConfig, train
+from nerve_learning.sr.train import TrainConfig, train
 
 
 def smooth_frames(n: int, h: int, w: int) -> np.ndarray:

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from nerve_learning import recovery
-from nerve_learning.clips import TRAIN, data_root
+from nerve_learning.recovery import train as recovery
+from nerve_learning.data.clips import TRAIN, data_root
 
 REPO = Path(__file__).resolve().parents[2]
 NERVE_EVAL = REPO / "target" / "release" / "nerve-eval"

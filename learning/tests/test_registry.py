@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 
 from nerve_learning.cli import main
-from nerve_learning.registry import Registry, RegistryError
+from nerve_learning.registry.store import Registry, RegistryError
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SHIPPED = MODELS / "nerve-sr-x2.onnx"

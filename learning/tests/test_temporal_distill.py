@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from nerve_learning.cli import parse_codecs
-from nerve_learning.clips import TRAIN
-from nerve_learning.dataset import PairConfig, build_pairs
-from nerve_learning.degrade import Codec
-from nerve_learning.export import export_onnx
-from nerve_learning.model import Teacher
-from nerve_learning.quantize import layer_times, quantize, upscale_onnx
-from nerve_learning.train import TrainConfig, stacked, train
+from nerve_learning.data.degrade import parse_codecs
+from nerve_learning.data.clips import TRAIN
+from nerve_learning.data.dataset import PairConfig, build_pairs
+from nerve_learning.data.degrade import Codec
+from nerve_learning.sr.export import export_onnx
+from nerve_learning.sr.model import Teacher
+from nerve_learning.sr.quantize import layer_times, quantize, upscale_onnx
+from nerve_learning.sr.train import TrainConfig, stacked, train
 
 
 def tiny(temporal: bool) -> PairConfig:

@@ -1,6 +1,6 @@
 //! Turning the recovery model's luma into a whole frame.
 //!
-//! The model chooses among three sources per 16x16 block (see `learning/nerve_learning/recovery.py`):
+//! The model chooses among three sources per 16x16 block (see `learning/src/nerve_learning/recovery/train.py`):
 //! the decoder's frame, the decoder's frame carrying on the correction shown last time (the
 //! decoder keeps predicting from its own wrong guess of a lost region, so the same difference
 //! keeps it repaired), and the frame shown before. Its output is luma only; each block then

@@ -159,7 +159,7 @@ enum Command {
     },
 }
 
-/// The held-out evaluation clips (the same list as learning/nerve_learning/clips.py EVAL).
+/// The held-out evaluation clips (the same list as learning/src/nerve_learning/data/clips.py EVAL).
 const EVAL_CLIPS: [(&str, &str); 5] = [
     ("talking_head", "videos/talking_head/Zhling_1280x720.264"),
     ("sports", "videos/sports/armwrestling_demo.mp4"),

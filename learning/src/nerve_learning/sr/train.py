@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .dataset import PairConfig, build_pairs, eval_frames
-from .degrade import Codec
-from .metrics import psnr
+from ..data.dataset import PairConfig, build_pairs, eval_frames
+from ..data.degrade import Codec
+from ..metrics import psnr
 from .model import Student
 
 

@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import recovery
-from .clips import EVAL, TRAIN, data_root
-
-REPO = Path(__file__).resolve().parents[2]
-
+from . import train as recovery
+from ..data.clips import EVAL, TRAIN, data_root
+from ..manifest import upsert_manifest
+from ..paths import CACHE, MODELS, REPO
 
 def manifest_entry(name: str, file: str, sha256: str, default: bool, card: str) -> str:
     return "\n".join([
@@ -120,7 +119,6 @@ def card(name: str, model: recovery.RecoveryNet, cfg: recovery.RecoveryTrainConf
 
 
 def cmd_train_recovery(args: argparse.Namespace) -> int:
-    from .cli import upsert_manifest
 
     torch.set_num_threads(args.threads)
     nerve_eval = Path(args.nerve_eval)
@@ -193,9 +191,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--floor", type=float, default=10.0,
                    help="grey levels squared a frame's error counts from (the held-out streams' compression error: 1 to 34 per clip)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--work", default=str(REPO / "learning" / "cache" / "recovery-runs"))
-    p.add_argument("--cache", default=str(REPO / "learning" / "cache" / "recovery-crops.npz"))
-    p.add_argument("--out", default=str(REPO / "models"))
+    p.add_argument("--work", default=str(CACHE / "recovery-runs"))
+    p.add_argument("--cache", default=str(CACHE / "recovery-crops.npz"))
+    p.add_argument("--out", default=str(MODELS))
     p.add_argument("--name", default="nerve-recover")
     p.add_argument("--default", action="store_true", help="make it the model nerverecover uses when none is named")
     p.set_defaults(func=cmd_train_recovery)

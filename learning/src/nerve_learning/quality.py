@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .degrade import ffmpeg_exe
+from .data.degrade import ffmpeg_exe
 from .metrics import psnr
 
 

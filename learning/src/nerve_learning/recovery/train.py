@@ -37,8 +37,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .clips import Clip
-from .metrics import psnr
+from ..data.clips import Clip
+from ..metrics import psnr
 
 INPUT_PLANES = 4
 # The element chooses sources per 16x16 block (a macroblock): so does the model, and so does the oracle.
@@ -394,7 +394,7 @@ def oracle_replay(run_dir: Path, margin: float = 1.0, decode: str = "lossy") -> 
 
 def export_recovery(model: RecoveryNet, path: Path) -> str:
     """ONNX (opset 17, dynamic size) checked against PyTorch at an odd size; returns the sha256."""
-    from .export import verify_onnx
+    from ..sr.export import verify_onnx
 
     model.eval()
     dummy = torch.rand(1, INPUT_PLANES, 48, 64)

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .clips import EVAL, TRAIN, Clip, data_root
-
-CACHE = Path(__file__).resolve().parents[1] / "cache"
-
+from ..data.clips import EVAL, TRAIN, Clip, data_root
+from ..data.degrade import parse_codecs
+from ..paths import CACHE
 
 def find_clip(path: str) -> Clip:
     for c in (*TRAIN, *EVAL):
@@ -21,7 +20,7 @@ def find_clip(path: str) -> Clip:
 
 def cmd_harvest(args: argparse.Namespace) -> int:
     from .local_trainer import harvest_clip
-    from .memory import EpisodicMemory, MemoryConfig
+    from ..data.memory import EpisodicMemory, MemoryConfig
 
     clips = [c for c in TRAIN if c.content == args.content] if args.content else []
     clips += [find_clip(p) for p in args.clip]
@@ -49,7 +48,6 @@ def policy_from(args: argparse.Namespace) -> Any:
 
 
 def config_from(args: argparse.Namespace) -> Any:
-    from .cli import parse_codecs
     from .local_trainer import LocalTrainConfig
 
     return LocalTrainConfig(name=args.name, rungs=parse_codecs(args.rungs), steps=args.steps, batch=args.batch,
@@ -63,8 +61,8 @@ def config_from(args: argparse.Namespace) -> Any:
 
 def cmd_local_train(args: argparse.Namespace) -> int:
     from .local_trainer import EX_TEMPFAIL, local_train
-    from .memory import EpisodicMemory
-    from .registry import Registry, RegistryError
+    from ..data.memory import EpisodicMemory
+    from ..registry.store import Registry, RegistryError
 
     try:
         report = local_train(Registry(args.tracking_uri or None), EpisodicMemory(Path(args.memory)), config_from(args),
@@ -85,7 +83,7 @@ def cmd_local_train(args: argparse.Namespace) -> int:
 
 
 def cmd_ondevice_loop(args: argparse.Namespace) -> int:
-    from .ondevice import LoopConfig, markdown, run_loop
+    from .loop import LoopConfig, markdown, run_loop
 
     cfg = LoopConfig(content=args.content, harvest_frames=args.frames, harvest_step=args.step,
                      harvest_patches=args.patches, patch=args.patch, harvest_select=args.select, train=config_from(args), eval_frames=args.eval_frames)
@@ -100,7 +98,7 @@ def cmd_ondevice_loop(args: argparse.Namespace) -> int:
 
 
 def cmd_ondevice_plot(args: argparse.Namespace) -> int:
-    from .ondevice import plot_reports
+    from .loop import plot_reports
 
     plot_reports([Path(r) for r in args.reports], Path(args.out))
     print(f"wrote {args.out}")

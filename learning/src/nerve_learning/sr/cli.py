@@ -1,94 +1,23 @@
-"""`nerve-learn`: the learning side's command line."""
+"""`nerve-learn train-sr`, `int8`, `int8-profile`, `register`, `train-pack`, `finish`: training,
+quantizing, exporting and describing the SR students that `nervesr` runs."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import re
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from .dataset import PairConfig, build_pairs
-from .degrade import Codec
-from .export import export_onnx, manifest_entry
+from ..data.dataset import PairConfig, build_pairs
+from ..data.degrade import DEFAULT_CODECS, Codec, parse_codecs
+from ..manifest import manifest_entry, next_version, upsert_manifest
+from ..paths import CACHE, MODELS
+from .card import card, metrics_table, pack_description
+from .export import export_onnx
 from .model import Student, Teacher
 from .train import TrainConfig, evaluate, train
-
-MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_CODECS = "x264:18,x264:23,x264:28,x264:33"
-
-
-def parse_codecs(text: str) -> tuple[Codec, ...]:
-    """`x264:23,x265:28,vp9:40,av1:45` -> codecs."""
-    out = []
-    for item in text.split(","):
-        name, crf = item.split(":")
-        out.append(Codec(name.strip(), int(crf)))
-    return tuple(out)
-
-
-def next_version(manifest: Path, name: str, sha256: str) -> str:
-    """The version a new file for `name` gets: the entry's own when the file is unchanged, one
-    more than the entry's when it replaces it, "1" for a new model."""
-    text = manifest.read_text() if manifest.exists() else ""
-    table = next((t for t in re.split(r"(?m)^(?=\[\[model\]\])", text) if f'name = "{name}"' in t), "")
-    found = re.search(r'(?m)^version = "(\d+)"', table)
-    if not found:
-        return "1"
-    return found.group(1) if f'sha256 = "{sha256}"' in table else str(int(found.group(1)) + 1)
-
-
-def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
-    """Replaces the `[[model]]` table called `name` in the manifest, or appends it."""
-    text = manifest.read_text() if manifest.exists() else "# nerve model manifest: see models/README.md\n\n"
-    tables = re.split(r"(?m)^(?=\[\[model\]\])", text)
-    kept = [t for t in tables if f'name = "{name}"' not in t]
-    manifest.write_text("".join(kept).rstrip("\n") + "\n\n" + entry)
-
-
-def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    return "\n".join(
-        f"| {k} | {v['psnr_y_bicubic']:.2f} | {v['psnr_y']:.2f} | {v['psnr_y'] - v['psnr_y_bicubic']:+.2f} |"
-        for k, v in sorted(metrics.items())
-    )
-
-
-def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: PairConfig, seconds: float,
-         extra: list[str]) -> str:
-    from .clips import EVAL, TRAIN
-
-    params = sum(p.numel() for p in model.parameters())
-    frames = "the current frame" if cfg.frames == 1 else f"the current and {cfg.frames - 1} previous frame(s), unaligned"
-    lines = [
-        f"# {name}",
-        "",
-        f"Real-time super-resolution student, x{cfg.scale}, luma in ({frames}), residual on a built-in",
-        "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback).",
-        "",
-        f"- Architecture: {model.architecture()}",
-        f"- Parameters: {params}",
-        f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
-        f"- Training data: {', '.join(c.path for c in TRAIN)}",
-        f"  ({pairs.frames_per_clip} frames per clip, every {pairs.frame_step}th; {pairs.patches_per_frame} patches of {pairs.patch_lr} px per frame)",
-        f"- Degradation: bicubic downscale x{pairs.scale}, then {', '.join(f'{c.name} CRF {c.crf}' for c in pairs.codecs)}, decoded",
-        f"- Training: L1{f' + {cfg.distill} x L1 to the teacher (distillation)' if cfg.distill else ''}, Adam {cfg.lr}, "
-        f"cosine schedule, {cfg.steps} steps of {cfg.batch}; {seconds / 60:.0f} min on this machine's CPU",
-        f"- Held-out evaluation clips (never trained on): {', '.join(c.path for c in EVAL)}.",
-        "  The screen-content clip is a different capture of the same PDF page as the training one.",
-        *extra,
-        "",
-        "## PSNR-Y on the held-out clips (dB, first 8 frames, x264 preset medium)",
-        "",
-        "| clip / rung | Catmull-Rom | this model | gain |",
-        "|---|---|---|---|",
-        metrics_table(metrics),
-        "",
-        "VMAF, VMAF NEG and frames per second inside nervesr: `nerve-eval sr` (see the README).",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def cmd_train_sr(args: argparse.Namespace) -> int:
@@ -143,8 +72,8 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, fra
     model (not as a default) and returns the model-card line."""
     import hashlib
 
-    from .dataset import eval_frames
-    from .metrics import psnr
+    from ..data.dataset import eval_frames
+    from ..metrics import psnr
     from .quantize import quantize, seconds_per_frame, upscale_onnx
     from .train import stacked
 
@@ -202,8 +131,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     card, metrics and manifest entry: for a model whose training run ended before that step."""
     import hashlib
 
-    from .dataset import eval_frames
-    from .metrics import psnr
+    from ..data.dataset import eval_frames
+    from ..metrics import psnr
     from .quantize import seconds_per_frame, upscale_onnx
     from .train import stacked, upscale
 
@@ -234,114 +163,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .quality import compare
-
-    rows = {Path(d).name: compare(Path(args.reference), Path(d)) for d in args.distorted}
-    print(f"{'video':<28} {'frames':>6} {'PSNR-Y':>8} {'VMAF':>7} {'VMAF NEG':>9}")
-    for name, m in rows.items():
-        print(f"{name:<28} {m['frames']:>6} {m['psnr_y']:>8.2f} {m['vmaf']:>7.2f} {m['vmaf_neg']:>9.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"reference": args.reference, "results": rows}, indent=2))
-    return 0
-
-
-def cmd_continual(args: argparse.Namespace) -> int:
-    """The continual-learning benchmark: every learner through the task sequence, then the JSON
-    report, its plots and the replay+EWC student exported like the shipped models."""
-    from .continual import load_config, markdown, plot, run_benchmark, summary_table
-
-    if args.replot:
-        # Plots and the generated write-up again from an existing report, without training.
-        out_json = Path(args.json)
-        report = json.loads(out_json.read_text())
-        plots = plot(report, out_json.parent, out_json.stem)
-        out_json.with_suffix(".md").write_text(markdown(report))
-        print(f"wrote {', '.join(str(p) for p in plots)} and {out_json.with_suffix('.md')}")
-        return 0
-    cfg = load_config(Path(args.config), quick=args.quick)
-    from dataclasses import replace
-
-    if args.steps:
-        cfg = replace(cfg, steps_per_task=args.steps)
-    if args.ewc_lambda is not None:
-        cfg = replace(cfg, ewc_lambda=args.ewc_lambda)
-    if args.learners:
-        cfg = replace(cfg, learners=tuple(args.learners.split(",")))
-    out_json = Path(args.json)
-    out_dir = out_json.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    import shutil
-    import tempfile
-
-    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="nerve-continual-"))
-    try:
-        report, models = run_benchmark(cfg, Path(args.cache), work)
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
-    flags = [f"--config {args.config}", f"--json {args.json}", *(["--quick"] if args.quick else []),
-             *([f"--steps {args.steps}"] if args.steps else []),
-             *([f"--ewc-lambda {args.ewc_lambda}"] if args.ewc_lambda is not None else []),
-             *([f"--learners {args.learners}"] if args.learners else []), *([f"--export {args.export}"] if args.export else [])]
-    report["command"] = "nerve-learn continual " + " ".join(flags)
-    # Saved before anything else can fail: the run is the expensive part.
-    out_json.write_text(json.dumps(report, indent=2))
-    if args.export:
-        learner = "replay_ewc" if "replay_ewc" in models else "naive"
-        model = models[learner]
-        assert isinstance(model, Student)
-        name = args.export
-        onnx_path = out_dir / f"{name}.onnx"
-        sha = export_onnx(model, onnx_path)
-        upsert_manifest(out_dir / "manifest.toml", name,
-                        manifest_entry(name, onnx_path.name, model.scale, model.frames, sha, False, f"{out_json.stem}.md"))
-        report["export"] = {"learner": learner, "onnx": onnx_path.name, "sha256": sha,
-                            "macs_per_pixel": model.macs_per_pixel(),
-                            "parameters": sum(p.numel() for p in model.parameters())}
-        if not args.quick:
-            # Same architecture, so the same cost; measured anyway, beside the model it started from.
-            from .quantize import seconds_per_frame
-
-            lw, lh = 1280 // model.scale, 720 // model.scale
-            report["export"]["fps_model_only"] = 1 / seconds_per_frame(onnx_path, lw, lh)
-            shipped = MODELS / f"nerve-sr-x{model.scale}.onnx"
-            if shipped.exists():
-                report["export"]["shipped_fps_model_only"] = 1 / seconds_per_frame(shipped, lw, lh)
-            report["export"]["fps_note"] = f"ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720"
-    plots = [] if args.no_plots else plot(report, out_dir, out_json.stem)
-    report["plots"] = [p.name for p in plots]
-    out_json.write_text(json.dumps(report, indent=2))
-    out_json.with_suffix(".md").write_text(markdown(report))
-    print(summary_table(report))
-    print(f"wrote {out_json}" + (f" and {', '.join(str(p) for p in plots)}" if plots else ""))
-    return 0
-
-
-def cmd_pack(args: argparse.Namespace) -> int:
-    from .pack import PackConfig, build_pack
-
-    codecs = parse_codecs(args.codecs) if args.codecs else ()
-    cfg = PackConfig(scales=(2, 3, 4) if codecs else (), codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
-                     crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale, previous=args.previous)
-    out = build_pack(cfg, Path(args.out))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    return 0
-
-
-def cmd_pack_images(args: argparse.Namespace) -> int:
-    from .images import ImagePackConfig, build_image_pack, find_pictures
-
-    cfg = ImagePackConfig(crop=args.crop, stride=args.stride, shift=args.shift, min_detail=args.min_detail,
-                          factors=tuple(int(f) for f in args.factors.split(",")))
-    pictures = find_pictures([Path(d) for d in args.source], cfg.min_bytes)
-    out = build_image_pack(cfg, pictures, Path(args.out))
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from {len(pictures)} pictures")
-    return 0
-
-
 def cmd_train_pack(args: argparse.Namespace) -> int:
-    from .pack import load_pack, merge_packs
+    from ..data.pack import load_pack, merge_packs
     from .packtrain import PackTrainConfig, train_from_pack
 
     cfg = PackTrainConfig(scale=args.scale, rungs=args.rungs, exclude=tuple(args.exclude), channels=args.channels,
@@ -358,16 +181,6 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
     out = train_from_pack(pack, cfg, Path(args.out))
     print(f"wrote {out}")
     return 0
-
-
-def pack_description(cfg: dict) -> str:
-    """One part of a (possibly merged) pack's configuration, as a model card says it."""
-    if cfg.get("kind") == "pictures":
-        return (f"still pictures shrunk by {', '.join(map(str, cfg['factors']))}, crops of {cfg['crop']} px every "
-                f"{cfg['stride']} px with detail >= {cfg['min_detail']}, each with a copy shifted by up to {cfg['shift']} px "
-                "as its previous frame")
-    return (f"{cfg['frames_per_clip']} frames per clip, every {cfg['frame_step']}th, "
-            f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
 
 
 def cmd_finish(args: argparse.Namespace) -> int:
@@ -432,9 +245,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nerve-learn", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parsers(sub: Any) -> None:
     p = sub.add_parser("train-sr", help="train, evaluate and export a real-time SR student")
     p.add_argument("--scale", type=int, default=2, choices=(2, 3, 4))
     p.add_argument("--channels", type=int, default=16)
@@ -456,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="")
     p.add_argument("--default", action="store_true", help="make it the default model for its scale")
     p.add_argument("--out", default=str(MODELS))
-    p.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
+    p.add_argument("--cache", default=str(CACHE))
     p.set_defaults(func=cmd_train_sr)
     q = sub.add_parser("int8", help="int8 variant of an exported float model, measured against it")
     q.add_argument("--model", required=True)
@@ -464,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--frames", type=int, default=24)
     q.add_argument("--patches", type=int, default=24)
     q.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: a temporal model (previous frame too)")
-    q.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
+    q.add_argument("--cache", default=str(CACHE))
     q.set_defaults(func=cmd_int8)
     q = sub.add_parser("int8-profile", help="time per node of float and int8 models (ONNX Runtime's profiler)")
     q.add_argument("--model", action="append", required=True, help="an .onnx file; repeat to compare")
@@ -482,49 +293,6 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--steps", type=int, default=0)
     r.add_argument("--codecs", default=DEFAULT_CODECS)
     r.set_defaults(func=cmd_register)
-    c = sub.add_parser("compare", help="PSNR-Y, VMAF and VMAF NEG of videos against a reference")
-    c.add_argument("--reference", required=True)
-    c.add_argument("--json", default="")
-    c.add_argument("distorted", nargs="+")
-    c.set_defaults(func=cmd_compare)
-    k = sub.add_parser("continual", help="the continual-learning benchmark (forgetting, plasticity, transfer)")
-    k.add_argument("--config", required=True, help="TOML task sequence and settings (learning/configs/continual-10.toml)")
-    k.add_argument("--json", required=True, help="report path; plots are written beside it")
-    k.add_argument("--quick", action="store_true", help="the config's [quick] overrides: tiny data, for tests")
-    k.add_argument("--steps", type=int, default=0, help="override steps per task")
-    k.add_argument("--ewc-lambda", type=float, default=None, help="override the EWC strength")
-    k.add_argument("--learners", default="", help="override the learners, comma separated (naive is needed)")
-    k.add_argument("--export", default="", help="export the replay+EWC student as <name>.onnx + manifest.toml beside the JSON")
-    k.add_argument("--no-plots", action="store_true")
-    k.add_argument("--replot", action="store_true", help="only redraw the plots and the write-up from --json")
-    k.add_argument("--work", default="", help="scratch directory (episodic memories), kept; default a temporary one")
-    k.add_argument("--cache", default=str(Path(__file__).resolve().parents[1] / "cache"))
-    k.set_defaults(func=cmd_continual)
-    from . import ondevice_cli, recovery_cli, registry_cli
-
-    registry_cli.add_parser(sub)
-    ondevice_cli.add_parsers(sub)
-    recovery_cli.add_parser(sub)
-
-    k = sub.add_parser("pack", help="frame pack: training crops with their decoded rungs, for training elsewhere")
-    k.add_argument("--out", required=True)
-    k.add_argument("--codecs", default="x264:18,x264:23,x264:28,x264:33,x265:28,vp9:40,av1:45")
-    k.add_argument("--frames", type=int, default=16, help="frames per training clip")
-    k.add_argument("--crop", type=int, default=384)
-    k.add_argument("--step", type=int, default=6, help="every n-th frame")
-    k.add_argument("--crops", type=int, default=2, help="crops per frame")
-    k.add_argument("--hr-downscale", type=int, default=1, help="shrink the originals first (BI packs)")
-    k.add_argument("--previous", action="store_true", help="also store each crop's previous frame (temporal students)")
-    k.set_defaults(func=cmd_pack)
-    im = sub.add_parser("pack-images", help="a BI pack of crops of still pictures (shifted copies as previous frames)")
-    im.add_argument("--from", dest="source", nargs="+", required=True, help="folders searched for .jpg/.png pictures")
-    im.add_argument("--out", required=True)
-    im.add_argument("--crop", type=int, default=288)
-    im.add_argument("--stride", type=int, default=144)
-    im.add_argument("--shift", type=int, default=3, help="largest shift of the stand-in previous frame (HR pixels)")
-    im.add_argument("--min-detail", type=float, default=5.0, help="drop crops flatter than this (mean abs luma step)")
-    im.add_argument("--factors", default="2,3,4", help="each picture is shrunk by each of these first")
-    im.set_defaults(func=cmd_pack_images)
     t = sub.add_parser("train-pack", help="train a student (and optionally its teacher) from a frame pack, on CUDA if present")
     t.add_argument("--pack", required=True)
     t.add_argument("--out", required=True, help="weights file to write (.pt)")
@@ -561,9 +329,3 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--default", action="store_true")
     f.add_argument("--out", default=str(MODELS))
     f.set_defaults(func=cmd_finish)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..paths import REPO
+
 
 @dataclass(frozen=True)
 class Clip:
@@ -46,4 +48,4 @@ def data_root() -> Path:
     env = os.environ.get("NERVE_DATA")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+    return REPO.parent / "shared" / "data"

@@ -105,3 +105,16 @@ def degrade(hr: np.ndarray, scale: int, codec: Codec, fps: int = 25) -> np.ndarr
     if lr.shape[0] != n:
         raise RuntimeError(f"codec {codec} returned {lr.shape[0]} frames for {n}")
     return lr
+
+
+DEFAULT_CODECS = "x264:18,x264:23,x264:28,x264:33"
+"""The rungs the SR students are trained on by default."""
+
+
+def parse_codecs(text: str) -> tuple[Codec, ...]:
+    """`x264:23,x265:28,vp9:40,av1:45` -> codecs."""
+    out = []
+    for item in text.split(","):
+        name, crf = item.split(":")
+        out.append(Codec(name.strip(), int(crf)))
+    return tuple(out)

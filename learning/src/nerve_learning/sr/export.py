@@ -74,23 +74,3 @@ def student_from_onnx(path: Path) -> Student:
     model = Student(scale, channels, len(convs) - 2, frames, block=block)
     load_onnx_weights(model, path)
     return model
-
-
-def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, default: bool, card: str | None,
-                   parent: str | None = None, version: str = "1") -> str:
-    return "\n".join([
-        "[[model]]",
-        f'name = "{name}"',
-        f'file = "{file}"',
-        'task = "super-resolution"',
-        f"scale = {scale}",
-        f"frames = {frames}",
-        f"default = {'true' if default else 'false'}",
-        f'version = "{version}"',
-        *([f'card = "{card}"'] if card else []),
-        *([f'parent = "{parent}"'] if parent else []),
-        f'sha256 = "{sha256}"',
-        'input = { name = "lr", layout = "NCHW", planes = "Y", range = "unit" }',
-        'output = { name = "hr", layout = "NCHW", planes = "Y", range = "unit" }',
-        "",
-    ])

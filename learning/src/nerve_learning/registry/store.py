@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .export import manifest_entry
+from ..manifest import manifest_entry
 
 EXPERIMENT = "nerve-models"
 CHAMPION = "champion"

@@ -43,14 +43,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .clips import Clip, data_root
-from .dataset import PairConfig, build_pairs
-from .degrade import Codec, _input_args, degrade, ffmpeg_exe, hr_geometry, probe_size
-from .memory import EpisodicMemory, patch_stats
-from .metrics import psnr
-from .export import student_from_onnx
-from .model import Student
-from .registry import CANDIDATE, Registry, RegistryError, Version
+from ..data.clips import Clip, data_root
+from ..data.dataset import PairConfig, build_pairs
+from ..data.degrade import Codec, _input_args, degrade, ffmpeg_exe, hr_geometry, probe_size
+from ..data.memory import EpisodicMemory, patch_stats
+from ..metrics import psnr
+from ..sr.export import student_from_onnx
+from ..sr.model import Student
+from ..registry.store import CANDIDATE, Registry, RegistryError, Version
 
 DEGRADATION_CODECS = ("x264", "x265", "vp9", "av1")
 EX_TEMPFAIL = 75  # sysexits.h: "try again later", the exit status when the policy says no
@@ -421,7 +421,7 @@ def finetune(model: Student, new: tuple[np.ndarray, np.ndarray], replay: tuple[n
              cfg: LocalTrainConfig, lr: float) -> Student:
     """Replay + EWC fine-tuning (the continual learner): Fisher of the starting model on the
     replay pairs anchors it; each batch mixes harvested and replayed pairs."""
-    from .continual import Ewc, augment
+    from ..continual.benchmark import Ewc, augment
 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -477,7 +477,7 @@ def local_train(registry: Registry, memory: EpisodicMemory, cfg: LocalTrainConfi
                 cache: Path, promote: bool = False, device_root: Path = Path("/"),
                 now: dt.datetime | None = None) -> dict[str, Any]:
     """One run of the on-device loop; returns its report (also when the policy says no)."""
-    from .export import export_onnx
+    from ..sr.export import export_onnx
 
     started = time.time()
     state = read_device(device_root)

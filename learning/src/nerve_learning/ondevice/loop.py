@@ -19,16 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from .clips import EVAL, TRAIN, Clip, data_root
-from .degrade import Codec, degrade, read_luma
+from ..data.clips import EVAL, TRAIN, Clip, data_root
+from ..data.degrade import Codec, degrade, read_luma
 from .local_trainer import LocalTrainConfig, Policy, harvest_clip, local_train
-from .memory import EpisodicMemory, MemoryConfig
-from .metrics import psnr
-from .model import BicubicUpscale
-from .quality import vmaf_frames
-from .quantize import upscale_onnx
-from .registry import CHAMPION, Registry
-from .train import upscale
+from ..data.memory import EpisodicMemory, MemoryConfig
+from ..metrics import psnr
+from ..paths import MODELS
+from ..sr.model import BicubicUpscale
+from ..quality import vmaf_frames
+from ..sr.quantize import upscale_onnx
+from ..registry.store import CHAMPION, Registry
+from ..sr.train import upscale
 
 # Clips of ../shared/data in neither clips.TRAIN nor clips.EVAL, with their content type: more
 # unseen material for the content the device learns (not copies of a training clip: BA1_FT_C is
@@ -55,7 +56,7 @@ class LoopConfig:
     train: LocalTrainConfig = field(default_factory=LocalTrainConfig)
     eval_rungs: tuple[Codec, ...] = (Codec("x264", 23), Codec("x264", 33))
     eval_frames: int = 16
-    shipped: Path = Path(__file__).resolve().parents[2] / "models" / "nerve-sr-x2.onnx"
+    shipped: Path = MODELS / "nerve-sr-x2.onnx"
 
 
 def _lr(value: float | str) -> str:

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .registry import CHAMPION, Registry, RegistryError, Version
+from .store import CHAMPION, Registry, RegistryError, Version
 
 
 def _entry_beside(onnx: Path) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .export import student_from_onnx
 from .model import Student, Teacher
-from .pack import Pack, matlab_downscale
+from ..data.pack import Pack, matlab_downscale
 
 
 @dataclass

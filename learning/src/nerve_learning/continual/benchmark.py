@@ -36,14 +36,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .clips import EVAL, TRAIN, Clip, data_root
-from .dataset import PairConfig, build_pairs, eval_frames
-from .degrade import Codec, degrade, read_luma
-from .export import load_onnx_weights
-from .memory import EpisodicMemory, MemoryConfig, patch_stats
-from .metrics import psnr
-from .model import Student
-from .train import to_tensor, upscale
+from ..data.clips import EVAL, TRAIN, Clip, data_root
+from ..data.dataset import PairConfig, build_pairs, eval_frames
+from ..data.degrade import Codec, degrade, read_luma
+from ..sr.export import load_onnx_weights
+from ..data.memory import EpisodicMemory, MemoryConfig, patch_stats
+from ..metrics import psnr
+from ..sr.model import Student
+from ..sr.train import to_tensor, upscale
 
 LEARNERS = ("naive", "replay", "ewc", "replay_ewc", "joint")
 

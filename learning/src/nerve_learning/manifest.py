@@ -1,0 +1,48 @@
+"""The model manifest (`models/manifest.toml` and every model location): the contract between the
+learning side and the elements. An entry names the file, its task, scale, frame count, tensor
+layout and sha256; the elements read only this and the ONNX file, never the registry."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def manifest_entry(name: str, file: str, scale: int, frames: int, sha256: str, default: bool, card: str | None,
+                   parent: str | None = None, version: str = "1") -> str:
+    """The `[[model]]` table of a super-resolution model (luma in and out, NCHW, 0..1)."""
+    return "\n".join([
+        "[[model]]",
+        f'name = "{name}"',
+        f'file = "{file}"',
+        'task = "super-resolution"',
+        f"scale = {scale}",
+        f"frames = {frames}",
+        f"default = {'true' if default else 'false'}",
+        f'version = "{version}"',
+        *([f'card = "{card}"'] if card else []),
+        *([f'parent = "{parent}"'] if parent else []),
+        f'sha256 = "{sha256}"',
+        'input = { name = "lr", layout = "NCHW", planes = "Y", range = "unit" }',
+        'output = { name = "hr", layout = "NCHW", planes = "Y", range = "unit" }',
+        "",
+    ])
+
+
+def next_version(manifest: Path, name: str, sha256: str) -> str:
+    """The version a new file for `name` gets: the entry's own when the file is unchanged, one
+    more than the entry's when it replaces it, "1" for a new model."""
+    text = manifest.read_text() if manifest.exists() else ""
+    table = next((t for t in re.split(r"(?m)^(?=\[\[model\]\])", text) if f'name = "{name}"' in t), "")
+    found = re.search(r'(?m)^version = "(\d+)"', table)
+    if not found:
+        return "1"
+    return found.group(1) if f'sha256 = "{sha256}"' in table else str(int(found.group(1)) + 1)
+
+
+def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
+    """Replaces the `[[model]]` table called `name` in the manifest, or appends it."""
+    text = manifest.read_text() if manifest.exists() else "# nerve model manifest: see models/README.md\n\n"
+    tables = re.split(r"(?m)^(?=\[\[model\]\])", text)
+    kept = [t for t in tables if f'name = "{name}"' not in t]
+    manifest.write_text("".join(kept).rstrip("\n") + "\n\n" + entry)

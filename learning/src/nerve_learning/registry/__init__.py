@@ -1,0 +1,2 @@
+"""The model registry on MLflow: versions, aliases (champion, candidate), lineage and model
+locations that `nervesr` follows (store)."""

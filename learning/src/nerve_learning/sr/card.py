@@ -1,0 +1,60 @@
+"""Model cards for SR students: what a model is, what it was trained on and how it scored, written
+beside the ONNX file so that a model and its card travel together."""
+
+from __future__ import annotations
+
+from ..data.clips import EVAL, TRAIN
+from ..data.dataset import PairConfig
+from .model import Student
+from .train import TrainConfig
+
+
+def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    return "\n".join(
+        f"| {k} | {v['psnr_y_bicubic']:.2f} | {v['psnr_y']:.2f} | {v['psnr_y'] - v['psnr_y_bicubic']:+.2f} |"
+        for k, v in sorted(metrics.items())
+    )
+
+
+def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: PairConfig, seconds: float,
+         extra: list[str]) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    frames = "the current frame" if cfg.frames == 1 else f"the current and {cfg.frames - 1} previous frame(s), unaligned"
+    lines = [
+        f"# {name}",
+        "",
+        f"Real-time super-resolution student, x{cfg.scale}, luma in ({frames}), residual on a built-in",
+        "Catmull-Rom upscale (the same kernel nervesr uses for chroma and its fallback).",
+        "",
+        f"- Architecture: {model.architecture()}",
+        f"- Parameters: {params}",
+        f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
+        f"- Training data: {', '.join(c.path for c in TRAIN)}",
+        f"  ({pairs.frames_per_clip} frames per clip, every {pairs.frame_step}th; {pairs.patches_per_frame} patches of {pairs.patch_lr} px per frame)",
+        f"- Degradation: bicubic downscale x{pairs.scale}, then {', '.join(f'{c.name} CRF {c.crf}' for c in pairs.codecs)}, decoded",
+        f"- Training: L1{f' + {cfg.distill} x L1 to the teacher (distillation)' if cfg.distill else ''}, Adam {cfg.lr}, "
+        f"cosine schedule, {cfg.steps} steps of {cfg.batch}; {seconds / 60:.0f} min on this machine's CPU",
+        f"- Held-out evaluation clips (never trained on): {', '.join(c.path for c in EVAL)}.",
+        "  The screen-content clip is a different capture of the same PDF page as the training one.",
+        *extra,
+        "",
+        "## PSNR-Y on the held-out clips (dB, first 8 frames, x264 preset medium)",
+        "",
+        "| clip / rung | Catmull-Rom | this model | gain |",
+        "|---|---|---|---|",
+        metrics_table(metrics),
+        "",
+        "VMAF, VMAF NEG and frames per second inside nervesr: `nerve-eval sr` (see the README).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def pack_description(cfg: dict) -> str:
+    """One part of a (possibly merged) pack's configuration, as a model card says it."""
+    if cfg.get("kind") == "pictures":
+        return (f"still pictures shrunk by {', '.join(map(str, cfg['factors']))}, crops of {cfg['crop']} px every "
+                f"{cfg['stride']} px with detail >= {cfg['min_detail']}, each with a copy shifted by up to {cfg['shift']} px "
+                "as its previous frame")
+    return (f"{cfg['frames_per_clip']} frames per clip, every {cfg['frame_step']}th, "
+            f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
