@@ -3,7 +3,7 @@
 //! A frame at display size is ground truth for the low rungs the device will stream later. At a
 //! bounded rate (patches per minute of video) the harvester cuts a luma patch, picked among a few
 //! random candidates for its detail (flat sky teaches nothing), and hands it to a writer thread
-//! that stores it in the episodic memory (learning/docs/memory-format.md): `<id>.npy` first, then
+//! that stores it in the episodic memory (docs/memory-format.md): `<id>.npy` first, then
 //! `<id>.json` through a temporary file and a rename, so that an item exists only once complete.
 //! The streaming thread never touches the disk. Nothing leaves the device.
 

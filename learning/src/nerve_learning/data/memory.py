@@ -1,6 +1,6 @@
 """Episodic memory: a bounded store of training patches on disk that survives crashes.
 
-The on-disk layout is a contract shared with the Rust harvester (learning/docs/memory-format.md):
+The on-disk layout is a contract shared with the Rust harvester (docs/memory-format.md):
 one `<id>.npy` (high-resolution luma patch), an optional `<id>.lr.npy` (its low-resolution side)
 and `<id>.json` (metadata) per item under `<root>/items/`. The JSON is written last, through a
 temporary file and rename(2), so an item exists exactly when its JSON does; a writer killed at

@@ -77,7 +77,7 @@ def card(name: str, model: recovery.RecoveryNet, cfg: recovery.RecoveryTrainConf
         "",
         "Recovery model of `nerverecover`: after packet loss, per 16x16 block, which of three sources to show:",
         "the decoder's frame, the decoder's frame carrying on the last correction, or the frame shown before.",
-        "Recurrent through the frame shown. Contract: `learning/nerve_learning/recovery.py`.",
+        "Recurrent through the frame shown. Contract: `learning/src/nerve_learning/recovery/train.py`.",
         "",
         f"- Inputs: {recovery.INPUT_PLANES} luma planes (decoded, decoded before, shown before, loss reported); output: luma",
         f"- Architecture: conv3x3({model.FEATURES}->{cfg.channels}) at full resolution, 2 x conv3x3 at 1/4, 2 at the"
