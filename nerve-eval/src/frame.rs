@@ -65,6 +65,29 @@ impl Frame {
         out
     }
 
+    /// The part of the frame inside `r` (even offsets and sizes, as `active::Region` has), every
+    /// plane.
+    pub fn region(&self, r: &crate::active::Region) -> Self {
+        let (width, height) = (r.width.min(self.width.saturating_sub(r.x)), r.height.min(self.height.saturating_sub(r.y)));
+        let mut out = Self::new(width, height);
+        let (cw, ch) = out.chroma_size();
+        let (scw, sch) = self.chroma_size();
+        let n = self.width * self.height;
+        let planes = [
+            (0, self.width, r.x, r.y, 0, width, height),
+            (n, scw, r.x / 2, r.y / 2, width * height, cw, ch),
+            (n + scw * sch, scw, r.x / 2, r.y / 2, width * height + cw * ch, cw, ch),
+        ];
+        for (src_off, src_stride, x, y, dst_off, w, h) in planes {
+            for row in 0..h {
+                let s = src_off + (y + row) * src_stride + x;
+                let d = dst_off + row * w;
+                out.data[d..d + w].copy_from_slice(&self.data[s..s + w]);
+            }
+        }
+        out
+    }
+
     /// Copies a mapped I420 video frame, keeping its top-left `width` x `height`.
     pub fn from_video(frame: &gst_video::VideoFrameRef<&gst::BufferRef>, width: usize, height: usize) -> Result<Self> {
         let mut out = Self::new(width, height);
@@ -126,13 +149,24 @@ pub fn decode(path: &Path, max_frames: usize, multiple: usize) -> Result<Clip> {
     decode_with(path, max_frames, multiple, "video/x-raw,format=I420")
 }
 
+/// `decode` for a headerless I420 file (`.yuv`), which carries neither its size nor its rate.
+pub fn decode_raw(path: &Path, width: usize, height: usize, fps: u32, max_frames: usize, multiple: usize) -> Result<Clip> {
+    let source = format!("rawvideoparse format=i420 width={width} height={height} framerate={fps}/1");
+    decode_from(path, &source, max_frames, multiple, "video/x-raw,format=I420")
+}
+
 /// `decode` with `filter` (a gst-launch fragment ending in I420 caps) after `videoconvert`.
 fn decode_with(path: &Path, max_frames: usize, multiple: usize, filter: &str) -> Result<Clip> {
+    decode_from(path, "decodebin", max_frames, multiple, filter)
+}
+
+/// Frames of `path` read by `source` (a gst-launch fragment after filesrc), then `filter`.
+fn decode_from(path: &Path, source: &str, max_frames: usize, multiple: usize, filter: &str) -> Result<Clip> {
     if !path.exists() {
         bail!("{} does not exist", path.display());
     }
     let desc = format!(
-        "filesrc location=\"{}\" ! decodebin ! videoconvert ! {filter} ! appsink name=sink sync=false",
+        "filesrc location=\"{}\" ! {source} ! videoconvert ! {filter} ! appsink name=sink sync=false",
         path.display()
     );
     let pipeline = gst::parse::launch(&desc)?.downcast::<gst::Pipeline>().map_err(|_| anyhow::anyhow!("not a pipeline"))?;

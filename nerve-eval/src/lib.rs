@@ -1,6 +1,8 @@
 //! nerve-eval: quality metrics (PSNR-Y, SSIM, VMAF, VMAF NEG) and the evaluation protocols that
 //! measure nerve's models the way streaming degrades video.
 
+pub mod active;
+pub mod clips;
 pub mod frame;
 pub mod ladder;
 pub mod loss;

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::frame::{self, Frame};
 use crate::ladder::Target;
 use crate::loss::{self, LossConfig, Receiver};
-use crate::{metrics, vmaf};
+use crate::{active, metrics, vmaf};
 
 /// The methods compared, in table order.
 pub const METHODS: [&str; 8] = ["decoder", "freeze", MODES[0], MODES[1], SALVAGED, SALVAGED_MODES[0], SALVAGED_MODES[1], BOUND];
@@ -51,8 +51,13 @@ pub struct Row {
     pub seed: u64,
     pub method: String,
     pub frames: usize,
+    /// Scored on the active picture (the clip's static bars left out: `active`, WxH+X+Y); the
+    /// `*_full` figures on the whole frame, bars included.
     pub psnr_y: f64,
     pub vmaf: f64,
+    pub active: String,
+    pub psnr_y_full: f64,
+    pub vmaf_full: f64,
     /// Packets lost / sent in this run.
     pub dropped: u64,
     pub packets: u64,
@@ -176,11 +181,20 @@ pub fn evaluate(
         frame: worst,
         views: std::iter::once(&clip.frames).chain(&shown).filter_map(|f| f.get(worst).cloned()).collect(),
     };
+    let region = active::active_picture(&clip.frames);
+    let whole = region.is_whole(&clip.frames[0]);
+    let active_ref: Vec<Frame> = clip.frames.iter().map(|f| f.region(&region)).collect();
     let mut rows = Vec::new();
     for (method, frames) in METHODS.iter().zip(&shown) {
-        let psnr_y = metrics::psnr_y(&clip.frames, frames);
-        let vmaf = if setup.with_vmaf { vmaf::vmaf(&clip.frames, frames)?.0 } else { f64::NAN };
+        let active_frames: Vec<Frame> = frames.iter().map(|f| f.region(&region)).collect();
+        let psnr_y = metrics::psnr_y(&active_ref, &active_frames);
+        let vmaf = if setup.with_vmaf { vmaf::vmaf(&active_ref, &active_frames)?.0 } else { f64::NAN };
+        let psnr_y_full = if whole { psnr_y } else { metrics::psnr_y(&clip.frames, frames) };
+        let vmaf_full = if whole || !setup.with_vmaf { vmaf } else { vmaf::vmaf(&clip.frames, frames)?.0 };
         rows.push(Row {
+            active: region.to_string(),
+            psnr_y_full,
+            vmaf_full,
             clip: clip_name.clone(),
             content: spec.content.clone(),
             loss: loss_rate,
@@ -380,7 +394,22 @@ mod tests {
     use super::*;
 
     fn row(content: &str, clip: &str, seed: u64, method: &str, psnr_y: f64) -> Row {
-        Row { clip: clip.into(), content: content.into(), loss: 0.05, seed, method: method.into(), frames: 10, psnr_y, vmaf: psnr_y * 2.0, dropped: 1, packets: 20, repeat: 0 }
+        Row {
+            clip: clip.into(),
+            content: content.into(),
+            loss: 0.05,
+            seed,
+            method: method.into(),
+            frames: 10,
+            psnr_y,
+            vmaf: psnr_y * 2.0,
+            active: "8x8+0+0".into(),
+            psnr_y_full: psnr_y,
+            vmaf_full: psnr_y * 2.0,
+            dropped: 1,
+            packets: 20,
+            repeat: 0,
+        }
     }
 
     fn summary(loss: f64, method: &str, psnr_y: f64, vmaf: f64) -> Summary {

@@ -6,14 +6,14 @@
 //! - `nerve-eval table --display 1280x720 --rungs 300@320x180,...`: a bitrate ladder shown on a
 //!   display, classical upscale beside nervesr; nerveabr's quality tables (`--tables DIR`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use nerve_eval::ladder::{self, ClipSpec, Upscaler};
 use nerve_eval::table::{self, Rung, TableMeta};
-use nerve_eval::{frame, init, loss, plot, recover, vid4};
+use nerve_eval::{clips, frame, init, loss, plot, recover, vid4};
 
 #[derive(Parser)]
 #[command(name = "nerve-eval", about = "Quality and speed of nerve's enhancement, measured against the original")]
@@ -37,7 +37,8 @@ enum Command {
     },
     /// The ladder protocol: downscale + x264 at each CRF, decode, upscale, score.
     Sr {
-        /// Clips as PATH or CONTENT=PATH; default: the held-out evaluation clips.
+        /// Clips as PATH or CONTENT=PATH; default: leave-one-source-out (learning/clips.toml: every
+        /// clip no training used whose source no training clip shares).
         #[arg(long, value_delimiter = ',')]
         clips: Vec<String>,
         #[arg(long, default_value_t = 2)]
@@ -159,31 +160,44 @@ enum Command {
     },
 }
 
-/// The held-out evaluation clips (the same list as learning/src/nerve_learning/data/clips.py EVAL).
-const EVAL_CLIPS: [(&str, &str); 5] = [
-    ("talking_head", "videos/talking_head/Zhling_1280x720.264"),
-    ("sports", "videos/sports/armwrestling_demo.mp4"),
-    ("animation", "videos/animation/sintel_excerpt_854x480.mp4"),
-    ("texture", "videos/natural_motion_texture/VID_1280x720_cabac_temporal_direct.264"),
-    ("screen", "videos/screen_content/Cisco_Adobe_PDF_sample_a_1024x768_CAVLC_Bframe_9.264"),
-];
-
-fn data_dir(given: Option<PathBuf>) -> PathBuf {
-    given.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+/// The clips a protocol runs on when `--clips` names none (learning/clips.toml, compiled in).
+#[derive(Clone, Copy)]
+enum DefaultClips {
+    /// Leave-one-source-out: every clip no training used whose source no training clip shares.
+    LeaveOneSourceOut,
+    /// The model cards' held-out clips (what the committed recovery results and quality tables
+    /// were measured on).
+    HeldOut,
 }
 
-fn clip_specs(clips: &[String], data: Option<PathBuf>) -> Vec<ClipSpec> {
+fn data_dir(given: Option<PathBuf>) -> PathBuf {
+    clips::data_dir(given)
+}
+
+fn clip_specs(given: &[String], data: Option<PathBuf>, default: DefaultClips) -> Result<Vec<ClipSpec>> {
     let data = data_dir(data);
-    if clips.is_empty() {
-        return EVAL_CLIPS.iter().map(|(c, p)| ClipSpec { path: data.join(p), content: c.to_string() }).collect();
+    if !given.is_empty() {
+        return Ok(given
+            .iter()
+            .map(|c| match c.split_once('=') {
+                Some((content, p)) => ClipSpec::file(p, content),
+                None => ClipSpec::file(c, "clip"),
+            })
+            .collect());
     }
-    clips
-        .iter()
-        .map(|c| match c.split_once('=') {
-            Some((content, p)) => ClipSpec { path: p.into(), content: content.into() },
-            None => ClipSpec { path: c.into(), content: "clip".into() },
-        })
-        .collect()
+    let entries = clips::all()?;
+    Ok(match default {
+        DefaultClips::LeaveOneSourceOut => {
+            let sel = clips::leave_one_source_out(&entries);
+            for (e, why) in &sel.left_out {
+                println!("left out {}: {why}", e.path);
+            }
+            sel.clips.iter().map(|e| ClipSpec::listed(e, &data)).collect()
+        }
+        DefaultClips::HeldOut => {
+            entries.iter().filter(|e| e.role == clips::Role::HeldOut).map(|e| ClipSpec::listed(e, &data)).collect()
+        }
+    })
 }
 
 fn main() -> Result<()> {
@@ -209,7 +223,7 @@ fn main() -> Result<()> {
             }
         }
         Command::Sr { clips, scale, crf, models, classical, frames, json, plot: plot_path, data } => {
-            let specs = clip_specs(&clips, data);
+            let specs = clip_specs(&clips, data, DefaultClips::LeaveOneSourceOut)?;
             let mut upscalers: Vec<Upscaler> = classical.iter().map(|m| Upscaler::classical(m)).collect();
             upscalers.extend(models.iter().map(|m| Upscaler::nervesr(m, scale)));
             let bar = ProgressBar::new((specs.len() * crf.len() * upscalers.len()) as u64);
@@ -222,16 +236,30 @@ fn main() -> Result<()> {
                 })?);
             }
             bar.finish_and_clear();
-            println!("x{scale} ladder, {} clips, {frames} frames each (gains over bicubic = videoscale catrom)", specs.len());
             println!(
-                "{:>4} {:<24} {:>8} {:>7} {:>7} {:>9} {:>8} {:>7} {:>9} {:>8}",
-                "crf", "upscaler", "PSNR-Y", "SSIM", "VMAF", "VMAF NEG", "dPSNR-Y", "dVMAF", "dVMAFNEG", "fps"
+                "x{scale} ladder, {} clips, {frames} frames each; scored on the active picture (static bars left out); \
+                 gains over bicubic (videoscale catrom), mean and median over clips",
+                specs.len()
+            );
+            println!("\nper clip (gain over bicubic: PSNR-Y dB active / whole frame, VMAF, VMAF NEG):");
+            for (r, g) in ladder::gains(&rows).into_iter().filter(|(r, _)| r.upscaler != "bicubic") {
+                println!(
+                    "  {:<44} {:<13} crf {:>2} {:<26} {:>+6.2} / {:>+6.2} dB {:>+7.2} {:>+7.2}  active {}",
+                    r.clip, r.content, r.crf, r.upscaler, g[0], g[3], g[1], g[2], r.active
+                );
+            }
+            println!();
+            println!(
+                "{:>4} {:<26} {:>8} {:>7} {:>7} {:>9} | {:>15} {:>15} {:>15} | {:>6} {:>5} {:>10} {:>7}",
+                "crf", "upscaler", "PSNR-Y", "SSIM", "VMAF", "VMAF NEG", "dPSNR-Y mean/med", "dVMAF mean/med", "dNEG mean/med",
+                "worst", "below", "dPSNR full", "fps"
             );
             let summary = ladder::summarise(&rows);
             for s in &summary {
                 println!(
-                    "{:>4} {:<24} {:>8.2} {:>7.4} {:>7.2} {:>9.2} {:>+8.2} {:>+7.2} {:>+9.2} {:>8.1}",
-                    s.crf, s.upscaler, s.psnr_y, s.ssim, s.vmaf, s.vmaf_neg, s.d_psnr_y, s.d_vmaf, s.d_vmaf_neg, s.fps
+                    "{:>4} {:<26} {:>8.2} {:>7.4} {:>7.2} {:>9.2} | {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} | {:>+6.2} {:>2}/{:<2} {:>+10.2} {:>7.1}",
+                    s.crf, s.upscaler, s.psnr_y, s.ssim, s.vmaf, s.vmaf_neg, s.d_psnr_y, s.median_d_psnr_y, s.d_vmaf, s.median_d_vmaf,
+                    s.d_vmaf_neg, s.median_d_vmaf_neg, s.worst_d_psnr_y, s.clips_below_bicubic, s.clips, s.d_psnr_y_full, s.fps
                 );
             }
             let targets = ladder::targets(&summary, scale);
@@ -239,7 +267,16 @@ fn main() -> Result<()> {
                 println!("{t}");
             }
             if let Some(path) = json {
-                let doc = serde_json::json!({"scale": scale, "frames": frames, "rows": rows, "summary": summary, "targets": targets});
+                let doc = serde_json::json!({
+                    "scale": scale,
+                    "frames": frames,
+                    "protocol": "active picture (static bars left out); leave-one-source-out clips unless --clips; \
+                                 gains over bicubic per clip, mean and median over clips",
+                    "clips": specs.iter().map(|s| serde_json::json!({"path": s.path, "content": s.content, "source": s.source})).collect::<Vec<_>>(),
+                    "rows": rows,
+                    "summary": summary,
+                    "targets": targets,
+                });
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
                 println!("wrote {}", path.display());
             }
@@ -261,18 +298,10 @@ fn main() -> Result<()> {
             println!("wrote {}", path.display());
         }
         Command::Recover { clips, loss: rates, seeds, repeats, model, decoder, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
-            let data = data_dir(data);
-            let specs: Vec<recover::ClipSpec> = if clips.is_empty() {
-                EVAL_CLIPS.iter().map(|(c, p)| recover::ClipSpec { path: data.join(p), content: c.to_string() }).collect()
-            } else {
-                clips
-                    .iter()
-                    .map(|c| match c.split_once('=') {
-                        Some((content, p)) => recover::ClipSpec { path: p.into(), content: content.into() },
-                        None => recover::ClipSpec { path: c.into(), content: "clip".into() },
-                    })
-                    .collect()
-            };
+            let specs: Vec<recover::ClipSpec> = clip_specs(&clips, data, DefaultClips::HeldOut)?
+                .into_iter()
+                .map(|s| recover::ClipSpec { path: s.path, content: s.content })
+                .collect();
             let repeats = repeats.max(1);
             let setup = recover::Setup { model: &model, decoder: &decoder, with_vmaf: !no_vmaf };
             let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64 * repeats as u64);
@@ -421,7 +450,7 @@ fn main() -> Result<()> {
             );
         }
         Command::Table { clips, display, rungs, frames, chunk_s, json, tables, prefix, data } => {
-            let specs = clip_specs(&clips, data);
+            let specs = clip_specs(&clips, data, DefaultClips::HeldOut)?;
             let display = table::parse_size(&display)?;
             let rungs: Vec<Rung> = rungs.iter().map(|r| r.parse()).collect::<Result<_>>()?;
             if rungs.is_empty() {

@@ -1,4 +1,5 @@
-"""The fixed split of ../shared/data clips into training and held-out evaluation clips.
+"""The fixed split of ../shared/data clips into training, held-out and unseen clips, read from
+learning/clips.toml (shared with nerve-eval).
 
 Evaluation clips never feed training, distillation, calibration or model selection. One or more
 per content type; where a content type has only one source (screen content: a single PDF
@@ -8,6 +9,7 @@ capture), the held-out clip is a different recording of it and the model cards s
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,27 +22,27 @@ class Clip:
     content: str
     raw_size: tuple[int, int] | None = None  # headerless I420 needs its size
     fps: int = 25
+    source: str = ""  # the film, camera or capture it comes from (leave-one-source-out)
 
 
-TRAIN: tuple[Clip, ...] = (
-    Clip("videos/talking_head/test_cif_I_CABAC_slice.264", "talking_head"),
-    Clip("videos/talking_head/makeup_closeup_test.mp4", "talking_head"),
-    Clip("videos/sports/basketball_test_video_structuralize.mp4", "sports"),
-    Clip("videos/animation/big_buck_bunny_0_30.webm", "animation"),
-    Clip("videos/natural_motion_texture/CVPCMNL1_SVA_C.264", "texture"),
-    Clip("videos/natural_motion_texture/VID_1920x1080_cabac_temporal_direct.264", "texture"),
-    Clip("videos/natural_motion_texture/cockatoo_yuv420.mp4", "texture"),
-    Clip("videos/film_archival/chaplin.mp4", "film"),
-    Clip("videos/screen_content/Adobe_PDF_sample_a_1024x768_50Frms.264", "screen"),
-)
+CLIPS_TOML = REPO / "learning" / "clips.toml"
+"""The one list of clips, their content and source, shared with nerve-eval."""
 
-EVAL: tuple[Clip, ...] = (
-    Clip("videos/talking_head/Zhling_1280x720.264", "talking_head"),
-    Clip("videos/sports/armwrestling_demo.mp4", "sports"),
-    Clip("videos/animation/sintel_excerpt_854x480.mp4", "animation"),
-    Clip("videos/natural_motion_texture/VID_1280x720_cabac_temporal_direct.264", "texture"),
-    Clip("videos/screen_content/Cisco_Adobe_PDF_sample_a_1024x768_CAVLC_Bframe_9.264", "screen"),
-)
+
+def _load(role: str) -> tuple[Clip, ...]:
+    table = tomllib.loads(CLIPS_TOML.read_text())
+    return tuple(
+        Clip(c["path"], c["content"], tuple(c["raw_size"]) if "raw_size" in c else None, c.get("fps", 25), c["source"])
+        for c in table["clip"] if c["role"] == role
+    )
+
+
+TRAIN: tuple[Clip, ...] = _load("train")
+EVAL: tuple[Clip, ...] = _load("held-out")
+UNSEEN: tuple[Clip, ...] = _load("unseen")
+"""Clips in neither TRAIN nor EVAL: more unseen material of a content type (not copies of a
+training clip: BA1_FT_C is "foreman" again and CVFC1_Sony_C "mobile & calendar" again, so they
+are not listed)."""
 
 
 def data_root() -> Path:

@@ -29,7 +29,11 @@ class PairConfig:
     temporal: bool = False
 
     def key(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
+        fields = asdict(self)
+        # A clip's source is a label for the evaluation's split, not part of what the pairs are
+        # made of: left out so caches made before it was recorded stay valid.
+        fields["clips"] = [{k: v for k, v in c.items() if k != "source"} for c in fields["clips"]]
+        text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.clips import EVAL, TRAIN, Clip, data_root
+from ..data.clips import EVAL, TRAIN, UNSEEN, Clip, data_root
 from ..data.degrade import Codec, degrade, read_luma
 from .local_trainer import LocalTrainConfig, Policy, harvest_clip, local_train
 from ..data.memory import EpisodicMemory, MemoryConfig
@@ -31,14 +31,8 @@ from ..sr.quantize import upscale_onnx
 from ..registry.store import CHAMPION, Registry
 from ..sr.train import upscale
 
-# Clips of ../shared/data in neither clips.TRAIN nor clips.EVAL, with their content type: more
-# unseen material for the content the device learns (not copies of a training clip: BA1_FT_C is
-# "foreman" again and CVFC1_Sony_C is "mobile & calendar" again, so they are left out).
-EXTRA_UNSEEN: tuple[Clip, ...] = (
-    Clip("videos/talking_head/Cisco_Men_whisper_640x320_CABAC_Bframe_9.264", "talking_head"),
-    Clip("videos/talking_head/CiscoVT2people_320x192_12fps.yuv", "talking_head", raw_size=(320, 192), fps=12),
-    Clip("videos/natural_motion_texture/fire2.mp4", "texture"),
-)
+# More unseen material for the content the device learns: clips in neither TRAIN nor EVAL.
+EXTRA_UNSEEN: tuple[Clip, ...] = UNSEEN
 
 TARGET_GAIN_DB = 0.3
 TARGET_GAIN_VMAF = 2.0
