@@ -65,7 +65,7 @@ enum Command {
     /// decoded; PSNR-Y and VMAF against the original for the decoder's output (lost frames held),
     /// freezing on the last good frame, and nerverecover in both modes.
     Recover {
-        /// Clips as PATH or CONTENT=PATH; default: the held-out evaluation clips.
+        /// Clips as PATH or CONTENT=PATH; default: leave-one-source-out (learning/clips.toml).
         #[arg(long = "reference", value_delimiter = ',')]
         clips: Vec<String>,
         #[arg(long, value_delimiter = ',', default_value = "0.01,0.03,0.05,0.10")]
@@ -250,14 +250,14 @@ fn main() -> Result<()> {
             }
             println!();
             println!(
-                "{:>4} {:<26} {:>8} {:>7} {:>7} {:>9} | {:>15} {:>15} {:>15} | {:>6} {:>5} {:>10} {:>7}",
+                "{:>4} {:<38} {:>8} {:>7} {:>7} {:>9} | {:>15} {:>15} {:>15} | {:>6} {:>5} {:>10} {:>7}",
                 "crf", "upscaler", "PSNR-Y", "SSIM", "VMAF", "VMAF NEG", "dPSNR-Y mean/med", "dVMAF mean/med", "dNEG mean/med",
                 "worst", "below", "dPSNR full", "fps"
             );
             let summary = ladder::summarise(&rows);
             for s in &summary {
                 println!(
-                    "{:>4} {:<26} {:>8.2} {:>7.4} {:>7.2} {:>9.2} | {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} | {:>+6.2} {:>2}/{:<2} {:>+10.2} {:>7.1}",
+                    "{:>4} {:<38} {:>8.2} {:>7.4} {:>7.2} {:>9.2} | {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} {:>+7.2} | {:>+6.2} {:>2}/{:<2} {:>+10.2} {:>7.1}",
                     s.crf, s.upscaler, s.psnr_y, s.ssim, s.vmaf, s.vmaf_neg, s.d_psnr_y, s.median_d_psnr_y, s.d_vmaf, s.median_d_vmaf,
                     s.d_vmaf_neg, s.median_d_vmaf_neg, s.worst_d_psnr_y, s.clips_below_bicubic, s.clips, s.d_psnr_y_full, s.fps
                 );
@@ -298,10 +298,9 @@ fn main() -> Result<()> {
             println!("wrote {}", path.display());
         }
         Command::Recover { clips, loss: rates, seeds, repeats, model, decoder, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
-            let specs: Vec<recover::ClipSpec> = clip_specs(&clips, data, DefaultClips::HeldOut)?
-                .into_iter()
-                .map(|s| recover::ClipSpec { path: s.path, content: s.content })
-                .collect();
+            let listed = clip_specs(&clips, data, DefaultClips::LeaveOneSourceOut)?;
+            let specs: Vec<recover::ClipSpec> =
+                listed.iter().map(|s| recover::ClipSpec { path: s.path.clone(), content: s.content.clone() }).collect();
             let repeats = repeats.max(1);
             let setup = recover::Setup { model: &model, decoder: &decoder, with_vmaf: !no_vmaf };
             let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64 * repeats as u64);
@@ -311,8 +310,8 @@ fn main() -> Result<()> {
             // The example frames come from the rate nearest the 5%.
             let example_rate = rates.iter().copied().min_by(|a, b| (a - 0.05).abs().total_cmp(&(b - 0.05).abs())).unwrap_or(0.05);
             let mut examples = Vec::new();
-            for spec in &specs {
-                let clip = frame::decode(&spec.path, frames, 2)?;
+            for (spec, listed) in specs.iter().zip(&listed) {
+                let clip = listed.decode(frames, 2)?;
                 for &rate in &rates {
                     for (&seed, repeat) in seeds.iter().flat_map(|s| (0..repeats).map(move |k| (s, k))) {
                         bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
