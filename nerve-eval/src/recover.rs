@@ -337,6 +337,45 @@ pub fn gains_by_content(rows: &[Row]) -> Vec<ContentGain> {
         .collect()
 }
 
+/// `method`'s gain over the decoder on one clip at one loss rate (mean over its seeds and repeats).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClipGain {
+    pub clip: String,
+    pub content: String,
+    pub loss: f64,
+    pub method: String,
+    pub d_psnr_y: f64,
+    pub d_vmaf: f64,
+}
+
+/// Per clip, loss rate and method: the mean gain over the decoder in the same runs.
+pub fn gains_by_clip(rows: &[Row]) -> Vec<ClipGain> {
+    paired_gains(rows, |r| r.clip.clone())
+        .into_iter()
+        .map(|(clip, loss, method, d_psnr_y, d_vmaf)| {
+            let content = rows.iter().find(|r| r.clip == clip).map(|r| r.content.clone()).unwrap_or_default();
+            ClipGain { clip, content, loss, method, d_psnr_y, d_vmaf }
+        })
+        .collect()
+}
+
+/// The median clip's gain over the decoder per loss rate and method: (loss, method, dPSNR-Y,
+/// dVMAF), each the median over clips of that clip's mean gain.
+pub fn median_gains(by_clip: &[ClipGain]) -> Vec<(f64, String, f64, f64)> {
+    let mut keys: Vec<(u64, String)> = by_clip.iter().map(|g| (g.loss.to_bits(), g.method.clone())).collect();
+    keys.sort_by(|a, b| f64::from_bits(a.0).total_cmp(&f64::from_bits(b.0)).then(a.1.cmp(&b.1)));
+    keys.dedup();
+    keys.into_iter()
+        .map(|(loss, method)| {
+            let loss = f64::from_bits(loss);
+            let mine: Vec<&ClipGain> = by_clip.iter().filter(|g| g.loss == loss && g.method == method).collect();
+            let p: Vec<f64> = mine.iter().map(|g| g.d_psnr_y).collect();
+            let v: Vec<f64> = mine.iter().map(|g| g.d_vmaf).collect();
+            (loss, method, crate::ladder::median(&p), crate::ladder::median(&v))
+        })
+        .collect()
+}
+
 /// `method`'s gain over the decoder in one repeat at one loss rate (mean over clips and seeds).
 #[derive(Debug, Clone, Serialize)]
 pub struct RepeatGain {
@@ -456,6 +495,22 @@ mod tests {
         assert_eq!(g.len(), 2);
         assert_eq!((g[0].content.as_str(), g[0].d_psnr_y, g[0].d_vmaf), ("animation", 6.0, 12.0));
         assert_eq!((g[1].content.as_str(), g[1].d_psnr_y), ("sports", -1.0));
+    }
+
+    #[test]
+    fn gains_per_clip_and_the_median_clip() {
+        let mut rows = Vec::new();
+        for (clip, gain) in [("a", 1.0), ("b", 4.0), ("c", -1.0)] {
+            rows.push(row("talking_head", clip, 1, "decoder", 20.0));
+            rows.push(row("talking_head", clip, 1, MODES[0], 20.0 + gain));
+        }
+        let by_clip = gains_by_clip(&rows);
+        let mode: Vec<(&str, f64)> = by_clip.iter().filter(|g| g.method == MODES[0]).map(|g| (g.clip.as_str(), g.d_psnr_y)).collect();
+        assert_eq!(mode, vec![("a", 1.0), ("b", 4.0), ("c", -1.0)]);
+        let median = median_gains(&by_clip);
+        let m = median.iter().find(|m| m.1 == MODES[0]).unwrap();
+        // one content type, three clips: the mean (+1.33) hides that one clip loses; the median is +1
+        assert_eq!((m.2, m.3), (1.0, 2.0));
     }
 
     #[test]

@@ -346,22 +346,28 @@ fn main() -> Result<()> {
             }
             println!("* against the better of decoder and freeze at the same loss rate");
             let by_content = recover::gains_by_content(&rows);
+            let by_clip = recover::gains_by_clip(&rows);
+            let medians = recover::median_gains(&by_clip);
+            println!("median clip's gain over the decoder (dPSNR-Y / dVMAF):");
+            for (loss, method, dp, dv) in medians.iter().filter(|m| m.1 != recover::BOUND) {
+                println!("{:>5.0}% {:<40} {:>+8.2} {:>+7.2}", loss * 100.0, method, dp, dv);
+            }
             println!(
-                "gain over the decoder per content type (dPSNR-Y / dVMAF): nerverecover low-latency, nervesalvage + nerverecover \
+                "gain over the decoder per clip (dPSNR-Y / dVMAF): nerverecover low-latency, nervesalvage + nerverecover \
                  low-latency, and the receivable bound"
             );
-            for g in by_content.iter().filter(|g| g.method == recover::MODES[0]) {
+            for g in by_clip.iter().filter(|g| g.method == recover::MODES[0]) {
                 let other = |method: &str| {
-                    by_content
+                    by_clip
                         .iter()
-                        .find(|b| b.method == method && b.content == g.content && b.loss == g.loss)
+                        .find(|b| b.method == method && b.clip == g.clip && b.loss == g.loss)
                         .map_or((f64::NAN, f64::NAN), |b| (b.d_psnr_y, b.d_vmaf))
                 };
                 let ((sp, sv), (rp, rv)) = (other(recover::SALVAGED_MODES[0]), other(recover::BOUND));
                 println!(
-                    "{:>5.0}% {:<26} {:>+8.2} {:>+7.2}   salvaged {:>+7.2} {:>+7.2}   bound {:>+7.2} {:>+7.2}",
+                    "{:>5.0}% {:<46} {:>+8.2} {:>+7.2}   salvaged {:>+7.2} {:>+7.2}   bound {:>+7.2} {:>+7.2}",
                     g.loss * 100.0,
-                    g.content,
+                    format!("{} ({})", g.clip, g.content),
                     g.d_psnr_y,
                     g.d_vmaf,
                     sp,
@@ -390,7 +396,7 @@ fn main() -> Result<()> {
                     .iter()
                     .map(|d| serde_json::json!({"loss": d.loss, "precision": d.precision(), "recall": d.recall(), "counts": d}))
                     .collect();
-                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "repeats": repeats, "decoder": decoder, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "by_repeat": by_repeat, "detector": det, "targets": targets});
+                let doc = serde_json::json!({"frames": frames, "seeds": seeds, "repeats": repeats, "decoder": decoder, "model": model, "rows": rows, "summary": summary, "by_content": by_content, "by_clip": by_clip, "median_gain": medians.iter().map(|(l, m, p, v)| serde_json::json!({"loss": l, "method": m, "d_psnr_y": p, "d_vmaf": v})).collect::<Vec<_>>(), "by_repeat": by_repeat, "protocol": "active picture (static bars left out); leave-one-source-out clips unless --reference", "detector": det, "targets": targets});
                 std::fs::write(&path, serde_json::to_string_pretty(&doc)?)?;
                 println!("wrote {}", path.display());
             }
