@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -70,66 +69,190 @@ def test_crash_leftovers_are_ignored_and_collected(tmp_path: Path) -> None:
     assert sorted(p.name for p in items.iterdir()) == [f"{kept}.json", f"{kept}.npy"]
 
 
+# A writer that adds 256x256 patches (seeded by their number) and stops dead at one chosen point of
+# its progress. Its file operations are watched where memory.py makes them (its `open`, `os.replace`
+# and `Path.unlink`) and reported as events on stdout: "<kind>-partial" in the middle of writing a
+# file (the header and half of the data of an array, half of the JSON), "<kind>" once the file is
+# closed, "commit" after the rename of the JSON, "unlink-<kind>" after a deletion, "ack <id> <n>"
+# once add() has returned. Kinds: hr (<id>.npy), lr (<id>.lr.npy), json (<id>.json.tmp or .json).
+# At the kill point the writer reports "at <n> <event>" and waits there; the parent SIGKILLs it.
+# The kill lands exactly at that point whatever the machine's speed.
 WRITER = textwrap.dedent("""
-    import sys
+    import os, pathlib, sys, time
     import numpy as np
+    from nerve_learning.data import memory
     from nerve_learning.data.memory import EpisodicMemory, MemoryConfig
-    mem = EpisodicMemory(sys.argv[1], MemoryConfig(capacity=int(sys.argv[2])))
-    n = int(sys.argv[3])
-    while True:
+
+    root, capacity, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    kill_n, kill_event = int(sys.argv[5]), sys.argv[6]
+    current = None
+
+    def event(name):
+        print(current, name, flush=True)
+        if (current, name) == (kill_n, kill_event):
+            print("at", current, name, flush=True)
+            while True:
+                time.sleep(60)
+
+    def kind(path):
+        name = os.path.basename(str(path))
+        return "lr" if name.endswith(".lr.npy") else "hr" if name.endswith(".npy") else "json" if ".json" in name else name
+
+    class Watched:
+        # A file memory.py writes, passed through, that reports its progress.
+        def __init__(self, f, kind):
+            self.f, self.k, self.writes = f, kind, 0
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            self.close()
+        def write(self, data):
+            self.writes += 1
+            if self.writes != 2:
+                return self.f.write(data)
+            # mid-file: the first write (a header, a JSON token) and half of this one are on disk
+            half = len(data) // 2
+            self.f.write(data[:half])
+            self.f.flush()
+            event(self.k + "-partial")
+            self.f.write(data[half:])
+            return len(data)
+        def flush(self):
+            self.f.flush()
+        def fileno(self):
+            return self.f.fileno()
+        @property
+        def closed(self):
+            return self.f.closed
+        def close(self):
+            if self.f.closed:
+                return
+            self.f.flush()
+            if self.writes < 2 and (current, self.k + "-partial") == (kill_n, kill_event):
+                # written in one go: stop with half of it on disk
+                os.truncate(self.f.name, os.fstat(self.f.fileno()).st_size // 2)
+                event(self.k + "-partial")
+            self.f.close()
+            event(self.k)
+
+    def watched_open(path, mode="r", *args, **kwargs):
+        f = open(path, mode, *args, **kwargs)
+        return Watched(f, kind(path)) if "w" in mode else f
+
+    real_replace, real_unlink = os.replace, pathlib.Path.unlink
+    def watched_replace(src, dst, *args, **kwargs):
+        real_replace(src, dst, *args, **kwargs)
+        event("commit")
+    def watched_unlink(self, *args, **kwargs):
+        real_unlink(self, *args, **kwargs)
+        event("unlink-" + kind(self))
+    memory.open = watched_open
+    os.replace = watched_replace
+    pathlib.Path.unlink = watched_unlink
+
+    mem = EpisodicMemory(root, MemoryConfig(capacity=capacity))
+    for n in range(start, start + count):
+        current = n
         patch = np.random.default_rng(n).integers(0, 256, (256, 256), dtype=np.uint8)
         item = mem.add(patch, patch[::2, ::2].copy(), source=f"writer:{n}", codec="x264", task=str(n % 3))
-        print(item, n, flush=True)  # acknowledged: add() has returned
-        n += 1
+        print("ack", item, n, flush=True)  # acknowledged: add() has returned
 """)
 
 
-def run_and_kill(root: Path, capacity: int, start: int, after_s: float) -> dict[str, int]:
-    """Starts a writer that adds patches forever, SIGKILLs it after `after_s` seconds (in the
-    middle of some add), returns the items it acknowledged {id: seed}."""
+def kill_at(root: Path, capacity: int, start: int, kill_n: int, kill_event: str) -> dict[str, int]:
+    """Runs a writer that adds patches `start`, `start + 1`, ... and SIGKILLs it when it reaches
+    `kill_event` while adding patch `kill_n`; returns the items it acknowledged {id: seed}."""
     env = {**os.environ, "PYTHONPATH": str(LEARNING / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(capacity), str(start)],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    time.sleep(after_s)
-    proc.send_signal(signal.SIGKILL)
-    out, _ = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    acked = {}
-    for line in out.splitlines():
+    count = kill_n - start + 2  # the writer ends by itself if the kill point never comes
+    args = [str(root), str(capacity), str(start), str(count), str(kill_n), kill_event]
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    assert proc.stdout is not None
+    acked, events, reached = {}, [], False
+    for line in proc.stdout:
         parts = line.split()
-        if len(parts) == 2:  # a line cut by the kill is not an acknowledgement
-            acked[parts[0]] = int(parts[1])
+        if parts[0] == "ack":
+            acked[parts[1]] = int(parts[2])
+        elif parts[0] == "at":
+            reached = True
+            proc.send_signal(signal.SIGKILL)
+            break
+        else:
+            events.append(line.strip())
+    _, err = proc.communicate(timeout=60)
+    assert reached, f"the writer never reached {kill_event} of patch {kill_n} (events {events[-8:]}): {err}"
+    assert proc.returncode == -signal.SIGKILL
     return acked
+
+
+def seed_of(mem: EpisodicMemory, item: str) -> int:
+    return int(mem.meta(item)["source"].split(":")[1])
+
+
+def assert_items_intact(mem: EpisodicMemory) -> None:
+    """Every item the store shows loads, with the arrays the writer stored for it."""
+    for item in mem.ids():
+        hr, lr = mem.load(item)
+        expected = np.random.default_rng(seed_of(mem, item)).integers(0, 256, (256, 256), dtype=np.uint8)
+        assert np.array_equal(hr, expected) and lr is not None and np.array_equal(lr, expected[::2, ::2]), item
+
+
+def assert_only_whole_items(root: Path, mem: EpisodicMemory) -> None:
+    names = sorted(p.name for p in (root / "items").iterdir())
+    assert names == sorted(f"{i}{suffix}" for i in mem.ids() for suffix in (".json", ".npy", ".lr.npy"))
+
+
+# (point of add() the writer is killed at, whether the item is stored then, crash leftovers): every
+# stage of one add, from the middle of its first array to just after its commit.
+ADD_STAGES = [
+    ("hr-partial", False, 1),  # half an array: <id>.npy
+    ("hr", False, 1),
+    ("lr-partial", False, 2),  # + half of <id>.lr.npy
+    ("lr", False, 2),
+    ("json-partial", False, 3),  # + half of <id>.json.tmp
+    ("json", False, 3),  # the whole <id>.json.tmp, not renamed
+    ("commit", True, 0),  # renamed: stored, though never acknowledged
+]
 
 
 def test_a_writer_killed_mid_write_loses_nothing_stored(tmp_path: Path) -> None:
     acked: dict[str, int] = {}
-    for round_, after in enumerate((1.5, 2.0, 2.5)):
-        acked.update(run_and_kill(tmp_path, 10_000, 1000 * round_, after))
+    for round_, (stage, stored, leftovers) in enumerate(ADD_STAGES):
+        start = 100 * round_
+        before = set(EpisodicMemory(tmp_path).ids())
+        acked.update(kill_at(tmp_path, 10_000, start, start + 2 + round_ % 3, stage))
         mem = EpisodicMemory(tmp_path)  # opens after every kill
-        assert not mem.skipped
-        assert set(acked) <= set(mem.ids()), "an acknowledged item was lost"
-        for item, seed in acked.items():
-            hr, lr = mem.load(item)
-            expected = np.random.default_rng(seed).integers(0, 256, (256, 256), dtype=np.uint8)
-            assert np.array_equal(hr, expected) and lr is not None and np.array_equal(lr, expected[::2, ::2])
-        # At most one item per kill is visible but unacknowledged: the one stored when the kill
-        # came before its acknowledgement was printed. (`<= 1` over all rounds failed once in CI,
-        # when two of the three kills both landed there.)
-        assert len(mem) - len(acked) <= round_ + 1
-    assert len(acked) > 10
+        assert not mem.skipped, stage
+        assert set(acked) <= set(mem.ids()), f"{stage}: an acknowledged item was lost"
+        assert_items_intact(mem)
+        unacknowledged = set(mem.ids()) - set(acked) - before
+        assert len(unacknowledged) == int(stored), f"{stage}: items stored but not acknowledged {unacknowledged}"
+        assert mem.gc(min_age_s=0) == leftovers, f"{stage}: crash leftovers"
+        assert_only_whole_items(tmp_path, mem)
+        acked.update({i: seed_of(mem, i) for i in unacknowledged})
+    assert len(EpisodicMemory(tmp_path)) == len(acked) == sum(2 + r % 3 for r in range(len(ADD_STAGES))) + 1
+
+
+# Killed around an eviction (capacity 8, so every add past the 8th evicts one item): (point,
+# items stored then, crash leftovers).
+EVICTION_STAGES = [
+    ("commit", 9, 0),  # the new item is in, no eviction yet: one over
+    ("unlink-json", 8, 2),  # the victim's JSON is gone (so is the victim), its arrays are left
+    ("unlink-hr", 8, 1),  # and its <id>.npy
+]
 
 
 def test_a_killed_writer_with_eviction_leaves_an_openable_store(tmp_path: Path) -> None:
-    for round_ in range(2):
-        run_and_kill(tmp_path, 8, 1000 * round_, 1.5)
+    for round_, (stage, stored, leftovers) in enumerate(EVICTION_STAGES):
+        start = 100 * round_
+        kill_at(tmp_path, 8, start, start + 9, stage)
         mem = EpisodicMemory(tmp_path, MemoryConfig(capacity=8))
-        assert not mem.skipped and 0 < len(mem) <= 9  # killed between its write and its eviction: one over
-        for item in mem.ids():
-            hr, _ = mem.load(item)
-            assert hr.shape == (256, 256)
+        assert not mem.skipped and len(mem) == stored, (stage, len(mem))
+        assert_items_intact(mem)
+        assert mem.gc(min_age_s=0) == leftovers, f"{stage}: crash leftovers"
+        assert_only_whole_items(tmp_path, mem)
         mem.enforce_capacity()
-        assert len(EpisodicMemory(tmp_path)) <= 8
+        assert len(EpisodicMemory(tmp_path)) == 8
 
 
 def test_diverse_eviction_keeps_rare_content_where_fifo_drops_it(tmp_path: Path) -> None:
