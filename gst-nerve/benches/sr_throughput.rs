@@ -2,7 +2,9 @@
 //! `videoscale method=lanczos` in the same run; the conversion overhead alone (model excluded);
 //! the pipeline's peak resident memory; and x4 (320x180 -> 1280x720) with the default x4 model
 //! and with the Vid4 one; then every x2 model of the shipped manifest (the quality/speed
-//! frontier's speed axis). Run with `cargo bench -p gst-nerve`.
+//! frontier's speed axis); then the sizes phones show: 960x540 -> 1920x1080 and 1280x720 ->
+//! 2560x1440 with the default x2 model and the int8 ones. Run with `cargo bench -p gst-nerve`
+//! (the 1-minute load average is printed: a loaded machine gives lower figures).
 //!
 //! Frames are real video (the bundled talking-head sample, downscaled to 640x360), decoded once
 //! and pushed from memory so the decoder's cost is not counted.
@@ -113,4 +115,15 @@ fn main() {
         let fps = run(&format!("nervesr model={}", m.name), &frames, (W, H));
         println!("    {:<28} {fps:7.1} fps{}", m.name, if m.default { "  (default)" } else { "" });
     }
+    // Phone-sized output: the 540p rung to 1080p, and 720p to 1440p.
+    for (w, h) in [(960, 540), (1280, 720)] {
+        let frames = sample_frames(w, h);
+        println!("  x2 models, {w}x{h} -> {}x{}:", 2 * w, 2 * h);
+        for model in ["", "nerve-sr-x2-s2d-int8", "nerve-sr-x2-s2d-temporal-int8"] {
+            let fps = run(&format!("nervesr model=\"{model}\""), &frames, (w, h));
+            println!("    {:<28} {fps:7.1} fps", if model.is_empty() { "default" } else { model });
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("  load average (1, 5, 15 min): {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 }
