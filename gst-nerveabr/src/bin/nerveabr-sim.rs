@@ -3,6 +3,7 @@
 //! ```text
 //! nerveabr-sim --traces DIR --policies bb,rb,bola,robustmpc,nerve --json out.json
 //! nerveabr-sim --scenario bones --traces DIR --policies bola,mpc,dynamic,bba,nerve --json out.json
+//! nerveabr-sim --leave-one-family-out ../shared/data/traces --json lofo.json --plots results/
 //! ```
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use gstnerveabr::sim::chunk::{min_bits_mb, qoe_quality_bound, ChunkSettings};
 use gstnerveabr::sim::report::{table, PolicySummary, Report};
 use gstnerveabr::sim::run::{default_data_dir, run_bones, run_chunk, NerveConfig, PolicySpec};
 use gstnerveabr::sim::trace::{read_dir, Trace};
-use gstnerveabr::sim::{plot, TraceResult};
+use gstnerveabr::sim::{lofo, plot, TraceResult};
 
 /// The quality table used without `--quality-table`: the element's (measured, all content).
 const DEFAULT_TABLE: &str = gstnerveabr::abr::DEFAULT_TABLE;
@@ -40,8 +41,31 @@ enum Scenario {
 struct Args {
     /// Trace directory (two-column, SABRE JSON or mahimahi files, auto-detected); repeat for
     /// several sets.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "leave_one_family_out")]
     traces: Vec<PathBuf>,
+    /// Leave-one-family-out evaluation of nerve (chunk scenario) over the trace families under
+    /// ROOT (each directory a family, train and test sets merged; a directory of several
+    /// .tar.gz archives gives one family per archive): for each family, nerve's parameters are
+    /// chosen from --lofo-grid on the other families only, then every policy is scored on it.
+    /// Writes --json and, with --plots, leave_one_family_out.png.
+    #[arg(long, value_name = "ROOT", conflicts_with_all = ["traces", "bench"])]
+    leave_one_family_out: Option<PathBuf>,
+    /// Leave-one-family-out grid: `name=v1,v2;name=...` over nerve's parameters (safety,
+    /// stall_weight, switch_weight, compute_price, horizon, end_buffer, end_weight, robust,
+    /// end_buffer_err, bit_price (a price > 0 brings tail 10), tail, floor, fallback, top_rung),
+    /// applied on top of the chunk parameters (and any --nerve-* option).
+    #[arg(long, default_value = gstnerveabr::sim::lofo::DEFAULT_GRID)]
+    lofo_grid: String,
+    /// Leave-one-family-out: at most this many traces per family (evenly spaced) to choose the
+    /// parameters on; every trace is still scored on the left-out family. 0 = all.
+    #[arg(long, default_value_t = 0)]
+    lofo_tune_limit: usize,
+    /// Leave-one-family-out: the baselines reported on every family.
+    #[arg(long, default_value = gstnerveabr::sim::lofo::BASELINES, value_delimiter = ',')]
+    lofo_baselines: Vec<String>,
+    /// Worker threads (leave-one-family-out mode); 0 = the machine's cores.
+    #[arg(long, default_value_t = 0)]
+    jobs: usize,
     /// Comma-separated policies: bb, rb, bola, robustmpc, mpc, dynamic, bones, nerve; a `+sr`
     /// suffix adds greedy enhancement after a bitrate-only policy (e.g. bola+sr).
     #[arg(long, default_value = "bb,rb,bola,robustmpc,nerve", value_delimiter = ',')]
@@ -112,6 +136,31 @@ struct Args {
     /// nerve: chunks after the horizon over which the plan's last choice is assumed to continue.
     #[arg(long)]
     nerve_tail: Option<usize>,
+    /// nerve: buffer-safety floor, s (0 = off: stalls only priced).
+    #[arg(long)]
+    nerve_floor: Option<f64>,
+    /// nerve: take the top rung whenever it is affordable (true/false).
+    #[arg(long, action = clap::ArgAction::Set)]
+    nerve_top_rung: Option<bool>,
+    /// nerve: below this buffer (s), while it falls, at most BBA-0's rung (0 = off).
+    #[arg(long)]
+    nerve_fallback: Option<f64>,
+    /// nerve: the floor's guard estimate divides the harmonic mean by (1 + this x the largest
+    /// recent prediction error) (0 = the planning estimate only).
+    #[arg(long)]
+    nerve_guard_robust: Option<f64>,
+    /// nerve: also cap the guard estimate at this quantile (0..1) of the session's measured
+    /// throughputs (0 = off).
+    #[arg(long)]
+    nerve_guard_quantile: Option<f64>,
+    /// nerve: survival share: each planned download must finish before the buffer empties if the
+    /// link falls to this share of the guard estimate (0 = off).
+    #[arg(long)]
+    nerve_collapse: Option<f64>,
+    /// nerve: share of the throughput estimate the guard trusts, independent of --nerve-safety
+    /// (0 = the planning estimate).
+    #[arg(long)]
+    nerve_guard_safety: Option<f64>,
 }
 
 fn main() {
@@ -159,7 +208,129 @@ fn nerve_config(a: &Args) -> NerveConfig {
     if let Some(x) = a.nerve_tail {
         p.tail = x;
     }
+    if let Some(x) = a.nerve_floor {
+        p.floor_s = x;
+    }
+    if let Some(x) = a.nerve_top_rung {
+        p.top_rung = x;
+    }
+    if let Some(x) = a.nerve_fallback {
+        p.fallback_s = x;
+    }
+    if let Some(x) = a.nerve_guard_robust {
+        p.guard_robust = x;
+    }
+    if let Some(x) = a.nerve_guard_quantile {
+        p.guard_quantile = x;
+    }
+    if let Some(x) = a.nerve_collapse {
+        p.collapse = x;
+    }
+    if let Some(x) = a.nerve_guard_safety {
+        p.guard_safety = x;
+    }
     NerveConfig { params: p, preference: a.preference, battery: a.battery }
+}
+
+/// The chunk scenario's ladder and quality table (--quality-table, or the shipped default).
+fn load_table(args: &Args, settings: &mut BTreeMap<String, String>) -> Result<(Ladder, QualityTable)> {
+    let text = match &args.quality_table {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => DEFAULT_TABLE.to_string(),
+    };
+    let f: TableFile = serde_json::from_str(&text).context("parsing the quality table")?;
+    settings.insert("quality_table".to_string(), f.name.clone());
+    settings.insert("quality_table_method".to_string(), f.method.clone());
+    let ladder = Ladder { bitrates_bps: f.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(), chunk: Duration::from_secs_f64(f.chunk_s) };
+    Ok((ladder, QualityTable::from_file(&f, args.device_speed)))
+}
+
+/// `--leave-one-family-out ROOT`: see `gstnerveabr::sim::lofo`.
+fn leave_one_family_out(args: &Args, root: &Path) -> Result<()> {
+    if args.scenario != Scenario::Chunk {
+        bail!("--leave-one-family-out runs the chunk scenario only");
+    }
+    let mut settings = BTreeMap::new();
+    let (ladder, qtable) = load_table(args, &mut settings)?;
+    let baselines: Vec<PolicySpec> = args.lofo_baselines.iter().map(|p| p.parse::<PolicySpec>().map_err(anyhow::Error::msg)).collect::<Result<_>>()?;
+    if baselines.iter().any(|b| b.base == "nerve") {
+        bail!("--lofo-baselines: nerve is scored separately");
+    }
+    let axes = lofo::parse_grid(&args.lofo_grid).map_err(anyhow::Error::msg)?;
+    let mut families = Vec::new();
+    for f in lofo::discover(root).with_context(|| format!("reading {}", root.display()))? {
+        let traces = lofo::load(&f, args.limit).with_context(|| format!("reading family {}", f.name))?;
+        if traces.is_empty() {
+            if !args.quiet {
+                eprintln!("{}: no traces, not a family", f.name);
+            }
+            continue;
+        }
+        families.push((f, traces));
+    }
+    if families.len() < 2 {
+        bail!("{}: {} trace famil(ies) found, need at least 2", root.display(), families.len());
+    }
+    let jobs = if args.jobs > 0 { args.jobs } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+    let settings_chunk = ChunkSettings::default();
+    let setup = lofo::Setup {
+        ladder: &ladder,
+        table: &qtable,
+        settings: &settings_chunk,
+        baselines,
+        base: nerve_config(args).params,
+        axes,
+        tune_limit: args.lofo_tune_limit,
+        jobs,
+    };
+    let n_cells = lofo::cells(&setup.base, &setup.axes).len();
+    if !args.quiet {
+        for (f, t) in &families {
+            eprintln!("family {:<40} {:>4} traces (tuning on {})", f.name, t.len(), lofo::spread(t.len(), setup.tune_limit).len());
+        }
+        eprintln!("{} grid cells, {} baselines, {} threads", n_cells, setup.baselines.len(), jobs);
+    }
+    let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(lofo::work(&families, &setup)) };
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} runs [{elapsed_precise} / eta {eta}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let t0 = Instant::now();
+    let report = lofo::run(root, &families, &setup, &|| bar.inc(1));
+    bar.finish_and_clear();
+    print!("{}", lofo::summary(&report));
+    println!("\n{} families, {} grid cells, {:.1} s", families.len(), n_cells, t0.elapsed().as_secs_f64());
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let panels: Vec<plot::Panel> = report
+            .folds
+            .iter()
+            .map(|f| {
+                let t = &f.targets;
+                let bar_q = if t.enhancement_helps { t.best_baseline_qoe } else { (1.0 - report.fast_link_tolerance) * t.best_baseline_qoe };
+                plot::Panel {
+                    title: format!(
+                        "{}: nerve {:+.2} QoE vs best, stall {:+.3} s vs limit",
+                        f.family.rsplit('/').next().unwrap_or_default(),
+                        t.qoe_lead,
+                        t.stall_excess_s
+                    ),
+                    points: f.policies.iter().map(|(n, s)| (n.clone(), s.rebuffer_s, s.qoe_quality, n == "nerve")).collect(),
+                    x_limit: Some(t.least_stall_s + report.stall_slack_s),
+                    y_lines: vec![bar_q],
+                }
+            })
+            .collect();
+        let file = dir.join("leave_one_family_out.png");
+        plot::scatter_panels_png(&file, "rebuffering, s per session", "QoE_vmaf", &panels).map_err(anyhow::Error::msg)?;
+        println!("plot written to {}", file.display());
+    }
+    if let Some(path) = &args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["settings"] = serde_json::to_value(&settings)?;
+        v["limit_per_source"] = args.limit.into();
+        v["tune_limit"] = args.lofo_tune_limit.into();
+        std::fs::write(path, serde_json::to_string_pretty(&v)?).with_context(|| format!("writing {}", path.display()))?;
+        println!("JSON written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn set_name(dir: &Path) -> String {
@@ -169,6 +340,9 @@ fn set_name(dir: &Path) -> String {
 
 fn do_main() -> Result<()> {
     let args = Args::parse();
+    if let Some(root) = &args.leave_one_family_out {
+        return leave_one_family_out(&args, root);
+    }
     let specs: Vec<PolicySpec> = args
         .policies
         .iter()
@@ -211,20 +385,7 @@ fn do_main() -> Result<()> {
         }
         Scenario::Chunk => None,
     };
-    let (ladder, qtable) = {
-        let text = match &args.quality_table {
-            Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-            None => DEFAULT_TABLE.to_string(),
-        };
-        let f: TableFile = serde_json::from_str(&text).context("parsing the quality table")?;
-        settings.insert("quality_table".to_string(), f.name.clone());
-        settings.insert("quality_table_method".to_string(), f.method.clone());
-        let ladder = Ladder {
-            bitrates_bps: f.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(),
-            chunk: Duration::from_secs_f64(f.chunk_s),
-        };
-        (ladder, QualityTable::from_file(&f, args.device_speed))
-    };
+    let (ladder, qtable) = load_table(&args, &mut settings)?;
     let chunk_settings = ChunkSettings::default();
     let bones_settings = BonesSettings { exact_session: args.exact_session, ..BonesSettings::default() };
 

@@ -8,6 +8,7 @@
 pub mod bones;
 pub mod bones_data;
 pub mod chunk;
+pub mod lofo;
 pub mod plot;
 pub mod report;
 pub mod run;
