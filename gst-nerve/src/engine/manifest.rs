@@ -4,7 +4,7 @@
 //! scale, the tensor layout and the number of frames from here, checks the file's sha256, and
 //! checks the real input/output shapes of the network against these fields.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -124,6 +124,17 @@ impl ModelEntry {
                     self.name, t.name, t.layout, t.planes, t.range
                 ));
             }
+        }
+        // `file` is joined onto the manifest's directory: an absolute path would replace it and
+        // `..` would climb out of it, so a manifest could make the engine read (and hash) any file.
+        let components = Path::new(&self.file).components();
+        let inside = components.clone().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+            && components.clone().any(|c| matches!(c, Component::Normal(_)));
+        if !inside {
+            return Err(format!(
+                "model {}: file {:?} must be a relative path inside the manifest's directory (no '..', not absolute, not empty)",
+                self.name, self.file
+            ));
         }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("model {}: sha256 must be 64 hex digits", self.name));

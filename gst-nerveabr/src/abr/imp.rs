@@ -190,12 +190,12 @@ impl NerveAbr {
     }
 
     fn load_table(&self, s: &Settings) -> TableFile {
-        let fallback = || serde_json::from_str::<TableFile>(DEFAULT_TABLE).ok();
+        let fallback = || TableFile::parse(DEFAULT_TABLE).ok();
         if s.quality_table.is_empty() {
             // ok: the embedded table is checked by the controller's unit tests
             return fallback().unwrap_or_else(|| TableFile { name: String::new(), method: String::new(), content: String::new(), device: String::new(), frame_rate: 30.0, chunk_s: 4.0, rungs: vec![] });
         }
-        match std::fs::read_to_string(&s.quality_table).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str::<TableFile>(&t).map_err(|e| e.to_string())) {
+        match std::fs::read_to_string(&s.quality_table).map_err(|e| e.to_string()).and_then(|t| TableFile::parse(&t).map_err(|e| e.to_string())) {
             Ok(t) => t,
             Err(e) => {
                 gst::element_imp_warning!(self, gst::LibraryError::Settings, ["Cannot read quality table {}: {e}; using the shipped table", s.quality_table]);

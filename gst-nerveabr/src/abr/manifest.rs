@@ -15,11 +15,11 @@ pub struct Rung {
 /// What the element needs from a manifest.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ManifestInfo {
-    /// Video rungs, lowest bandwidth first.
+    /// Video rungs, lowest bandwidth first; bandwidths positive and distinct.
     pub rungs: Vec<Rung>,
-    /// Presentation duration, seconds (0 if live or unknown).
+    /// Presentation duration, seconds, finite (0 if live or unknown).
     pub duration_s: f64,
-    /// Segment duration, seconds (0 if unknown).
+    /// Segment duration, seconds, finite and at most [`MAX_SEGMENT_S`] (0 if unknown).
     pub segment_s: f64,
 }
 
@@ -30,7 +30,14 @@ impl ManifestInfo {
     }
 }
 
+/// Longest segment duration taken from a manifest, seconds; a longer (or infinite, NaN,
+/// negative) one counts as unknown. The controller turns it into a `Duration`, which has no
+/// infinity.
+pub const MAX_SEGMENT_S: f64 = 86_400.0;
+
 /// Parse a DASH MPD or an HLS master playlist; `None` if it is neither or has no video rung.
+/// A rung of 0 bit/s is left out: set as the demuxer's `connection-bitrate` it would mean "no
+/// limit".
 pub fn parse(text: &str) -> Option<ManifestInfo> {
     let mut info = if text.contains("<MPD") {
         parse_mpd(text)
@@ -39,6 +46,7 @@ pub fn parse(text: &str) -> Option<ManifestInfo> {
     } else {
         return None;
     };
+    info.rungs.retain(|r| r.bandwidth > 0);
     info.rungs.sort_by_key(|r| r.bandwidth);
     info.rungs.dedup_by_key(|r| r.bandwidth);
     (!info.rungs.is_empty()).then_some(info)
@@ -122,13 +130,15 @@ fn parse_mpd(text: &str) -> ManifestInfo {
         .first()
         .and_then(|(_, t)| attr(t, "mediaPresentationDuration"))
         .and_then(iso_duration)
+        .filter(|d| d.is_finite() && *d >= 0.0)
         .unwrap_or(0.0);
     let segment_s = tags(text, "SegmentTemplate")
         .iter()
         .find_map(|(_, t)| {
             let d: f64 = attr(t, "duration")?.parse().ok()?;
             let ts: f64 = attr(t, "timescale").and_then(|v| v.parse().ok()).unwrap_or(1.0);
-            (ts > 0.0).then_some(d / ts)
+            let s = d / ts;
+            (d > 0.0 && ts > 0.0 && s.is_finite() && s <= MAX_SEGMENT_S).then_some(s)
         })
         .unwrap_or(0.0);
     // Video adaptation sets: by contentType/mimeType, or by their representations' sizes.
@@ -194,7 +204,8 @@ fn parse_hls(text: &str) -> ManifestInfo {
     ManifestInfo { rungs, duration_s: 0.0, segment_s: 0.0 }
 }
 
-/// Parse the `ladder` property: `bandwidth[:height]` items separated by commas (bit/s).
+/// Parse the `ladder` property: `bandwidth[:height]` items separated by commas (bit/s). The
+/// rungs come back sorted; a bandwidth of 0 or one given twice is an error.
 pub fn parse_ladder(s: &str) -> Result<Vec<Rung>, String> {
     let mut rungs = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
@@ -202,7 +213,7 @@ pub fn parse_ladder(s: &str) -> Result<Vec<Rung>, String> {
             Some((b, h)) => (b, Some(h)),
             None => (item, None),
         };
-        let bandwidth = b.trim().parse().map_err(|_| format!("bad bandwidth {b:?} in ladder {s:?}"))?;
+        let bandwidth = b.trim().parse().ok().filter(|&b: &u64| b > 0).ok_or_else(|| format!("bad bandwidth {b:?} in ladder {s:?}"))?;
         let height = match h {
             Some(h) => h.trim().parse().map_err(|_| format!("bad height {h:?} in ladder {s:?}"))?,
             None => 0,
@@ -210,6 +221,9 @@ pub fn parse_ladder(s: &str) -> Result<Vec<Rung>, String> {
         rungs.push(Rung { bandwidth, width: 0, height });
     }
     rungs.sort_by_key(|r| r.bandwidth);
+    if let Some(w) = rungs.windows(2).find(|w| w[0].bandwidth == w[1].bandwidth) {
+        return Err(format!("bandwidth {} given twice in ladder {s:?}", w[0].bandwidth));
+    }
     Ok(rungs)
 }
 

@@ -238,7 +238,7 @@ fn load_table(args: &Args, settings: &mut BTreeMap<String, String>) -> Result<(L
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
         None => DEFAULT_TABLE.to_string(),
     };
-    let f: TableFile = serde_json::from_str(&text).context("parsing the quality table")?;
+    let f = TableFile::parse(&text).context("reading the quality table")?;
     settings.insert("quality_table".to_string(), f.name.clone());
     settings.insert("quality_table_method".to_string(), f.method.clone());
     let ladder = Ladder { bitrates_bps: f.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(), chunk: Duration::from_secs_f64(f.chunk_s) };

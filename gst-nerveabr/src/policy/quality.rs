@@ -53,6 +53,62 @@ pub struct TableFile {
     pub rungs: Vec<RungRow>,
 }
 
+/// Why a table file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("not a quality table: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("quality table {name:?}: {why}")]
+    Invalid { name: String, why: String },
+}
+
+/// Highest frame rate and longest chunk a table may declare: with them the compute times stay
+/// finite (`frame_rate * chunk_s / fps`).
+const MAX_FRAME_RATE: f64 = 1000.0;
+const MAX_CHUNK_S: f64 = 86_400.0;
+
+impl TableFile {
+    /// Parses a table file (JSON) and checks what the policies read: a frame rate and a chunk
+    /// duration that are positive, at least one rung, each with a positive bitrate and a VMAF in
+    /// 0..=100, and levels with a VMAF in 0..=100 and a speed of at least 0 fps (0 = not
+    /// available). Without the check a negative frame rate made every level cost negative time.
+    pub fn parse(text: &str) -> Result<Self, TableError> {
+        let f: Self = serde_json::from_str(text)?;
+        f.validate().map_err(|why| TableError::Invalid { name: f.name.clone(), why })?;
+        Ok(f)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let vmaf = |v: f64| (0.0..=100.0).contains(&v);
+        if !(self.frame_rate > 0.0 && self.frame_rate <= MAX_FRAME_RATE) {
+            return Err(format!("frame_rate {} is outside (0, {MAX_FRAME_RATE}]", self.frame_rate));
+        }
+        if !(self.chunk_s > 0.0 && self.chunk_s <= MAX_CHUNK_S) {
+            return Err(format!("chunk_s {} is outside (0, {MAX_CHUNK_S}]", self.chunk_s));
+        }
+        if self.rungs.is_empty() {
+            return Err("no rungs".into());
+        }
+        for r in &self.rungs {
+            if !(r.bitrate_kbps > 0.0 && r.bitrate_kbps.is_finite()) {
+                return Err(format!("rung bitrate_kbps {} is not positive", r.bitrate_kbps));
+            }
+            if !vmaf(r.vmaf) {
+                return Err(format!("rung {} kbit/s: vmaf {} is outside 0..=100", r.bitrate_kbps, r.vmaf));
+            }
+            for l in &r.levels {
+                if !vmaf(l.vmaf) || !(l.fps >= 0.0 && l.fps.is_finite()) {
+                    return Err(format!(
+                        "rung {} kbit/s, level {:?}: vmaf {} must be in 0..=100 and fps {} at least 0",
+                        r.bitrate_kbps, l.name, l.vmaf, l.fps
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What policies read: mean quality and compute time per (rung, level).
 #[derive(Clone, Debug, PartialEq)]
 pub struct QualityTable {

@@ -48,6 +48,12 @@ impl fmt::Display for Format {
 const MAHIMAHI_PACKET_BITS: f64 = 1500.0 * 8.0;
 /// Mahimahi opportunities are binned into throughput samples of this length (seconds).
 const MAHIMAHI_BIN_S: f64 = 1.0;
+/// Longest mahimahi trace read, seconds (a week): the bins are allocated up to the last time.
+const MAHIMAHI_MAX_S: f64 = 7.0 * 86_400.0;
+/// Bounds every trace stays within, so that sums over it (`mean_bps`) stay finite: times within
+/// about 30 years of 0, throughputs up to 1 Tbit/s.
+const MAX_TIME_S: f64 = 1e9;
+const MAX_BPS: f64 = 1e12;
 
 impl Trace {
     /// Read a trace file, detecting its format from its content.
@@ -147,7 +153,13 @@ fn parse_mahimahi(name: &str, text: &str) -> Result<Trace, String> {
     let mut bins: Vec<f64> = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let ms = number(line)?;
-        let i = (ms / 1000.0 / MAHIMAHI_BIN_S).floor().max(0.0) as usize;
+        if !(ms.is_finite() && ms >= 0.0) {
+            return Err(format!("{line:?} is not a delivery time in ms"));
+        }
+        if ms / 1000.0 > MAHIMAHI_MAX_S {
+            return Err(format!("delivery time {line:?} ms is past a week"));
+        }
+        let i = (ms / 1000.0 / MAHIMAHI_BIN_S).floor() as usize;
         if bins.len() <= i {
             bins.resize(i + 1, 0.0);
         }
@@ -165,11 +177,17 @@ fn check(name: &str, format: Format, points: Vec<(f64, f64)>, latency_s: Option<
     if points.len() < 2 {
         return Err("fewer than two samples".into());
     }
+    if points.iter().any(|p| !(p.0.abs() <= MAX_TIME_S)) {
+        return Err(format!("a time is not finite or beyond {MAX_TIME_S:e} s"));
+    }
     if points.windows(2).any(|w| w[1].0 < w[0].0) {
         return Err("time goes backwards".into());
     }
-    if points.iter().any(|p| !p.1.is_finite() || p.1 < 0.0) {
-        return Err("negative or non-finite throughput".into());
+    if points.iter().any(|p| !(0.0..=MAX_BPS).contains(&p.1)) {
+        return Err(format!("a throughput is negative, not finite or above {MAX_BPS:e} bit/s"));
+    }
+    if latency_s.is_some_and(|l| !l.is_finite() || l < 0.0) {
+        return Err("negative or non-finite latency".into());
     }
     Ok(Trace { name: name.to_string(), format, points, latency_s })
 }

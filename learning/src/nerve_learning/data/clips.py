@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paths import REPO
@@ -22,7 +22,9 @@ class Clip:
     content: str
     raw_size: tuple[int, int] | None = None  # headerless I420 needs its size
     fps: int = 25
-    source: str = ""  # the film, camera or capture it comes from (leave-one-source-out)
+    # The film, camera or capture it comes from (leave-one-source-out). A label of the split, not
+    # of the clip: left out of equality, so a Clip built from its path and content still matches.
+    source: str = field(default="", compare=False)
 
 
 CLIPS_TOML = REPO / "learning" / "clips.toml"

@@ -7,6 +7,13 @@ temporary file and rename(2), so an item exists exactly when its JSON does; a wr
 any point leaves at most unreferenced `.npy`/`.tmp` files, which readers ignore. Deletion removes
 the JSON first for the same reason. No index file is kept: opening the store scans `items/`.
 
+Reading never trusts the directory: an item whose JSON cannot be read, is not an object, names
+another id, lacks its array, or whose `stats` or `created` are not numbers in the contract's ranges
+is skipped with a warning when the store is opened (or refreshed), so opening and sampling do not
+fail on it. Arrays are read only when an item is loaded: one that cannot be read as a 2-D uint8
+array is dropped from the open store with a warning, and `load` raises `UnreadableItem` for it
+(`batch` leaves it out).
+
 Eviction keeps the store diverse: it takes from the most crowded group (by default the codec)
 the patch that has the nearest neighbour in the content feature space (luma mean, contrast,
 gradient, temporal change), instead of the oldest. Sampling is stratified: a stratum (codec x
@@ -17,6 +24,7 @@ it, so rare content and rare codecs are replayed as often as common ones.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -32,8 +40,43 @@ SAMPLINGS = ("stratified", "uniform")
 # Fixed feature scales (not fitted to the data) so distances do not change as items come and go:
 # luma mean over its range, contrast, gradient and temporal change over typical textured values.
 FEATURE_SCALE = np.array([255.0, 64.0, 16.0, 16.0])
+# The contract's ranges of the content statistics: luma mean, std and temporal change in 0..255;
+# the gradient sums a horizontal and a vertical difference, each at most 255.
+STATS_RANGE = {"mean": 255.0, "std": 255.0, "grad": 510.0, "temporal": 255.0}
 META_KEYS = ("id", "created", "source", "codec", "crf", "bitrate_kbps", "width", "height", "x", "y", "patch",
              "stats", "task")
+
+
+class UnreadableItem(ValueError):
+    """An item whose arrays cannot be read (a writer that ignored the contract, a damaged disk)."""
+
+
+def _number(value: Any) -> bool:
+    """A JSON number that is finite (JSON as Python reads it also has NaN, Infinity and integers
+    too large for a float)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def meta_problem(meta: Any, item_id: str) -> str | None:
+    """Why an item's metadata cannot be used (None when it can): the fields readers compute with."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    if meta.get("id") != item_id:
+        return f"its id is {meta.get('id')!r}"
+    if not _number(meta.get("created")):
+        return f"created {meta.get('created')!r} is not a time"
+    stats = meta.get("stats")
+    if not isinstance(stats, dict):
+        return f"stats {stats!r} is not an object"
+    for key, top in STATS_RANGE.items():
+        value = stats.get(key)
+        if key == "temporal" and value is None:
+            continue
+        if not (_number(value) and 0.0 <= value <= top):
+            return f"stats.{key} {value!r} is not a number in 0..{top:g}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -126,28 +169,36 @@ class EpisodicMemory:
         self._labels: dict[str, int] | None = None
         self._rng = np.random.default_rng(self.config.seed)
         self.skipped: list[str] = []  # unreadable metadata files found by the last scan
+        self.dropped: set[str] = set()  # items whose arrays could not be read when loaded
         self.refresh()
 
     # ---- reading ------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Rescans `items/` (another process, e.g. the harvester, may have added or removed items)."""
+        """Rescans `items/` (another process, e.g. the harvester, may have added or removed items).
+        Items that cannot be used are skipped with one warning that names the first few and why."""
         meta: dict[str, dict[str, Any]] = {}
         skipped = []
+        reasons = []
         for path in sorted(self.items_dir.glob("*.json")):  # *.json.tmp does not match
             item_id = path.stem
             try:
                 m = json.loads(path.read_text())
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError) as e:
                 # Only a writer that ignores the contract (no rename) can leave this; skip, keep going.
+                # (UnicodeDecodeError is a ValueError; RecursionError comes from deeply nested JSON.)
+                problem: str | None = f"unreadable JSON ({type(e).__name__})"
+            else:
+                problem = meta_problem(m, item_id)
+                if problem is None and not (self.items_dir / f"{item_id}.npy").is_file():
+                    problem = "no array"
+            if problem is not None:
                 skipped.append(path.name)
-                continue
-            if not isinstance(m, dict) or m.get("id") != item_id or not (self.items_dir / f"{item_id}.npy").exists():
-                skipped.append(path.name)
+                reasons.append(f"{path.name}: {problem}")
                 continue
             meta[item_id] = m
         if skipped:
-            warnings.warn(f"episodic memory {self.root}: skipped {len(skipped)} unreadable items: {skipped[:3]}")
+            warnings.warn(f"episodic memory {self.root}: skipped {len(skipped)} unreadable items: {reasons[:3]}")
         self.skipped = skipped
         self._meta = meta
         self._arrays = {k: v for k, v in self._arrays.items() if k in meta}
@@ -165,28 +216,63 @@ class EpisodicMemory:
     def meta(self, item_id: str) -> dict[str, Any]:
         return self._meta[item_id]
 
+    def _read_array(self, item_id: str, path: Path) -> np.ndarray:
+        try:
+            with open(path, "rb") as f:
+                array = np.lib.format.read_array(f, allow_pickle=False)
+                # A damaged header can describe a smaller array than the file holds.
+                trailing = os.fstat(f.fileno()).st_size - f.tell()
+        except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError, EOFError,
+            # OSError, but also tokenize.TokenError and SyntaxError for a damaged header.
+            problem = f"{type(e).__name__}: {e}"
+        else:
+            if array.dtype == np.uint8 and array.ndim == 2 and array.size > 0 and trailing == 0:
+                return array
+            problem = f"not a 2-D uint8 patch ({array.dtype}, {array.shape}, {trailing} bytes after the data)"
+        # Dropped from this open store only: the files stay for gc() or a look by hand.
+        self.dropped.add(item_id)
+        self._meta.pop(item_id, None)
+        self._arrays.pop(item_id, None)
+        self._labels = None
+        message = f"episodic memory {self.root}: item {item_id} dropped, {path.name} is unreadable: {problem}"
+        warnings.warn(message)
+        raise UnreadableItem(message)
+
     def load(self, item_id: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """(high-resolution patch, low-resolution side or None), cached in RAM after the first read."""
+        """(high-resolution patch, low-resolution side or None), cached in RAM after the first read.
+        An item whose arrays cannot be read is dropped from the store (with a warning) and raises
+        `UnreadableItem`."""
         if item_id not in self._meta:
             raise KeyError(f"no item {item_id} in {self.root}")
         cached = self._arrays.get(item_id)
         if cached is None:
-            hr = np.load(self.items_dir / f"{item_id}.npy", allow_pickle=False)
+            hr = self._read_array(item_id, self.items_dir / f"{item_id}.npy")
             lr_path = self.items_dir / f"{item_id}.lr.npy"
-            lr = np.load(lr_path, allow_pickle=False) if lr_path.exists() else None
+            lr = self._read_array(item_id, lr_path) if lr_path.exists() else None
             cached = (hr, lr)
             self._arrays[item_id] = cached
         return cached
 
     def batch(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Stacked (lr, hr) uint8 patches of items that carry their low-resolution side."""
+        """Stacked (lr, hr) uint8 patches of items that carry their low-resolution side. Items that
+        turn out unreadable are left out (`load` warns); if none is left, `UnreadableItem`."""
         lrs, hrs = [], []
+        unreadable = 0
         for item_id in ids:
-            hr, lr = self.load(item_id)
+            if item_id in self.dropped and item_id not in self._meta:
+                unreadable += 1  # dropped earlier in this batch (ids are drawn with replacement)
+                continue
+            try:
+                hr, lr = self.load(item_id)
+            except UnreadableItem:
+                unreadable += 1
+                continue
             if lr is None:
                 raise ValueError(f"item {item_id} has no low-resolution side; degrade its patch first")
             lrs.append(lr)
             hrs.append(hr)
+        if ids and not lrs:
+            raise UnreadableItem(f"episodic memory {self.root}: none of the {unreadable} items asked for can be read")
         return np.stack(lrs), np.stack(hrs)
 
     # ---- writing ------------------------------------------------------------------------------
@@ -245,6 +331,8 @@ class EpisodicMemory:
                 (self.items_dir / f"{item_id}{suffix}").unlink()
             except FileNotFoundError:
                 pass
+            except OSError as e:  # a directory (or an undeletable file) where an item file should be
+                warnings.warn(f"episodic memory {self.root}: cannot delete {item_id}{suffix}: {e}")
         self._meta.pop(item_id, None)
         self._arrays.pop(item_id, None)
         self._labels = None
@@ -258,7 +346,7 @@ class EpisodicMemory:
             name = path.name
             item_id = name.split(".")[0]
             orphan = name.endswith(".tmp") or (name.endswith(".npy") and not (self.items_dir / f"{item_id}.json").exists())
-            if orphan and now - path.stat().st_mtime >= min_age_s:
+            if orphan and path.is_file() and now - path.stat().st_mtime >= min_age_s:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
