@@ -577,10 +577,10 @@ fn shared_traces() -> Vec<(String, String)> {
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if p.is_dir() {
                 dirs.push(p);
-            } else if ![".gz", ".tgz", ".md", ".txt", ".parquet"].iter().any(|x| name.ends_with(x)) {
-                if let Ok(text) = std::fs::read_to_string(&p) {
-                    out.push((name, text));
-                }
+            } else if ![".gz", ".tgz", ".md", ".txt", ".parquet"].iter().any(|x| name.ends_with(x))
+                && let Ok(text) = std::fs::read_to_string(&p)
+            {
+                out.push((name, text));
             }
         }
     }

@@ -97,7 +97,7 @@ impl TableFile {
                 return Err(format!("rung {} kbit/s: vmaf {} is outside 0..=100", r.bitrate_kbps, r.vmaf));
             }
             for l in &r.levels {
-                if !vmaf(l.vmaf) || !(l.fps >= 0.0 && l.fps.is_finite()) {
+                if !vmaf(l.vmaf) || l.fps < 0.0 || !l.fps.is_finite() {
                     return Err(format!(
                         "rung {} kbit/s, level {:?}: vmaf {} must be in 0..=100 and fps {} at least 0",
                         r.bitrate_kbps, l.name, l.vmaf, l.fps

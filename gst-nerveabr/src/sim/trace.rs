@@ -177,7 +177,8 @@ fn check(name: &str, format: Format, points: Vec<(f64, f64)>, latency_s: Option<
     if points.len() < 2 {
         return Err("fewer than two samples".into());
     }
-    if points.iter().any(|p| !(p.0.abs() <= MAX_TIME_S)) {
+    // NaN fails every comparison: `is_finite` first, then the bound.
+    if points.iter().any(|p| !p.0.is_finite() || p.0.abs() > MAX_TIME_S) {
         return Err(format!("a time is not finite or beyond {MAX_TIME_S:e} s"));
     }
     if points.windows(2).any(|w| w[1].0 < w[0].0) {
