@@ -48,24 +48,10 @@ impl Frame {
     /// The top-left `width` x `height` of the frame (how a size not divisible by a rung's scale
     /// is brought to one that is, as `decode` crops).
     pub fn crop(&self, width: usize, height: usize) -> Self {
-        let (width, height) = (width.min(self.width), height.min(self.height));
-        let mut out = Self::new(width, height);
-        let (cw, ch) = out.chroma_size();
-        let (scw, _) = self.chroma_size();
-        let n = self.width * self.height;
-        let sc = scw * self.chroma_size().1;
-        let planes = [(0, self.width, 0, width, height), (n, scw, width * height, cw, ch), (n + sc, scw, width * height + cw * ch, cw, ch)];
-        for (src_off, src_stride, dst_off, w, h) in planes {
-            for row in 0..h {
-                let s = src_off + row * src_stride;
-                let d = dst_off + row * w;
-                out.data[d..d + w].copy_from_slice(&self.data[s..s + w]);
-            }
-        }
-        out
+        self.region(&crate::active::Region { x: 0, y: 0, width, height })
     }
 
-    /// The part of the frame inside `r` (even offsets and sizes, as `active::Region` has), every
+    /// The part of the frame inside `r` (even offsets, as `active::Region` has; any size), every
     /// plane.
     pub fn region(&self, r: &crate::active::Region) -> Self {
         let (width, height) = (r.width.min(self.width.saturating_sub(r.x)), r.height.min(self.height.saturating_sub(r.y)));

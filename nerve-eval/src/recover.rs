@@ -14,7 +14,6 @@
 //! The damage detector is scored too: its blocks against the blocks where the lossy decode
 //! differs from the lossless decode of the same packets.
 
-use std::path::PathBuf;
 
 use anyhow::Result;
 use gstnerve::recover::detect::{Chroma, Detector, Picture, Plane};
@@ -90,10 +89,8 @@ impl DetectorScore {
 /// packets).
 const DAMAGE_MAD: f64 = 4.0;
 
-pub struct ClipSpec {
-    pub path: PathBuf,
-    pub content: String,
-}
+/// A clip to stream: the ladder protocol's (path, content, source, raw size).
+pub use crate::ladder::ClipSpec;
 
 /// The filter each nerverecover branch runs, after which receiver: both modes after the plain
 /// receiver, then both after the salvaging one.

@@ -171,7 +171,9 @@ impl Detector {
         for (b, &share) in shares.iter().enumerate() {
             // With nothing shown before (stream start), only what is almost all sub-black: the
             // decoder's fill of a lost slice, not dark content.
-            let fresh_share = self.fresh_share(current, b);
+            // Fresh damage looks lost first (exact 0 is sub-black, and the green counts in both),
+            // so the second pass over the block runs only where it can matter.
+            let fresh_share = if share >= FRESH_SHARE.min(FIRST_SHARE) { self.fresh_share(current, b) } else { 0.0 };
             let fresh = match shown {
                 Some(s) => fresh_share >= FRESH_SHARE && self.lost_share(s, b) < WAS_DARK_SHARE,
                 None => fresh_share >= FIRST_SHARE,

@@ -298,9 +298,7 @@ fn main() -> Result<()> {
             println!("wrote {}", path.display());
         }
         Command::Recover { clips, loss: rates, seeds, repeats, model, decoder, frames, no_vmaf, json, plot: plot_path, data, replot: None } => {
-            let listed = clip_specs(&clips, data, DefaultClips::LeaveOneSourceOut)?;
-            let specs: Vec<recover::ClipSpec> =
-                listed.iter().map(|s| recover::ClipSpec { path: s.path.clone(), content: s.content.clone() }).collect();
+            let specs = clip_specs(&clips, data, DefaultClips::LeaveOneSourceOut)?;
             let repeats = repeats.max(1);
             let setup = recover::Setup { model: &model, decoder: &decoder, with_vmaf: !no_vmaf };
             let bar = ProgressBar::new((specs.len() * rates.len() * seeds.len()) as u64 * repeats as u64);
@@ -310,8 +308,8 @@ fn main() -> Result<()> {
             // The example frames come from the rate nearest the 5%.
             let example_rate = rates.iter().copied().min_by(|a, b| (a - 0.05).abs().total_cmp(&(b - 0.05).abs())).unwrap_or(0.05);
             let mut examples = Vec::new();
-            for (spec, listed) in specs.iter().zip(&listed) {
-                let clip = listed.decode(frames, 2)?;
+            for spec in &specs {
+                let clip = spec.decode(frames, 2)?;
                 for &rate in &rates {
                     for (&seed, repeat) in seeds.iter().flat_map(|s| (0..repeats).map(move |k| (s, k))) {
                         bar.set_message(format!("{} {:.0}%", spec.content, rate * 100.0));
