@@ -55,10 +55,12 @@ fn media_request(path: &str) -> Option<(usize, u64)> {
     Some((rung, n))
 }
 
-fn ladder() -> Option<Ladder> {
+/// The ladder, encoded into `name` under the target's temporary directory (one per test: the
+/// tests run at once).
+fn ladder(name: &str) -> Option<Ladder> {
     let clip = input(CLIP)?;
     // One fixed place, emptied first: a failed run leaves its ladder there to look at.
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-dash");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     let ladder = encode_ladder(&clip, &RUNGS, FRAMES, FPS, &dir).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ladder.segments, (FRAMES / FPS) as usize, "one fragment per second of video");
@@ -69,7 +71,7 @@ fn ladder() -> Option<Ladder> {
 fn dash_ladder_through_nerveabr_and_nervesr() {
     let _t = nerve_e2e::Timer::start("dash");
     init();
-    let Some(ladder) = ladder() else { return };
+    let Some(ladder) = ladder("e2e-dash") else { return };
     let server = Server::start(&ladder.dir).expect("loopback server");
 
     let pipeline = gst::parse::launch(&format!(
@@ -155,5 +157,128 @@ fn dash_ladder_through_nerveabr_and_nervesr() {
     // Loopback throughput is far above the top rung, so any policy leaves the first (lowest)
     // rung: nervesr renegotiates mid-stream.
     assert!(sizes.len() >= 2, "one rung only was played: {sizes:?}");
+    let _ = std::fs::remove_dir_all(&ladder.dir);
+}
+
+/// How nervesr made the frames from `pts` on (a `nervesr-switch` message).
+#[derive(Debug, Clone)]
+struct Made {
+    pts: u64,
+    enhanced: bool,
+    scale: u32,
+    reason: String,
+}
+
+/// The model factor nervesr's fit mode must pick for a rung on a `display` output: the largest k
+/// in 2..=4 with k x rung <= display; 1 without one; 0 at the display size (pass-through).
+fn fit_factor(rung: (i32, i32), display: (i32, i32)) -> u32 {
+    if rung == display {
+        return 0;
+    }
+    (2..=4).rev().find(|&k| k * rung.0 <= display.0 && k * rung.1 <= display.1).map_or(1, |k| k as u32)
+}
+
+/// Plays the ladder through `nerveabr policy=<policy> ! nervesr scale=0` onto a 1280x720 display and
+/// checks, frame by frame, that the decision of the frame's fragment was enacted: the model ran
+/// exactly when the decision's level was above 0 and the rung needed a model, at the factor the
+/// rung needs, and the output never left the display size. Returns (frames enhanced, frames
+/// classical because nerveabr said so).
+fn play_fit(ladder: &Ladder, policy: &str) -> (u64, u64) {
+    // Above the top rung, so that every rung needs enhancing: 180p takes the x4 model, 270p the
+    // x2 one and a classical 540p -> 720p, 360p the x2 model.
+    let display = (1280, 720);
+    let server = Server::start(&ladder.dir).expect("loopback server");
+    let pipeline = gst::parse::launch(&format!(
+        "urisourcebin uri={} ! decodebin3 ! nerveabr name=abr policy={policy} ! videoconvert ! nervesr name=sr scale=0 ! \
+         video/x-raw,width={},height={} ! appsink name=sink sync=false",
+        server.url("manifest.mpd"),
+        display.0,
+        display.1
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .expect("a pipeline");
+    let sr = pipeline.by_name("sr").expect("nervesr");
+    let sink = pipeline.by_name("sink").expect("appsink").downcast::<gst_app::AppSink>().expect("appsink");
+    let sr_in: Arc<Mutex<HashMap<u64, (i32, i32)>>> = Arc::default();
+    let sr_in2 = sr_in.clone();
+    sr.static_pad("sink").expect("sink pad").add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        if let (Some(gst::PadProbeData::Buffer(b)), Some(caps)) = (&info.data, pad.current_caps())
+            && let Some(pts) = b.pts()
+            && let Ok(mut m) = sr_in2.lock()
+        {
+            m.insert(pts.nseconds(), size_of(&caps));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let out = record_frames(&sink);
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("the pipeline starts");
+    let outcome = nerve_e2e::wait(&bus, DEADLINE);
+    pipeline.set_state(gst::State::Null).expect("stops");
+    drop(server);
+    outcome.assert_clean_eos(&format!("DASH playback, policy {policy}, nervesr fit mode"));
+
+    let levels: Vec<u32> = outcome.messages("nerveabr-decision").iter().map(|s| s.get::<u32>("level").expect("level")).collect();
+    let switches: Vec<Made> = outcome
+        .messages("nervesr-switch")
+        .iter()
+        .map(|s| Made {
+            pts: s.get("pts").expect("pts"),
+            enhanced: s.get("enhanced").expect("enhanced"),
+            scale: s.get("model-scale").expect("model-scale"),
+            reason: s.get::<String>("reason").expect("reason"),
+        })
+        .collect();
+    eprintln!("policy {policy}: levels per fragment {levels:?}");
+    for m in &switches {
+        eprintln!("  {m:?}");
+    }
+    let out = out.lock().expect("frames").clone();
+    let sr_in = sr_in.lock().expect("sizes").clone();
+    eprintln!("frame pts: first {:?}, last {:?}", out.first().map(|f| f.pts), out.last().map(|f| f.pts));
+    assert_eq!(out.len() as u64, ladder.frames, "every frame out");
+    let (mut enhanced, mut held_back) = (0, 0);
+    for SinkFrame { pts, size } in &out {
+        assert_eq!(*size, display, "frame at {pts} ns: the output left the display size");
+        let rung = *sr_in.get(pts).unwrap_or_else(|| panic!("frame {pts} out of nervesr was never in it"));
+        let fragment = (*pts / 1_000_000_000) as usize;
+        let level = *levels.get(fragment).unwrap_or_else(|| panic!("no decision for fragment {fragment}"));
+        let made = switches.iter().rev().find(|m| m.pts <= *pts).unwrap_or_else(|| panic!("no switch before frame {pts}"));
+        let k = fit_factor(rung, display);
+        let want = k >= 2 && level > 0;
+        assert_eq!(made.enhanced, want, "frame {pts} (fragment {fragment}, level {level}, rung {rung:?}, factor {k}): {made:?}");
+        if want {
+            assert_eq!(made.scale, k, "frame {pts}: the x{k} model must make it: {made:?}");
+            enhanced += 1;
+        }
+        let reason = match (k, level) {
+            (0, _) => "pass-through",
+            (1, _) => "no-model",
+            (_, 0) => "abr",
+            _ => "model",
+        };
+        assert_eq!(made.reason, reason, "frame {pts} (fragment {fragment}, level {level}, rung {rung:?}): {made:?}");
+        if reason == "abr" {
+            held_back += 1;
+        }
+    }
+    let stats = outcome.last("nervesr-stats").expect("nervesr posts its stats at EOS");
+    assert_eq!(field(stats, "frames-enhanced"), enhanced, "{stats}");
+    (enhanced, held_back)
+}
+
+#[test]
+fn dash_fit_mode_enacts_every_decision_at_its_fragment() {
+    let _t = nerve_e2e::Timer::start("dash-fit");
+    init();
+    let Some(ladder) = ladder("e2e-dash-fit") else { return };
+    // A bitrate-only policy decides level 0 for every fragment: nervesr must never run its model.
+    let (enhanced, held_back) = play_fit(&ladder, "bb");
+    assert_eq!(enhanced, 0);
+    assert!(held_back > 0, "the lowest rung plays first and needs a model: nerveabr must have held it back");
+    // The enhancement-aware policy enhances the low rungs: the model runs there, and only there.
+    let (enhanced, _) = play_fit(&ladder, "nerve");
+    assert!(enhanced > 0, "nerve enhanced nothing");
     let _ = std::fs::remove_dir_all(&ladder.dir);
 }

@@ -11,9 +11,24 @@
  * model loads in the background and takes over between two frames; one that fails to load or
  * fails its sha256 check is refused with a warning and the running one stays.
  *
+ * With `scale=0` the element fits every input size to the size negotiated downstream (a
+ * capsfilter or the sink): a DASH/HLS rung switch changes the input, never the output. For each
+ * input size it runs the model of the largest factor k (2, 3 or 4) with k x input <= output, and a
+ * classical Catmull-Rom resample covers what remains (540p -> 720p is classical alone; 270p -> 720p
+ * is the x2 model, then 540p -> 720p): it never upscales further than the output and throws
+ * pixels away. An input already at the output size passes through (and may harvest).
+ *
+ * `nerveabr` switches the model on and off per fragment with a `nerveabr-enhance` custom
+ * downstream event (field `enhance`, boolean) sent right before the fragment's first frame; every
+ * change of how frames are made is posted as a `nervesr-switch` element message (`pts`,
+ * `enhanced`, `model-scale`, `reason`, `in-width`, `in-height`, `out-width`, `out-height`).
+ *
  * At `scale=1` (a rung at or above display size) frames pass through untouched, and with
  * `harvest-location` set the element stores a bounded number of detailed luma patches per minute
- * in the on-device episodic memory, as training data for the low rungs.
+ * in the on-device episodic memory, as training data for the low rungs. With `shadow-model` set,
+ * a candidate model is judged there beside the champion: sampled patches of the real frame are
+ * degraded as a low rung is, both models run on them on a worker thread (never delaying a frame;
+ * a busy worker drops samples) and their PSNR-Y against the real patch goes into the stats.
  *
  * ## Example launch line
  * |[
@@ -38,6 +53,7 @@ use gst_video::subclass::prelude::*;
 use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
 use crate::engine::resample::{PlaneGeometry, Resampler};
 use super::harvest::{HarvestConfig, Harvester};
+use super::shadow::{Shadow, ShadowConfig};
 use super::swap::{LoadRequest, Loaded, Swapper};
 use crate::engine::{self, EngineError, Model, Provider, SessionConfig};
 use crate::sync::lock;
@@ -52,6 +68,15 @@ const DEFAULT_STATS_INTERVAL: u32 = 30;
 const DEFAULT_WATCH_INTERVAL_MS: u32 = 1000;
 const DEFAULT_HARVEST_BUDGET: u32 = 30;
 const DEFAULT_HARVEST_PATCH: u32 = 128;
+const DEFAULT_SHADOW_BUDGET: u32 = 30;
+const DEFAULT_SHADOW_SCALE: u32 = 2;
+const DEFAULT_SHADOW_CRF: u32 = 23;
+/// Side of the shadow's high-resolution patches (before rounding to the scale's 4:2:0 grid).
+const SHADOW_PATCH: u32 = 128;
+/// `scale=0`: fit each input to the negotiated output size.
+const SCALE_FIT: u32 = 0;
+/// The custom downstream event by which nerveabr switches enhancement per fragment.
+pub const ENHANCE_EVENT: &str = "nerveabr-enhance";
 /// Warn about failing inference at most this often (in frames), not on every frame.
 const ERROR_WARN_INTERVAL: u64 = 100;
 
@@ -69,6 +94,10 @@ struct Settings {
     harvest_location: Option<String>,
     harvest_budget: u32,
     harvest_patch: u32,
+    shadow_model: Option<String>,
+    shadow_budget: u32,
+    shadow_scale: u32,
+    shadow_crf: u32,
 }
 
 impl Settings {
@@ -83,6 +112,38 @@ impl Settings {
                 library: self.ort_library.as_ref().map(PathBuf::from),
             },
         }
+    }
+
+    /// The load request for a model of factor `k` (fit mode): `model` when it names a model of
+    /// that factor, else the manifest's default for it.
+    fn request_for(&self, k: u32) -> LoadRequest {
+        let mut request = self.load_request();
+        request.scale = k;
+        if !request.spec.is_empty() && request.resolve().is_err() {
+            request.spec.clear();
+        }
+        request
+    }
+
+    /// Shadow mode's two models at the low rung's scale, one ONNX Runtime thread each: the
+    /// champion is what `model` / `model-location` name, the candidate `shadow-model` (a
+    /// directory stands for its manifest's default, as a registry alias is materialised).
+    fn shadow_config(&self) -> Option<ShadowConfig> {
+        let candidate = self.shadow_model.as_ref()?;
+        let mut champion = self.load_request();
+        champion.scale = self.shadow_scale;
+        champion.session.threads = 1;
+        let dir = PathBuf::from(candidate);
+        let (spec, location) = if dir.is_dir() { (String::new(), Some(dir)) } else { (candidate.clone(), None) };
+        let candidate = LoadRequest { spec, location, ..champion.clone() };
+        let grid = 2 * self.shadow_scale;
+        Some(ShadowConfig {
+            candidate,
+            champion,
+            budget: self.shadow_budget,
+            patch: SHADOW_PATCH / grid * grid,
+            crf: self.shadow_crf,
+        })
     }
 }
 
@@ -101,6 +162,10 @@ impl Default for Settings {
             harvest_location: None,
             harvest_budget: DEFAULT_HARVEST_BUDGET,
             harvest_patch: DEFAULT_HARVEST_PATCH,
+            shadow_model: None,
+            shadow_budget: DEFAULT_SHADOW_BUDGET,
+            shadow_scale: DEFAULT_SHADOW_SCALE,
+            shadow_crf: DEFAULT_SHADOW_CRF,
         }
     }
 }
@@ -128,6 +193,11 @@ struct Geometry {
     /// Chroma: one resampler used for both I420 planes, or for NV12's interleaved UV plane.
     chroma: Resampler,
     chroma_planes: Vec<u32>,
+    /// The model's factor for this input (1: no model, classical only).
+    k: u32,
+    /// Fit mode, when k x input falls short of the output: the model's luma lands here and is
+    /// resampled to the output.
+    mid: Option<(Vec<u8>, Resampler)>,
 }
 
 #[derive(Default)]
@@ -140,6 +210,16 @@ struct State {
     counters: Counters,
     /// Set while harvesting (scale 1 with a harvest-location).
     harvester: Option<Harvester>,
+    /// Set while a candidate is judged in shadow (scale 1 with a shadow-model).
+    shadow: Option<Shadow>,
+    /// Fit mode: loaded models of the factors not in use now (a rung switch back is instant).
+    spare: Vec<Model>,
+    /// What nerveabr said for the current fragment (None: no nerveabr, enhance).
+    abr_enhance: Option<bool>,
+    /// How the last frame was made (enhanced, model factor, reason), to post switches.
+    made: Option<(bool, u32, &'static str)>,
+    /// Input and output size of the current caps.
+    sizes: (u32, u32, u32, u32),
 }
 
 /// QoS as last reported by downstream; written from the source pad's event thread.
@@ -220,13 +300,49 @@ impl ObjectImpl for NerveSr {
                     .default_value(DEFAULT_HARVEST_PATCH)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder("shadow-model")
+                    .nick("Shadow model")
+                    .blurb(
+                        "A candidate model judged beside the champion (`model`) while a rung at display size plays \
+                         (scale=1): sampled patches of the real frame are degraded as a low rung is (Catmull-Rom downscale \
+                         by shadow-scale, x264 at shadow-crf), both models run on them off the streaming thread and are \
+                         scored against the real patch (shadow-* fields of the stats). A name, an .onnx path, or a \
+                         directory whose manifest.toml's default is taken; empty: no shadow",
+                    )
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("shadow-budget")
+                    .nick("Shadow budget")
+                    .blurb("Shadow samples per minute of video at most (a busy worker drops samples, never frames)")
+                    .minimum(1)
+                    .maximum(600)
+                    .default_value(DEFAULT_SHADOW_BUDGET)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("shadow-scale")
+                    .nick("Shadow scale")
+                    .blurb("Scale of the low rung the shadowed models serve (both must be models of this scale)")
+                    .minimum(2)
+                    .maximum(4)
+                    .default_value(DEFAULT_SHADOW_SCALE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("shadow-crf")
+                    .nick("Shadow CRF")
+                    .blurb("x264 quality of the simulated low rung (0: downscale only, no codec)")
+                    .maximum(51)
+                    .default_value(DEFAULT_SHADOW_CRF)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("scale")
                     .nick("Scale")
                     .blurb(
                         "Upscale factor: output frames are `scale` times wider and higher; 1 passes frames through \
-                         untouched (a rung at display size: the time to harvest)",
+                         untouched (a rung at display size: the time to harvest); 0 fits every input to the output \
+                         size negotiated downstream (the model of the largest factor k with k x input <= output, then a \
+                         classical resample; pass-through at the output size), so rung switches never change the output",
                     )
-                    .minimum(1)
+                    .minimum(0)
                     .maximum(4)
                     .default_value(DEFAULT_SCALE)
                     .mutable_ready()
@@ -271,7 +387,9 @@ impl ObjectImpl for NerveSr {
                     .blurb(
                         "Counters: frames-enhanced, frames-classical, inference-errors, mean-inference-ms, \
                          falling-back, model, model-sha256, provider, model-swaps, swaps-refused, harvested-patches, \
-                         harvested-bytes",
+                         harvested-bytes, model-scale, abr-enhance; with a shadow-model: shadow-model, shadow-model-sha256, shadow-champion, \
+                         shadow-samples, shadow-dropped, shadow-champion-psnr, shadow-candidate-psnr, shadow-gain-db, \
+                         shadow-champion-ms-per-mpx, shadow-candidate-ms-per-mpx, shadow-codec, shadow-error",
                     )
                     .read_only()
                     .build(),
@@ -300,6 +418,10 @@ impl ObjectImpl for NerveSr {
             "harvest-location" => s.harvest_location = text(),
             "harvest-budget" => s.harvest_budget = value.get().unwrap_or(DEFAULT_HARVEST_BUDGET),
             "harvest-patch" => s.harvest_patch = value.get().unwrap_or(DEFAULT_HARVEST_PATCH),
+            "shadow-model" => s.shadow_model = text(),
+            "shadow-budget" => s.shadow_budget = value.get().unwrap_or(DEFAULT_SHADOW_BUDGET),
+            "shadow-scale" => s.shadow_scale = value.get().unwrap_or(DEFAULT_SHADOW_SCALE),
+            "shadow-crf" => s.shadow_crf = value.get().unwrap_or(DEFAULT_SHADOW_CRF),
             "scale" => s.scale = value.get().unwrap_or(DEFAULT_SCALE),
             "provider" => s.provider = value.get().unwrap_or_default(),
             "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
@@ -320,6 +442,10 @@ impl ObjectImpl for NerveSr {
             "harvest-location" => s.harvest_location.to_value(),
             "harvest-budget" => s.harvest_budget.to_value(),
             "harvest-patch" => s.harvest_patch.to_value(),
+            "shadow-model" => s.shadow_model.to_value(),
+            "shadow-budget" => s.shadow_budget.to_value(),
+            "shadow-scale" => s.shadow_scale.to_value(),
+            "shadow-crf" => s.shadow_crf.to_value(),
             "scale" => s.scale.to_value(),
             "provider" => s.provider.to_value(),
             "threads" => s.threads.to_value(),
@@ -368,6 +494,10 @@ impl ElementImpl for NerveSr {
 
 /// Multiplies (towards the source pad) or divides (towards the sink pad) a width or height.
 fn scale_dimension(value: &glib::SendValue, scale: i32, up: bool) -> Option<glib::SendValue> {
+    if scale == SCALE_FIT as i32 {
+        // Fit mode: any size on the other side (the model and the resample make it fit).
+        return Some(gst::IntRange::new(1, i32::MAX).to_send_value());
+    }
     if let Ok(v) = value.get::<i32>() {
         return if up {
             v.checked_mul(scale).map(|v| v.to_send_value())
@@ -404,7 +534,8 @@ impl NerveSr {
             .map(|m| (m.spec.entry.name.clone(), m.spec.entry.sha256.clone(), m.provider.nick()))
             .unwrap_or_default();
         let harvested = state.harvester.as_ref().map(|h| h.counters).unwrap_or_default();
-        gst::Structure::builder("nervesr-stats")
+        let shadow = state.shadow.as_ref().map(Shadow::stats);
+        let mut stats = gst::Structure::builder("nervesr-stats")
             .field("frames-enhanced", c.enhanced)
             .field("frames-classical", c.classical)
             .field("inference-errors", c.errors)
@@ -417,7 +548,34 @@ impl NerveSr {
             .field("swaps-refused", c.swaps_refused)
             .field("harvested-patches", harvested.patches)
             .field("harvested-bytes", harvested.bytes)
-            .build()
+            .field("model-scale", state.geometry.as_ref().map_or(0, |g| if state.model.is_some() { g.k } else { 0 }))
+            .field("abr-enhance", state.abr_enhance.unwrap_or(true));
+        if let Some(sh) = shadow {
+            stats = stats
+                .field("shadow-model", sh.candidate.as_str())
+                .field("shadow-model-sha256", sh.candidate_sha256.as_str())
+                .field("shadow-champion", sh.champion.as_str())
+                .field("shadow-samples", sh.samples)
+                .field("shadow-dropped", sh.dropped)
+                .field("shadow-champion-psnr", sh.champion_psnr())
+                .field("shadow-candidate-psnr", sh.candidate_psnr())
+                .field("shadow-gain-db", sh.gain_db())
+                .field("shadow-champion-ms-per-mpx", sh.champion_ms_per_mpx())
+                .field("shadow-candidate-ms-per-mpx", sh.candidate_ms_per_mpx())
+                .field("shadow-codec", sh.codec.as_str())
+                .field("shadow-error", sh.error.unwrap_or_default());
+        }
+        stats.build()
+    }
+
+    /// At EOS: lets the shadow worker score what it was given, so the last stats are complete.
+    /// (EOS waits for at most a few queued samples; no frame does.)
+    fn settle_shadow(&self) {
+        let shadow = lock(&self.state).shadow.take();
+        if let Some(mut shadow) = shadow {
+            shadow.finish();
+            lock(&self.state).shadow = Some(shadow);
+        }
     }
 
     fn post_stats(&self) {
@@ -458,11 +616,14 @@ impl NerveSr {
     /// `model` or `model-location` changed: while running (a model is in use), load the new
     /// one in the background and follow the new location; before start, nothing to do.
     fn model_settings_changed(&self, settings: &Settings) {
-        let running = lock(&self.state).model.is_some();
+        let (running, k) = {
+            let state = lock(&self.state);
+            (state.model.is_some(), state.geometry.as_ref().map_or(0, |g| g.k))
+        };
         if !running {
             return;
         }
-        let request = settings.load_request();
+        let request = if settings.scale == SCALE_FIT { settings.request_for(k) } else { settings.load_request() };
         let mut swapper = lock(&self.swapper);
         swapper.request(request.clone());
         self.follow(&mut swapper, settings, request);
@@ -484,6 +645,11 @@ impl NerveSr {
     fn take_swap(&self, state: &mut State) {
         let Some(loaded) = lock(&self.swapper).take() else { return };
         match loaded {
+            Loaded::Ready(model) if state.geometry.as_ref().is_some_and(|g| g.k as usize != model.scale()) => {
+                // Fit mode: loaded for a factor this input no longer uses (a rung switch since).
+                state.spare.retain(|m| m.scale() != model.scale());
+                state.spare.push(*model);
+            }
             Loaded::Ready(model) => {
                 let from = state.model.as_ref().map(|m| m.spec.entry.name.clone()).unwrap_or_default();
                 self.loaded(&model);
@@ -516,6 +682,71 @@ impl NerveSr {
         }
     }
 
+    /// Records how this frame was made; returns it when it differs from the previous frame's.
+    fn made(&self, state: &mut State, enhanced: bool, k: u32, reason: &'static str) -> Option<(bool, u32, &'static str)> {
+        let now = (enhanced, k, reason);
+        (state.made.replace(now) != Some(now)).then_some(now)
+    }
+
+    /// `nervesr-switch`: from the frame at `pts` on, frames are made another way.
+    fn post_switch(&self, pts: Option<gst::ClockTime>, (enhanced, k, reason): (bool, u32, &'static str), sizes: (u32, u32, u32, u32)) {
+        gst::debug!(CAT, imp = self, "from {pts:?}: {} (x{k}, {reason})", if enhanced { "model" } else { "classical" });
+        let s = gst::Structure::builder("nervesr-switch")
+            .field("pts", pts.map_or(u64::MAX, |t| t.nseconds()))
+            .field("enhanced", enhanced)
+            .field("model-scale", k)
+            .field("reason", reason)
+            .field("in-width", sizes.0)
+            .field("in-height", sizes.1)
+            .field("out-width", sizes.2)
+            .field("out-height", sizes.3)
+            .build();
+        let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+    }
+
+    /// Fit mode: puts the model of factor `k` in place (from the spares, or loaded now: once per
+    /// factor and stream, at a caps change), parking the one in use. Without a model for `k` the
+    /// frames are made classically, with a warning. Called without the state lock held: loading
+    /// posts messages, and a bus handler may read `stats`.
+    fn fit_model(&self, settings: &Settings, k: u32) {
+        {
+            let mut guard = lock(&self.state);
+            let state = &mut *guard;
+            if state.model.as_ref().is_some_and(|m| m.scale() == k as usize) {
+                return;
+            }
+            if let Some(m) = state.model.take() {
+                state.spare.retain(|s| s.scale() != m.scale());
+                state.spare.push(m);
+            }
+            if k < 2 {
+                return;
+            }
+            if let Some(i) = state.spare.iter().position(|m| m.scale() == k as usize) {
+                let model = state.spare.swap_remove(i);
+                *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
+                state.model = Some(model);
+            }
+        }
+        let request = settings.request_for(k);
+        if lock(&self.state).model.is_none() {
+            match request.load() {
+                Ok(model) => {
+                    self.loaded(&model);
+                    lock(&self.state).model = Some(model);
+                }
+                Err(e) => {
+                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ("no x{} model, upscaling classically: {}", k, e));
+                    return;
+                }
+            }
+        }
+        if settings.model_location.is_some() {
+            let mut swapper = lock(&self.swapper);
+            self.follow(&mut swapper, settings, request);
+        }
+    }
+
     fn reset_history(&self) {
         let mut state = lock(&self.state);
         state.history.clear();
@@ -533,8 +764,9 @@ impl BaseTransformImpl for NerveSr {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
         lock(&self.qos).earliest = None;
-        if settings.scale == 1 {
-            // Pass-through at display size: no model, maybe harvesting.
+        if settings.scale <= 1 {
+            // Pass-through at display size: no model, maybe harvesting. Fit mode loads its models
+            // when it knows the sizes (set_info) and harvests while an input plays at the output size.
             let harvester = match &settings.harvest_location {
                 Some(dir) => Some(
                     Harvester::new(HarvestConfig {
@@ -546,7 +778,14 @@ impl BaseTransformImpl for NerveSr {
                 ),
                 None => None,
             };
-            *lock(&self.state) = State { harvester, ..State::default() };
+            let shadow = match settings.shadow_config() {
+                Some(config) => {
+                    gst::info!(CAT, imp = self, "shadow: '{}' beside the champion", config.candidate.spec);
+                    Some(Shadow::start(config).map_err(|e| gst::error_msg!(gst::CoreError::Thread, ("{}", e)))?)
+                }
+                None => None,
+            };
+            *lock(&self.state) = State { harvester, shadow, ..State::default() };
             return Ok(());
         }
         let model = self.load_model()?;
@@ -560,8 +799,12 @@ impl BaseTransformImpl for NerveSr {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         lock(&self.swapper).reset();
-        let harvester = lock(&self.state).harvester.take();
+        let (harvester, shadow) = {
+            let mut state = lock(&self.state);
+            (state.harvester.take(), state.shadow.take())
+        };
         *lock(&self.state) = State::default();
+        drop(shadow);
         *lock(&self.active_sha) = None;
         lock(&self.qos).earliest = None;
         if let Some(mut h) = harvester {
@@ -611,7 +854,10 @@ impl BaseTransformImpl for NerveSr {
         othercaps.truncate();
         if let (Some(s), Some(o)) = (caps.structure(0), othercaps.make_mut().structure_mut(0)) {
             if let (Ok(w), Ok(h)) = (s.get::<i32>("width"), s.get::<i32>("height")) {
-                let (w, h) = if direction == gst::PadDirection::Sink {
+                let (w, h) = if scale == SCALE_FIT as i32 {
+                    // Unconstrained downstream: the input size (pass-through).
+                    (w, h)
+                } else if direction == gst::PadDirection::Sink {
                     (w.saturating_mul(scale), h.saturating_mul(scale))
                 } else {
                     (w / scale, h / scale)
@@ -666,7 +912,21 @@ impl BaseTransformImpl for NerveSr {
                     }
                 }
             }
-            gst::EventView::Eos(_) => self.post_stats(),
+            gst::EventView::CustomDownstream(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == ENHANCE_EVENT) {
+                    match s.get::<bool>("enhance") {
+                        Ok(on) => {
+                            gst::debug!(CAT, imp = self, "nerveabr: enhancement {}", if on { "on" } else { "off" });
+                            lock(&self.state).abr_enhance = Some(on);
+                        }
+                        Err(e) => gst::warning!(CAT, imp = self, "{ENHANCE_EVENT} without a boolean 'enhance': {e}"),
+                    }
+                }
+            }
+            gst::EventView::Eos(_) => {
+                self.settle_shadow();
+                self.post_stats();
+            }
             _ => {}
         }
         self.parent_sink_event(event)
@@ -678,16 +938,30 @@ impl VideoFilterImpl for NerveSr {
         &self,
         frame: &gst_video::VideoFrameRef<&gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let pts = frame.buffer().pts();
         let mut state = lock(&self.state);
-        let Some(harvester) = state.harvester.as_mut() else { return Ok(gst::FlowSuccess::Ok) };
+        let switched = self.made(&mut state, false, 0, "pass-through");
         let Ok(luma) = frame.plane_data(0) else { return Ok(gst::FlowSuccess::Ok) };
         let stride = frame.plane_stride()[0] as usize;
-        let pts = frame.buffer().pts().map(|t| t.nseconds());
-        if let Err(e) = harvester.frame(luma, stride, frame.width() as usize, frame.height() as usize, pts) {
+        let pts_ns = pts.map(|t| t.nseconds());
+        if let Some(shadow) = state.shadow.as_mut() {
+            shadow.frame(luma, stride, frame.width() as usize, frame.height() as usize, pts_ns);
+        }
+        let mut stopped = None;
+        if let Some(harvester) = state.harvester.as_mut()
+            && let Err(e) = harvester.frame(luma, stride, frame.width() as usize, frame.height() as usize, pts_ns)
+        {
             // The video goes on; only harvesting stops.
             state.harvester = None;
-            drop(state);
+            stopped = Some(e);
+        }
+        let sizes = state.sizes;
+        drop(state);
+        if let Some(e) = stopped {
             gst::element_imp_warning!(self, gst::ResourceError::Write, ("harvesting stopped: {}", e));
+        }
+        if let Some(made) = switched {
+            self.post_switch(pts, made, sizes);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -699,22 +973,37 @@ impl VideoFilterImpl for NerveSr {
         outcaps: &gst::Caps,
         out_info: &gst_video::VideoInfo,
     ) -> Result<(), gst::LoggableError> {
-        let scale = self.scale();
-        self.obj().set_passthrough(scale == 1);
-        if scale == 1 {
-            if let Some(h) = lock(&self.state).harvester.as_mut() {
+        let settings = lock(&self.settings).clone();
+        let (in_w, in_h) = (in_info.width() as usize, in_info.height() as usize);
+        let (out_w, out_h) = (out_info.width() as usize, out_info.height() as usize);
+        lock(&self.state).sizes = (in_info.width(), in_info.height(), out_info.width(), out_info.height());
+        let fit = settings.scale == SCALE_FIT;
+        let passthrough = settings.scale == 1 || (fit && (in_w, in_h) == (out_w, out_h) && incaps == outcaps);
+        self.obj().set_passthrough(passthrough);
+        if passthrough {
+            let mut state = lock(&self.state);
+            if let Some(h) = state.harvester.as_mut() {
                 h.info.description = format!("{}x{} {}", in_info.width(), in_info.height(), incaps);
             }
+            // At the output size no model runs: park it for the next switch to a low rung.
+            if let Some(m) = state.model.take() {
+                state.spare.push(m);
+            }
+            state.geometry = None;
             return Ok(());
         }
-        if out_info.width() != in_info.width() * scale || out_info.height() != in_info.height() * scale {
-            return Err(gst::loggable_error!(CAT, "output {outcaps} is not {scale} times the input {incaps}"));
-        }
+        // The model's factor: fixed, or in fit mode the largest one that does not overshoot.
+        let k = if fit {
+            (2..=4usize).rev().find(|&k| k * in_w <= out_w && k * in_h <= out_h).unwrap_or(1)
+        } else {
+            if out_w != in_w * settings.scale as usize || out_h != in_h * settings.scale as usize {
+                return Err(gst::loggable_error!(CAT, "output {outcaps} is not {} times the input {incaps}", settings.scale));
+            }
+            settings.scale as usize
+        };
         if in_info.format() != out_info.format() {
             return Err(gst::loggable_error!(CAT, "input and output formats differ: {incaps} vs {outcaps}"));
         }
-        let (in_w, in_h) = (in_info.width() as usize, in_info.height() as usize);
-        let (out_w, out_h) = (out_info.width() as usize, out_info.height() as usize);
         let plane = |info: &gst_video::VideoInfo, p: u32, comps| PlaneGeometry {
             width: info.comp_width(p as u8) as usize,
             height: info.comp_height(p as u8) as usize,
@@ -725,6 +1014,10 @@ impl VideoFilterImpl for NerveSr {
             gst_video::VideoFormat::Nv12 => (vec![1], 2),
             other => return Err(gst::loggable_error!(CAT, "unsupported format {other:?}")),
         };
+        let mid = (k > 1 && (k * in_w, k * in_h) != (out_w, out_h)).then(|| {
+            let src = PlaneGeometry { width: k * in_w, height: k * in_h, comps: 1 };
+            (vec![0u8; k * in_w * k * in_h], Resampler::new(src, plane(out_info, 0, 1)))
+        });
         let geometry = Geometry {
             in_w,
             in_h,
@@ -733,12 +1026,17 @@ impl VideoFilterImpl for NerveSr {
             luma: Resampler::new(plane(in_info, 0, 1), plane(out_info, 0, 1)),
             chroma: Resampler::new(plane(in_info, 1, comps), plane(out_info, 1, comps)),
             chroma_planes,
+            k: k as u32,
+            mid,
         };
+        if fit {
+            self.fit_model(&settings, k as u32);
+        }
         let mut state = lock(&self.state);
         state.geometry = Some(geometry);
         // A new geometry makes the previous frames meaningless for a temporal model.
         state.history.clear();
-        gst::info!(CAT, imp = self, "{in_w}x{in_h} -> {out_w}x{out_h} {:?}", in_info.format());
+        gst::info!(CAT, imp = self, "{in_w}x{in_h} -> {out_w}x{out_h} {:?}, model x{k}", in_info.format());
         Ok(())
     }
 
@@ -747,11 +1045,12 @@ impl VideoFilterImpl for NerveSr {
         inframe: &gst_video::VideoFrameRef<&gst::BufferRef>,
         outframe: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let late = self.is_late(inframe.buffer().pts());
+        let pts = inframe.buffer().pts();
+        let late = self.is_late(pts);
         let discont = inframe.buffer().flags().contains(gst::BufferFlags::DISCONT);
-        let (interval, enhance) = {
+        let (interval, enhance, fit) = {
             let s = lock(&self.settings);
-            (s.stats_interval as u64, s.enhance)
+            (s.stats_interval as u64, s.enhance, s.scale == SCALE_FIT)
         };
         let mut guard = lock(&self.state);
         let state = &mut *guard;
@@ -760,55 +1059,78 @@ impl VideoFilterImpl for NerveSr {
             gst::element_imp_error!(self, gst::CoreError::Negotiation, ["no caps before the first frame"]);
             return Err(gst::FlowError::NotNegotiated);
         };
-        let Some(model) = state.model.as_mut() else {
+        // Fit mode may have no model for this input (a factor below 2, or one that did not load):
+        // then every frame is made classically.
+        if state.model.is_none() && !fit {
             gst::element_imp_error!(self, gst::CoreError::StateChange, ["no model loaded"]);
             return Err(gst::FlowError::Error);
-        };
+        }
         if discont {
             state.history.clear();
         }
-        let frames = model.frames();
         let (w, h) = (geo.in_w, geo.in_h);
-        let area = w * h;
         let y_in = inframe.plane_data(0).map_err(|_| gst::FlowError::Error)?;
         let in_stride = inframe.plane_stride()[0] as usize;
         let out_stride = outframe.plane_stride()[0] as usize;
+        let abr_on = state.abr_enhance != Some(false);
 
-        // The current frame's tensor goes last; the model's earlier slots take the history,
-        // padded with the oldest frame available (the current one at a stream start).
-        state.input.resize(frames * area, 0.0);
-        let (past, current) = state.input.split_at_mut((frames - 1) * area);
-        luma_to_tensor(y_in, in_stride, w, h, current);
-        for (slot, dst) in past.chunks_exact_mut(area).enumerate() {
-            let missing = (frames - 1).saturating_sub(state.history.len());
-            let src = if slot < missing {
-                state.history.front().map(Vec::as_slice).unwrap_or(current)
-            } else {
-                &state.history[slot - missing]
-            };
-            dst.copy_from_slice(src);
-        }
-
+        let mut reason = "model";
         let mut enhanced = false;
-        if enhance && !late {
-            let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
-            let (out_w, out_h) = (geo.out_w, geo.out_h);
-            match model.run(&state.input, w, h, |hr| tensor_to_luma(hr, out_w, out_h, y_out, out_stride)) {
-                Ok(took) => {
-                    state.counters.inference += took;
-                    enhanced = true;
-                }
-                Err(e) => {
-                    state.counters.errors += 1;
-                    if state.counters.errors % ERROR_WARN_INTERVAL == 1 {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::StreamError::Failed,
-                            ("inference failed ({} so far), upscaling classically: {}", state.counters.errors, e)
-                        );
+        let mut frames = 1;
+        if let Some(model) = state.model.as_mut() {
+            frames = model.frames();
+            let area = w * h;
+            // The current frame's tensor goes last; the model's earlier slots take the history,
+            // padded with the oldest frame available (the current one at a stream start).
+            state.input.resize(frames * area, 0.0);
+            let (past, current) = state.input.split_at_mut((frames - 1) * area);
+            luma_to_tensor(y_in, in_stride, w, h, current);
+            for (slot, dst) in past.chunks_exact_mut(area).enumerate() {
+                let missing = (frames - 1).saturating_sub(state.history.len());
+                let src = if slot < missing {
+                    state.history.front().map(Vec::as_slice).unwrap_or(current)
+                } else {
+                    &state.history[slot - missing]
+                };
+                dst.copy_from_slice(src);
+            }
+            if !enhance {
+                reason = "disabled";
+            } else if !abr_on {
+                reason = "abr";
+            } else if late {
+                reason = "late";
+            } else {
+                let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
+                let (out_w, out_h) = (geo.out_w, geo.out_h);
+                let (k, mid) = (geo.k as usize, &mut geo.mid);
+                let result = match mid {
+                    // The model's output is smaller than the frame: through the middle plane.
+                    Some((plane, finish)) => model
+                        .run(&state.input, w, h, |hr| tensor_to_luma(hr, k * w, k * h, plane, k * w))
+                        .inspect(|_| finish.run(plane, k * w, y_out, out_stride)),
+                    None => model.run(&state.input, w, h, |hr| tensor_to_luma(hr, out_w, out_h, y_out, out_stride)),
+                };
+                match result {
+                    Ok(took) => {
+                        state.counters.inference += took;
+                        enhanced = true;
+                    }
+                    Err(e) => {
+                        reason = "error";
+                        state.counters.errors += 1;
+                        if state.counters.errors % ERROR_WARN_INTERVAL == 1 {
+                            gst::element_imp_warning!(
+                                self,
+                                gst::StreamError::Failed,
+                                ("inference failed ({} so far), upscaling classically: {}", state.counters.errors, e)
+                            );
+                        }
                     }
                 }
             }
+        } else {
+            reason = "no-model";
         }
         if !enhanced {
             let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
@@ -821,8 +1143,10 @@ impl VideoFilterImpl for NerveSr {
             let dst = outframe.plane_data_mut(p).map_err(|_| gst::FlowError::Error)?;
             geo.chroma.run(src, src_stride, dst, dst_stride);
         }
+        let k = geo.k;
 
         if frames > 1 {
+            let area = w * h;
             let mut slot = if state.history.len() >= frames - 1 {
                 state.history.pop_front().unwrap_or_default()
             } else {
@@ -833,6 +1157,8 @@ impl VideoFilterImpl for NerveSr {
             state.history.push_back(slot);
         }
 
+        let switched = self.made(state, enhanced, if enhanced { k } else { 0 }, reason);
+        let sizes = state.sizes;
         let c = &mut state.counters;
         if enhanced {
             c.enhanced += 1;
@@ -843,6 +1169,9 @@ impl VideoFilterImpl for NerveSr {
         c.falling_back = late;
         let total = c.enhanced + c.classical;
         drop(guard);
+        if let Some(made) = switched {
+            self.post_switch(pts, made, sizes);
+        }
         if changed {
             gst::debug!(CAT, imp = self, "{} the model", if late { "late: falling back from" } else { "caught up: back to" });
         }

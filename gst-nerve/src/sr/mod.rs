@@ -11,13 +11,15 @@
 //! messages and are readable from the `stats` property.
 //!
 //! Models swap live (`swap`: background load, taken between two frames), and at scale 1 the
-//! element passes frames through and can harvest training patches (`harvest`).
+//! element passes frames through and can harvest training patches (`harvest`) and judge a
+//! candidate model beside the champion on the real frames (`shadow`).
 
 use gst::glib;
 use gst::prelude::*;
 
 mod harvest;
 mod imp;
+mod shadow;
 mod swap;
 
 glib::wrapper! {

@@ -137,6 +137,15 @@ impl Controller {
         &self.config
     }
 
+    /// A controller rebuilt mid-stream (a setting changed) goes on where `previous` was: the
+    /// fragment count, the throughput history and the last rung are the stream's, not the
+    /// settings'.
+    pub fn carry_over(&mut self, previous: &Controller) {
+        self.fragment = previous.fragment;
+        self.recent = previous.recent.clone();
+        self.last_rung = previous.last_rung.map(|r| r.min(self.ladder.top()));
+    }
+
     pub fn rungs(&self) -> &[Rung] {
         &self.rungs
     }

@@ -23,9 +23,11 @@
  *   (u64, ns), `battery` (double, -1 = mains), `enhancer` (bool, a nervesr was found),
  *   `qos-proportion` (double), `stalls` (u32).
  *
- * `nervesr`'s `scale` and `model` can only change in READY, so nerveabr does not change them
- * live: it reports the upscale and model it intends; a `videoscale` after `nervesr` brings
- * every rung to the display size.
+ * The decision is enacted on the enhancer too, per fragment: right before the first frame of
+ * fragment k (stream time k x segment duration) nerveabr sends a `nerveabr-enhance` custom
+ * downstream event (`enhance`: level > 0, `fragment`, `level`) whenever the enhancement changes,
+ * and `nervesr` (in `scale=0`, fit mode, best: it brings every rung to the display size the
+ * pipeline negotiates, x2/x3/x4 or pass-through) runs its model or not from that frame on.
  *
  * ## Example launch line
  * |[
@@ -46,6 +48,7 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::controller::{read_battery, Choice, Config, Controller, Step, DEFAULT_TABLE};
@@ -62,6 +65,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const PROP_POLICY: &str = "policy";
 const PROP_PREFERENCE: &str = "preference";
+/// The custom downstream event nervesr takes (its name there: `ENHANCE_EVENT`).
+const ENHANCE_EVENT: &str = "nerveabr-enhance";
 const PROP_BATTERY_LEVEL: &str = "battery-level";
 const PROP_DEMUXER: &str = "demuxer";
 const PROP_ENHANCER: &str = "enhancer";
@@ -136,6 +141,10 @@ struct State {
     stalls: u32,
     last: Option<Choice>,
     warned: bool,
+    /// Enhancement on/off decided per fragment, enacted when the fragment's frames pass.
+    enhance_by_fragment: std::collections::BTreeMap<u64, (bool, usize)>,
+    /// What the enhancer was last told (None: nothing yet, or since a flush).
+    told: Option<bool>,
 }
 
 #[derive(Default)]
@@ -229,7 +238,10 @@ impl NerveAbr {
         }
         let Some(table) = st.table.as_ref() else { return false };
         match Controller::new(config, table, rungs, segment_s, total) {
-            Ok(c) => {
+            Ok(mut c) => {
+                if let Some(previous) = st.controller.as_ref() {
+                    c.carry_over(previous);
+                }
                 gst::info!(CAT, imp = self, "policy {} over {} rungs: {:?}", s.policy, c.rungs().len(), c.rungs().iter().map(|r| r.bandwidth).collect::<Vec<_>>());
                 st.controller = Some(c);
                 true
@@ -262,6 +274,7 @@ impl NerveAbr {
             let Some(c) = st.controller.as_mut() else { return };
             let choice = c.decide(step);
             st.last = Some(choice.clone());
+            st.enhance_by_fragment.insert(choice.fragment, (choice.level > 0, choice.level));
             (choice, battery, enhancer, qos, st.stalls)
         };
         let target = u32::try_from(choice.bandwidth).unwrap_or(u32::MAX);
@@ -272,6 +285,32 @@ impl NerveAbr {
         gst::debug!(CAT, imp = self, "fragment {}: rung {} ({} bit/s, {} p), level {} ({}), throughput {:.0}, buffer {:?}", choice.fragment, choice.rung, choice.bandwidth, choice.height, choice.level, choice.model, choice.throughput_bps, choice.buffer);
         let msg = gst::message::Element::builder(decision_structure(&choice, &s.policy, battery, enhancer, qos, stalls)).src(&*self.obj()).build();
         let _ = self.obj().post_message(msg);
+    }
+
+    /// Before a frame of fragment k goes by: when k's decision changes the enhancement, tell the
+    /// enhancer downstream, in the stream, so it switches exactly at this frame.
+    fn enact(&self, pts: Option<gst::ClockTime>) {
+        let segment = self.obj().segment();
+        let Some(seg) = segment.downcast_ref::<gst::format::Time>() else { return };
+        let Some(time) = seg.to_stream_time(pts) else { return };
+        let (on, level, fragment) = {
+            let mut st = lock(&self.state);
+            let Some(segment_s) = st.manifest.as_ref().map(|m| m.segment_s).filter(|s| *s > 0.0) else { return };
+            let fragment = (time.seconds_f64() / segment_s + 1e-6).floor() as u64;
+            // The decision for this fragment, or the latest before it (a fragment decided
+            // before the controller existed keeps the previous one).
+            let Some((_, &(on, level))) = st.enhance_by_fragment.range(..=fragment).next_back() else { return };
+            if st.told == Some(on) {
+                return;
+            }
+            st.told = Some(on);
+            (on, level, fragment)
+        };
+        gst::debug!(CAT, imp = self, "fragment {fragment} from {time}: enhancement {}", if on { "on" } else { "off" });
+        let s = gst::Structure::builder(ENHANCE_EVENT).field("enhance", on).field("fragment", fragment).field("level", level as u32).build();
+        if !self.obj().src_pad().push_event(gst::event::CustomDownstream::new(s)) {
+            gst::debug!(CAT, imp = self, "nobody downstream took {ENHANCE_EVENT}");
+        }
     }
 
     /// Start steering `demuxer`: collect its manifest, follow its bandwidth notifications.
@@ -631,10 +670,25 @@ impl ElementImpl for NerveAbr {
 impl BaseTransformImpl for NerveAbr {
     const MODE: gst_base::subclass::BaseTransformMode = gst_base::subclass::BaseTransformMode::AlwaysInPlace;
     const PASSTHROUGH_ON_SAME_CAPS: bool = true;
-    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+    // Frames are looked at (never changed) to enact each fragment's enhancement at its start.
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
 
-    fn transform_ip(&self, _buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.enact(buf.pts());
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn transform_ip_passthrough(&self, buf: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.enact(buf.pts());
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) = event.view() {
+            // After a flush the enhancer hears the current fragment's decision again.
+            lock(&self.state).told = None;
+        }
+        self.parent_sink_event(event)
     }
 
     fn src_event(&self, event: gst::Event) -> bool {
