@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use gstnerveabr::abr::manifest::{self, ManifestInfo, Rung};
 use gstnerveabr::abr::{Config, Controller, DEFAULT_TABLE, Step};
+use gstnerveabr::policy::energy::Network;
 use gstnerveabr::policy::nerve::Preference;
 use gstnerveabr::policy::quality::{QualityTable, TableFile};
 use gstnerveabr::sim::trace::{Trace, read_archive};
@@ -169,7 +170,7 @@ fn check_manifest(text: &str) -> Result<Option<ManifestInfo>, TestCaseError> {
 const POLICIES: &[&str] = &["bb", "rb", "bola", "robustmpc", "dynamic", "nerve", "robustmpc+sr"];
 
 fn controller_config(policy: &str) -> Config {
-    Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0 }
+    Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte }
 }
 
 /// A few fragments' decisions by every policy: no panic, and each choice is one of the rungs.

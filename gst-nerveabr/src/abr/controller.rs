@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::manifest::Rung;
+use crate::policy::energy::{EnergyModel, EnergyUse, Network};
 use crate::policy::nerve::Preference;
 use crate::policy::quality::TableFile;
 use crate::policy::{Decision, Ladder, Observation, Policy, QualityTable};
@@ -34,6 +35,8 @@ pub struct Config {
     pub device_speed: f64,
     /// Display height the upscale aims at, 0 = the top rung's height.
     pub target_height: u32,
+    /// The network the device streams over (the energy model's radio).
+    pub network: Network,
 }
 
 /// What the demuxer and the sinks report when a fragment has been downloaded.
@@ -63,6 +66,10 @@ pub struct Choice {
     pub upscale: f64,
     pub throughput_bps: f64,
     pub buffer: Duration,
+    /// The session's expected device energy so far, this fragment included (policy::energy).
+    pub energy: EnergyUse,
+    /// The same as a share of the stated phone battery, percent.
+    pub battery_pct: f64,
 }
 
 pub struct Controller {
@@ -74,6 +81,8 @@ pub struct Controller {
     table: QualityTable,
     level_names: Vec<String>,
     recent: Vec<f64>,
+    energy_model: EnergyModel,
+    energy: EnergyUse,
     fragment: u64,
     total: usize,
     last_rung: Option<usize>,
@@ -118,6 +127,7 @@ impl Controller {
         let level_names = std::iter::once("classical".to_string())
             .chain((0..table.levels().saturating_sub(1)).map(|l| file.rungs.iter().find_map(|r| r.levels.get(l)).map_or(format!("level-{}", l + 1), |x| x.name.clone())))
             .collect();
+        let energy_model = EnergyModel::new(config.network);
         Ok(Self {
             greedy_sr: mode == EnhanceMode::Greedy,
             config,
@@ -127,6 +137,8 @@ impl Controller {
             table,
             level_names,
             recent: Vec::new(),
+            energy_model,
+            energy: EnergyUse::default(),
             fragment: 0,
             total: total.unwrap_or(100_000),
             last_rung: None,
@@ -142,6 +154,7 @@ impl Controller {
     /// settings'.
     pub fn carry_over(&mut self, previous: &Controller) {
         self.fragment = previous.fragment;
+        self.energy = previous.energy;
         self.recent = previous.recent.clone();
         self.last_rung = previous.last_rung.map(|r| r.min(self.ladder.top()));
     }
@@ -190,7 +203,19 @@ impl Controller {
         let top_h = self.rungs.iter().map(|r| r.height).max().unwrap_or(0);
         let target = if self.config.target_height > 0 { self.config.target_height } else { top_h };
         let upscale = if r.height > 0 && target > 0 { target as f64 / r.height as f64 } else { 1.0 };
+        // What this fragment will cost the battery: its download at the measured throughput
+        // (the radio's active power for that long), its decoding, and its enhancement (the table's
+        // compute for the level, as CPU-seconds of the benchmark machine).
+        let bits = r.bandwidth as f64 * chunk;
+        let throughput = self.recent.last().copied().filter(|t| *t > 0.0).unwrap_or(r.bandwidth as f64 * 2.0);
+        self.energy.radio_j += self.energy_model.download_j(bits, bits / throughput);
+        self.energy.decode_j += self.energy_model.decode_j(chunk);
+        if level > 0 {
+            self.energy.enhance_j += self.energy_model.enhance_j(self.table.cost(rung, level));
+        }
         let choice = Choice {
+            energy: self.energy,
+            battery_pct: self.energy_model.battery_pct(self.energy.total_j()),
             fragment: self.fragment,
             rung,
             bandwidth: r.bandwidth,
@@ -239,7 +264,7 @@ mod tests {
     }
 
     fn config(policy: &str) -> Config {
-        Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0 }
+        Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte }
     }
 
     fn step(bw: f64, buffer_s: f64) -> Step {

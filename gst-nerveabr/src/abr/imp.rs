@@ -21,7 +21,9 @@
  *   `level` (u32, 0 = classical upscale), `model` (string, the table's name of the level),
  *   `upscale` (double, target height / rung height), `throughput` (u64, bit/s), `buffer`
  *   (u64, ns), `battery` (double, -1 = mains), `enhancer` (bool, a nervesr was found),
- *   `qos-proportion` (double), `stalls` (u32).
+ *   `qos-proportion` (double), `stalls` (u32), and the session's expected device energy so
+ *   far from the same model `nerveabr-sim` uses: `energy-j`, `energy-radio-j`,
+ *   `energy-enhance-j` (double, joules) and `battery-pct` (double, of a stated phone battery).
  *
  * The decision is enacted on the enhancer too, per fragment: right before the first frame of
  * fragment k (stream time k x segment duration) nerveabr sends a `nerveabr-enhance` custom
@@ -54,6 +56,7 @@ use gst_base::subclass::prelude::*;
 use super::controller::{read_battery, Choice, Config, Controller, Step, DEFAULT_TABLE};
 use super::manifest::{self, ManifestInfo, Rung};
 use super::AbrPreference;
+use crate::policy::energy::Network;
 use crate::policy::quality::TableFile;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -74,6 +77,7 @@ const PROP_LADDER: &str = "ladder";
 const PROP_QUALITY_TABLE: &str = "quality-table";
 const PROP_DEVICE_SPEED: &str = "device-speed";
 const PROP_TARGET_HEIGHT: &str = "target-height";
+const PROP_NETWORK: &str = "network";
 const PROP_LAST_DECISION: &str = "last-decision";
 const PROP_MAX_BUFFERING_TIME: &str = "max-buffering-time";
 
@@ -101,6 +105,7 @@ struct Settings {
     device_speed: f64,
     target_height: u32,
     max_buffering_time: u64,
+    network: Network,
 }
 
 impl Default for Settings {
@@ -116,6 +121,7 @@ impl Default for Settings {
             device_speed: DEFAULT_DEVICE_SPEED,
             target_height: DEFAULT_TARGET_HEIGHT,
             max_buffering_time: DEFAULT_MAX_BUFFERING_TIME,
+            network: Network::Lte,
         }
     }
 }
@@ -195,7 +201,14 @@ fn set_checked<T: ToValue + StaticType + Into<glib::Value>>(o: &impl IsA<glib::O
 impl NerveAbr {
     fn config(&self, s: &Settings) -> Config {
         let battery = if s.battery_level >= 0.0 { Some(s.battery_level) } else { read_battery(Path::new(POWER_SUPPLY)) };
-        Config { policy: s.policy.clone(), preference: s.preference.into(), battery, device_speed: s.device_speed, target_height: s.target_height }
+        Config {
+            policy: s.policy.clone(),
+            preference: s.preference.into(),
+            battery,
+            device_speed: s.device_speed,
+            target_height: s.target_height,
+            network: s.network,
+        }
     }
 
     fn load_table(&self, s: &Settings) -> TableFile {
@@ -491,6 +504,10 @@ fn decision_structure(c: &Choice, policy: &str, battery: f64, enhancer: bool, qo
         .field("enhancer", enhancer)
         .field("qos-proportion", qos)
         .field("stalls", stalls)
+        .field("energy-j", c.energy.total_j())
+        .field("energy-radio-j", c.energy.radio_j)
+        .field("energy-enhance-j", c.energy.enhance_j)
+        .field("battery-pct", c.battery_pct)
         .build()
 }
 
@@ -553,6 +570,12 @@ impl ObjectImpl for NerveAbr {
                     .default_value(DEFAULT_DEVICE_SPEED)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecString::builder(PROP_NETWORK)
+                    .nick("Network")
+                    .blurb("The network the device streams over, for the energy estimate in each decision (energy-j, battery-pct): 3g, lte, 5g or wifi (radio power model of Huang et al., MobiSys 2012; docs/abr.md#energy)")
+                    .default_value(Some("lte"))
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder(PROP_TARGET_HEIGHT)
                     .nick("Target height")
                     .blurb("Display height in pixels the upscale aims at (reported as upscale = target / rung height); 0 = the top rung's height")
@@ -594,6 +617,13 @@ impl ObjectImpl for NerveAbr {
             PROP_QUALITY_TABLE => s.quality_table = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
             PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_NETWORK => {
+                let name = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+                match Network::parse(&name) {
+                    Ok(n) => s.network = n,
+                    Err(e) => gst::warning!(CAT, imp = self, "{e}; keeping {}", s.network.name()),
+                }
+            }
             PROP_MAX_BUFFERING_TIME => s.max_buffering_time = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             _ => {}
         }
@@ -622,6 +652,7 @@ impl ObjectImpl for NerveAbr {
             PROP_QUALITY_TABLE => s.quality_table.to_value(),
             PROP_DEVICE_SPEED => s.device_speed.to_value(),
             PROP_TARGET_HEIGHT => s.target_height.to_value(),
+            PROP_NETWORK => s.network.name().to_value(),
             PROP_MAX_BUFFERING_TIME => s.max_buffering_time.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }

@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use gstnerveabr::policy::energy::{EnergyModel, Network};
 use gstnerveabr::policy::nerve::{NerveParams, Preference};
 use gstnerveabr::policy::quality::TableFile;
 use gstnerveabr::policy::{Ladder, QualityTable};
@@ -349,6 +350,8 @@ fn do_main() -> Result<()> {
         .map(|p| p.parse::<PolicySpec>().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let mut sets: Vec<(String, Vec<Trace>)> = Vec::new();
+    // The radio of each set's network, from its path (the energy model's radio).
+    let mut networks: BTreeMap<String, Network> = BTreeMap::new();
     for dir in &args.traces {
         let (mut traces, skipped) = read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
         if !skipped.is_empty() && !args.quiet {
@@ -360,6 +363,7 @@ fn do_main() -> Result<()> {
         if traces.is_empty() {
             bail!("{}: no trace files", dir.display());
         }
+        networks.insert(set_name(dir), Network::of_path(dir));
         sets.push((set_name(dir), traces));
     }
     let nerve = nerve_config(&args);
@@ -389,10 +393,13 @@ fn do_main() -> Result<()> {
     let chunk_settings = ChunkSettings::default();
     let bones_settings = BonesSettings { exact_session: args.exact_session, ..BonesSettings::default() };
 
-    let run_one = |spec: &PolicySpec, traces: &[Trace], tick: &dyn Fn()| -> Vec<TraceResult> {
+    let run_one = |spec: &PolicySpec, network: Network, traces: &[Trace], tick: &dyn Fn()| -> Vec<TraceResult> {
         match &bones_data {
             Some(d) => run_bones(spec, d, traces, &nerve, &bones_settings, tick),
-            None => run_chunk(spec, &ladder, &qtable, traces, &nerve, &chunk_settings, tick),
+            None => {
+                let s = ChunkSettings { energy: EnergyModel::new(network), ..chunk_settings.clone() };
+                run_chunk(spec, &ladder, &qtable, traces, &nerve, &s, tick)
+            }
         }
     };
 
@@ -402,7 +409,7 @@ fn do_main() -> Result<()> {
         println!("scenario {:?}: time to run each policy over 100 traces (single thread)", args.scenario);
         for spec in &specs {
             let t0 = Instant::now();
-            let r = run_one(spec, &hundred, &|| {});
+            let r = run_one(spec, Network::Lte, &hundred, &|| {});
             let dt = t0.elapsed();
             println!("{:<14} {:>8.3} s  ({} traces)", spec.name, dt.as_secs_f64(), r.len());
         }
@@ -435,7 +442,8 @@ fn do_main() -> Result<()> {
         let mut per = BTreeMap::new();
         for spec in &specs {
             bar.set_message(format!("{set}: {}", spec.name));
-            let res = run_one(spec, traces, &|| bar.inc(1));
+            let network = networks.get(set).copied().unwrap_or(Network::Lte);
+            let res = run_one(spec, network, traces, &|| bar.inc(1));
             all_results.entry(spec.name.clone()).or_default().extend(res.iter().cloned());
             per.insert(spec.name.clone(), summarise(res));
         }

@@ -9,6 +9,7 @@ pub mod bba;
 pub mod bola;
 pub mod bones;
 pub mod dynamic;
+pub mod energy;
 pub mod mpc;
 pub mod nerve;
 pub mod quality;

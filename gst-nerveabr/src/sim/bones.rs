@@ -484,6 +484,7 @@ pub fn run(data: &BonesData, trace: &Trace, policy: &mut dyn Policy, mode: Enhan
         enhanced_chunks: be.history.iter().filter(|&&m| m != 0).count(),
         compute_s: energy_compute_ms / 1000.0,
         energy_j: 0.0,
+        battery_pct: 0.0,
     }
 }
 

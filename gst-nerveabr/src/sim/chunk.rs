@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::bones::EnhanceMode;
 use super::trace::Trace;
 use super::TraceResult;
+use crate::policy::energy::{EnergyModel, EnergyUse};
 use crate::policy::throughput::{DownloadSample, Estimator, EstimatorKind};
 use crate::policy::{Ladder, Observation, Policy, QualityTable};
 
@@ -27,6 +28,7 @@ pub struct ChunkSettings {
     /// Quality points charged per second of stall in `qoe_quality` (the top VMAF, as Pensieve
     /// charges the top bitrate).
     pub stall_penalty: f64,
+    /// The device's energy model (policy::energy); its radio is the traces' network's.
     pub energy: EnergyModel,
 }
 
@@ -42,23 +44,6 @@ impl Default for ChunkSettings {
             stall_penalty: 100.0,
             energy: EnergyModel::default(),
         }
-    }
-}
-
-/// A stated, rough energy model: radio energy per megabit, decoder power while playing,
-/// enhancement power while the enhancer runs.
-#[derive(Clone, Copy, Debug)]
-pub struct EnergyModel {
-    pub radio_j_per_mbit: f64,
-    pub decode_w: f64,
-    pub enhance_w: f64,
-}
-
-impl Default for EnergyModel {
-    fn default() -> Self {
-        // LTE radio ~1.5-2 W at ~10 Mbit/s (Huang et al., MobiSys 2012) -> ~0.2 J/Mbit;
-        // hardware decode ~0.5 W; a phone NPU/GPU running SR ~4 W.
-        Self { radio_j_per_mbit: 0.2, decode_w: 0.5, enhance_w: 4.0 }
     }
 }
 
@@ -198,6 +183,7 @@ pub fn run(
     let mut rebufs = Vec::with_capacity(s.chunks);
     let mut enhanced = 0;
     let mut last_rung = None;
+    let mut used = EnergyUse::default();
 
     for i in 0..s.chunks {
         let decision = if i == 0 {
@@ -223,6 +209,7 @@ pub fn run(
         let size_bits = sizes[rung];
         let delay = link.download(size_bits / 8.0, s.payload_portion) + s.rtt_s;
         bits += size_bits;
+        used.radio_j += s.energy.download_j(size_bits, delay);
         est.push(DownloadSample { bits: size_bits, transfer_s: delay, latency_s: 0.0 });
         let rebuf = (delay - buffer).max(0.0);
         if i == 0 {
@@ -259,6 +246,7 @@ pub fn run(
             backlog = (backlog - sleep).max(0.0);
             link.sleep(sleep);
             wall += sleep;
+            used.radio_j += s.energy.idle_j(sleep);
         }
     }
     wall += buffer;
@@ -272,7 +260,8 @@ pub fn run(
     }
     let mean_q = scored.clone().map(|i| quality[i]).sum::<f64>() / m;
     let mbps: Vec<f64> = rungs.iter().map(|&r| ladder.bitrates_bps[r] / 1e6).collect();
-    let e = s.energy;
+    used.decode_j = s.energy.decode_j(n as f64 * chunk);
+    used.enhance_j = s.energy.enhance_j(compute);
     TraceResult {
         trace: trace.name.clone(),
         qoe_quality: qq / m,
@@ -286,7 +275,8 @@ pub fn run(
         switches: rungs.windows(2).filter(|w| w[0] != w[1]).count(),
         enhanced_chunks: enhanced,
         compute_s: compute,
-        energy_j: e.radio_j_per_mbit * bits / 1e6 + e.decode_w * n as f64 * chunk + e.enhance_w * compute,
+        energy_j: used.total_j(),
+        battery_pct: s.energy.battery_pct(used.total_j()),
     }
 }
 

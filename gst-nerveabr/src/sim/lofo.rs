@@ -21,6 +21,7 @@ use super::chunk::{self, ChunkSettings};
 use super::run::{chunk_policy, NerveConfig, PolicySpec};
 use super::trace::{read_dir, Trace, TraceError};
 use super::TraceResult;
+use crate::policy::energy::{EnergyModel, Network};
 use crate::policy::nerve::NerveParams;
 use crate::policy::{Ladder, QualityTable};
 
@@ -471,10 +472,18 @@ pub fn run(root: &Path, families: &[(Family, Vec<Trace>)], setup: &Setup<'_>, ti
     let cells = cells(&setup.base, &setup.axes);
     let tune: Vec<Vec<usize>> = families.iter().map(|(_, t)| spread(t.len(), setup.tune_limit)).collect();
     let nerve_spec: PolicySpec = PolicySpec { name: "nerve".into(), base: "nerve".into(), greedy_sr: false };
-    let run_one = |spec: &PolicySpec, params: &NerveParams, t: &Trace| -> TraceResult {
+    // Each family's traces are played on its own network's radio (policy::energy).
+    let settings: Vec<ChunkSettings> = families
+        .iter()
+        .map(|(f, _)| {
+            let network = f.sources.first().map_or_else(|| Network::of_family(&f.name), |p| Network::of_path(p));
+            ChunkSettings { energy: EnergyModel::new(network), ..setup.settings.clone() }
+        })
+        .collect();
+    let run_one = |spec: &PolicySpec, params: &NerveParams, f: usize, t: &Trace| -> TraceResult {
         let cfg = NerveConfig { params: params.clone(), ..NerveConfig::default() };
         let (mut p, mode) = chunk_policy(spec, setup.table, &cfg);
-        let r = chunk::run(setup.ladder, setup.table, t, p.as_mut(), mode, setup.settings);
+        let r = chunk::run(setup.ladder, setup.table, t, p.as_mut(), mode, &settings[f]);
         tick();
         r
     };
@@ -485,7 +494,7 @@ pub fn run(root: &Path, families: &[(Family, Vec<Trace>)], setup: &Setup<'_>, ti
         (0..setup.baselines.len()).flat_map(|b| trace_ix.iter().map(move |&(f, i)| (b, f, i))).collect();
     let flat = par_map(base_jobs.len(), setup.jobs, &|j| {
         let (b, f, i) = base_jobs[j];
-        run_one(&setup.baselines[b], &setup.base, &families[f].1[i])
+        run_one(&setup.baselines[b], &setup.base, f, &families[f].1[i])
     });
     // base_res[b][f] = per-trace results
     let mut base_res: Vec<Vec<Vec<TraceResult>>> = vec![vec![Vec::new(); families.len()]; setup.baselines.len()];
@@ -498,7 +507,7 @@ pub fn run(root: &Path, families: &[(Family, Vec<Trace>)], setup: &Setup<'_>, ti
         (0..cells.len()).flat_map(|c| tune.iter().enumerate().flat_map(move |(f, ix)| ix.iter().map(move |&i| (c, f, i)))).collect();
     let flat = par_map(grid_jobs.len(), setup.jobs, &|j| {
         let (c, f, i) = grid_jobs[j];
-        run_one(&nerve_spec, &cells[c].params, &families[f].1[i])
+        run_one(&nerve_spec, &cells[c].params, f, &families[f].1[i])
     });
     let mut grid_res: Vec<Vec<Vec<TraceResult>>> = vec![vec![Vec::new(); families.len()]; cells.len()];
     for ((c, f, _), r) in grid_jobs.iter().zip(flat) {
@@ -528,7 +537,7 @@ pub fn run(root: &Path, families: &[(Family, Vec<Trace>)], setup: &Setup<'_>, ti
         .collect();
     let flat = par_map(eval_jobs.len(), setup.jobs, &|j| {
         let (f, i) = eval_jobs[j];
-        run_one(&nerve_spec, &cells[chosen_per_fold[f]].params, &families[f].1[i])
+        run_one(&nerve_spec, &cells[chosen_per_fold[f]].params, f, &families[f].1[i])
     });
     let mut eval_res: Vec<Vec<TraceResult>> = vec![Vec::new(); families.len()];
     for ((f, _), r) in eval_jobs.iter().zip(flat) {

@@ -42,8 +42,11 @@ pub struct TraceResult {
     pub enhanced_chunks: usize,
     /// Device time spent enhancing, seconds.
     pub compute_s: f64,
-    /// Energy from the model in the README, joules (chunk scenario only).
+    /// Device energy of the session from policy::energy (radio, decode, enhancement), joules
+    /// (chunk scenario only; 0 in the BONES scenario).
     pub energy_j: f64,
+    /// The same as a share of the stated phone battery, percent.
+    pub battery_pct: f64,
 }
 
 /// Pensieve's QoE_lin averaged over chunks 1.. (Pensieve's test scripts drop the first chunk's

@@ -28,6 +28,7 @@ pub struct PolicySummary {
     pub switches: f64,
     pub enhanced_chunks: f64,
     pub energy_j: f64,
+    pub battery_pct: f64,
     pub per_trace: Vec<TraceResult>,
 }
 
@@ -60,6 +61,7 @@ impl PolicySummary {
             switches: mean(r.iter().map(|t| t.switches as f64)),
             enhanced_chunks: mean(r.iter().map(|t| t.enhanced_chunks as f64)),
             energy_j: mean(r.iter().map(|t| t.energy_j)),
+            battery_pct: mean(r.iter().map(|t| t.battery_pct)),
             per_trace,
         }
     }
