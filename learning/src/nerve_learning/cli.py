@@ -1,6 +1,6 @@
 """`nerve-learn`: the learning side's command line. Each capability (data, sr, continual, ondevice,
-recovery, registry) brings its own sub-commands from its `cli` module; this module only puts them
-together, so no capability imports another's command line."""
+recovery, registry, rollout) brings its own sub-commands from its `cli` module; this module only
+puts them together, so no capability imports another's command line."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from pathlib import Path
 
 from .continual import cli as continual_cli
 from .data import cli as data_cli
+from .federated import cli as federated_cli
 from .ondevice import cli as ondevice_cli
 from .recovery import cli as recovery_cli
 from .registry import cli as registry_cli
+from .rollout import cli as rollout_cli
 from .sr import cli as sr_cli
 
 
@@ -39,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     registry_cli.add_parser(sub)
     ondevice_cli.add_parsers(sub)
     recovery_cli.add_parser(sub)
+    rollout_cli.add_parsers(sub)
+    federated_cli.add_parser(sub)
     c = sub.add_parser("compare", help="PSNR-Y, VMAF and VMAF NEG of videos against a reference")
     c.add_argument("--reference", required=True)
     c.add_argument("--json", default="")
