@@ -85,13 +85,22 @@ pub struct Manifest {
 pub struct ResolvedModel {
     pub entry: ModelEntry,
     pub path: PathBuf,
+    /// The directory of the manifest that describes it: the model file must really be inside
+    /// (a symbolic link leading out is refused when the file is read).
+    pub dir: PathBuf,
 }
 
 impl Manifest {
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| EngineError::Manifest(format!("cannot read {}: {e}", path.display())))?;
-        let file: ManifestFile = toml::from_str(&text)
+        Self::parse(&text, path)
+    }
+
+    /// A manifest from its text; `path` is where it was read from (errors name it, and its
+    /// directory resolves the relative file names). Nothing is read from disk.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, EngineError> {
+        let file: ManifestFile = toml::from_str(text)
             .map_err(|e| EngineError::Manifest(format!("{} is malformed: {e}", path.display())))?;
         for m in &file.models {
             m.validate().map_err(|e| EngineError::Manifest(format!("{}: {e}", path.display())))?;
@@ -105,7 +114,7 @@ impl Manifest {
     }
 
     fn resolved(&self, entry: &ModelEntry) -> ResolvedModel {
-        ResolvedModel { entry: entry.clone(), path: self.path_of(entry) }
+        ResolvedModel { entry: entry.clone(), path: self.path_of(entry), dir: self.dir.clone() }
     }
 }
 
@@ -188,7 +197,8 @@ pub fn resolve_in(spec: &str, task: Task, scale: u32, dirs: &[PathBuf]) -> Resul
             .ok_or_else(|| {
                 EngineError::Manifest(format!("{} has no entry for {}", manifest_path.display(), file_name))
             })?;
-        return Ok(ResolvedModel { entry: entry.clone(), path });
+        let dir = dir.to_path_buf();
+        return Ok(ResolvedModel { entry: entry.clone(), path, dir });
     }
     let mut searched = Vec::new();
     for dir in dirs {
@@ -240,15 +250,37 @@ pub fn find_default_in(dirs: &[PathBuf], accept: impl Fn(&ModelEntry) -> bool) -
     Ok(None)
 }
 
-/// Reads the model file and checks it against the manifest's sha256.
+/// Largest model file read (a model from elsewhere could be any size; the shipped ones are a
+/// few hundred KiB).
+pub const MAX_MODEL_BYTES: u64 = 1 << 30;
+
+/// Reads the model file and checks it against the manifest's sha256. The file must really be
+/// inside its manifest's directory: `file` names are checked when the manifest is read, and a
+/// symbolic link in the directory that leads out of it is refused here.
 pub fn read_verified(model: &ResolvedModel) -> Result<Vec<u8>, EngineError> {
-    let bytes = std::fs::read(&model.path).map_err(|e| {
+    let io_error = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             EngineError::ModelMissing(model.path.clone())
         } else {
             EngineError::Model(format!("cannot read {}: {e}", model.path.display()))
         }
-    })?;
+    };
+    let real = model.path.canonicalize().map_err(io_error)?;
+    let dir = if model.dir.as_os_str().is_empty() { Path::new(".") } else { model.dir.as_path() };
+    let real_dir = dir.canonicalize().map_err(io_error)?;
+    if !real.starts_with(&real_dir) {
+        return Err(EngineError::Model(format!(
+            "{} leads to {}, outside the directory of its manifest {}; symbolic links out of a models directory are refused",
+            model.path.display(),
+            real.display(),
+            real_dir.display()
+        )));
+    }
+    let size = std::fs::metadata(&real).map_err(io_error)?.len();
+    if size > MAX_MODEL_BYTES {
+        return Err(EngineError::Model(format!("{} is {size} bytes, more than the {MAX_MODEL_BYTES} a model may have", model.path.display())));
+    }
+    let bytes = std::fs::read(&real).map_err(io_error)?;
     let digest = Sha256::digest(&bytes);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     if !hex.eq_ignore_ascii_case(&model.entry.sha256) {

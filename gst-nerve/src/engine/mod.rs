@@ -2,6 +2,7 @@
 //! sessions on the chosen execution provider, and frame <-> tensor conversion.
 
 pub mod convert;
+pub mod guard;
 pub mod library;
 pub mod manifest;
 pub mod model;

@@ -8,7 +8,7 @@ use ort::value::TensorRef;
 
 use super::manifest::{self, ResolvedModel};
 use super::provider::Provider;
-use super::{EngineError, library};
+use super::{EngineError, guard, library};
 
 /// How to build a session.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +49,11 @@ impl Model {
             ));
         }
         let bytes = manifest::read_verified(&spec)?;
+        // The sha256 says the file is the one the manifest names, not that its author is trusted.
+        guard::check_model(&bytes, &spec.dir).map_err(|why| {
+            let verdict = if guard::is_malformed(&why) { "is not a loadable ONNX model" } else { "is refused" };
+            EngineError::Model(format!("{} {verdict}: {why}", spec.path.display()))
+        })?;
         let builder = || -> Result<_, EngineError> {
             let mut b = Session::builder(env)
                 .map_err(|e| EngineError::Model(format!("cannot create a session: {e}")))?

@@ -180,6 +180,8 @@ struct Counters {
     falling_back: bool,
     swaps: u64,
     swaps_refused: u64,
+    /// Frames whose model output was not a picture (NaN/Inf, black, blown) and went classical.
+    output_faults: u64,
 }
 
 /// Per-format plane handling, fixed when caps are set.
@@ -220,6 +222,8 @@ struct State {
     made: Option<(bool, u32, &'static str)>,
     /// Input and output size of the current caps.
     sizes: (u32, u32, u32, u32),
+    /// sha256 of the last model whose faulty output was reported (once per model).
+    fault_reported: Option<String>,
 }
 
 /// QoS as last reported by downstream; written from the source pad's event thread.
@@ -546,6 +550,7 @@ impl NerveSr {
             .field("provider", provider)
             .field("model-swaps", c.swaps)
             .field("swaps-refused", c.swaps_refused)
+            .field("output-faults", c.output_faults)
             .field("harvested-patches", harvested.patches)
             .field("harvested-bytes", harvested.bytes)
             .field("model-scale", state.geometry.as_ref().map_or(0, |g| if state.model.is_some() { g.k } else { 0 }))
@@ -1076,6 +1081,8 @@ impl VideoFilterImpl for NerveSr {
 
         let mut reason = "model";
         let mut enhanced = false;
+        // (model, sha256, why): a model's first faulty output, reported once the lock is released.
+        let mut faulty: Option<(String, String, String)> = None;
         let mut frames = 1;
         if let Some(model) = state.model.as_mut() {
             frames = model.frames();
@@ -1104,14 +1111,37 @@ impl VideoFilterImpl for NerveSr {
                 let y_out = outframe.plane_data_mut(0).map_err(|_| gst::FlowError::Error)?;
                 let (out_w, out_h) = (geo.out_w, geo.out_h);
                 let (k, mid) = (geo.k as usize, &mut geo.mid);
+                // An output that is not a picture (NaN/Inf, black, blown: a broken or hostile
+                // model) is never written; the frame goes the classical way instead.
+                let current = &state.input[(frames - 1) * area..];
+                let mut fault = None;
                 let result = match mid {
                     // The model's output is smaller than the frame: through the middle plane.
                     Some((plane, finish)) => model
-                        .run(&state.input, w, h, |hr| tensor_to_luma(hr, k * w, k * h, plane, k * w))
-                        .inspect(|_| finish.run(plane, k * w, y_out, out_stride)),
-                    None => model.run(&state.input, w, h, |hr| tensor_to_luma(hr, out_w, out_h, y_out, out_stride)),
+                        .run(&state.input, w, h, |hr| match engine::guard::check_output(current, hr) {
+                            Ok(()) => tensor_to_luma(hr, k * w, k * h, plane, k * w),
+                            Err(f) => fault = Some(f),
+                        })
+                        .inspect(|_| {
+                            if fault.is_none() {
+                                finish.run(plane, k * w, y_out, out_stride)
+                            }
+                        }),
+                    None => model.run(&state.input, w, h, |hr| match engine::guard::check_output(current, hr) {
+                        Ok(()) => tensor_to_luma(hr, out_w, out_h, y_out, out_stride),
+                        Err(f) => fault = Some(f),
+                    }),
                 };
                 match result {
+                    Ok(_) if fault.is_some() => {
+                        reason = "output-fault";
+                        state.counters.output_faults += 1;
+                        let sha = model.spec.entry.sha256.clone();
+                        if state.fault_reported.as_deref() != Some(sha.as_str()) {
+                            state.fault_reported = Some(sha.clone());
+                            faulty = Some((model.spec.entry.name.clone(), sha, fault.map(|f| f.to_string()).unwrap_or_default()));
+                        }
+                    }
                     Ok(took) => {
                         state.counters.inference += took;
                         enhanced = true;
@@ -1169,6 +1199,15 @@ impl VideoFilterImpl for NerveSr {
         c.falling_back = late;
         let total = c.enhanced + c.classical;
         drop(guard);
+        if let Some((model, sha, why)) = faulty {
+            gst::element_imp_warning!(self, gst::StreamError::Decode, ("model '{}' gives no picture, upscaling classically: {}", model, why));
+            let s = gst::Structure::builder("nervesr-model-fault")
+                .field("model", model.as_str())
+                .field("model-sha256", sha.as_str())
+                .field("reason", why.as_str())
+                .build();
+            let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        }
         if let Some(made) = switched {
             self.post_switch(pts, made, sizes);
         }
