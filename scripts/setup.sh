@@ -15,7 +15,8 @@ apt_packages=(
   build-essential pkg-config curl ca-certificates git python3-venv python3-pip
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav meson ninja-build nasm xxd fonts-dejavu-core
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav meson ninja-build nasm xxd fonts-dejavu-core postgresql
+  libgstrtspserver-1.0-dev
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -32,6 +33,17 @@ fi
 if ! command -v cargo >/dev/null; then
   [[ -x $HOME/.cargo/bin/cargo ]] || { say "installing Rust (rustup)"; curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
   export PATH=$HOME/.cargo/bin:$PATH
+fi
+
+# cargo-c builds the static plugins with their .pc files (examples/player/build.sh,
+# docs/android.md), as gst-plugins-rs does. Debian's cargo-c 0.9.14 cannot read an edition-2024
+# workspace, so it comes from crates.io at a version this toolchain builds (0.10.24 needs rustc
+# 1.95). It is built unoptimised (--debug): it only drives cargo, and that takes about 8 min on
+# this 2-core machine instead of 22 (both measured while the machine was shared), once per machine.
+cargo_c_version=0.10.24
+if ! cargo cbuild --version 2>/dev/null | grep -q "^cargo-c $cargo_c_version"; then
+  say "cargo-c $cargo_c_version (cargo install --debug)"
+  cargo install cargo-c --version "$cargo_c_version" --locked --debug
 fi
 
 say "Python environment (.venv): onnxruntime, torch (CPU use), the learning package"
