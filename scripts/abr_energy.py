@@ -18,6 +18,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,8 @@ def main() -> None:
     by_set = {rel: fam for fam, rel in FAMILIES.items()}
     rows: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for pref in PREFERENCES:
-        report = run(pref, args.limit, args.out / f".energy-{pref}.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            report = run(pref, args.limit, Path(tmp) / f"energy-{pref}.json")
         for set_name, pols in report["sets"].items():
             fam = by_set.get(set_name, set_name)
             for pol, s in pols.items():
