@@ -17,8 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
 triple=$(rustc -vV | sed -n 's/^host: //p')
-# target/capi already holds the static build's dependencies for this explicit target triple.
-target_dir=target/capi
+# Its own target directory: a libgstnerve.so next to cargo-c's libgstnerve.a (target/capi) would
+# be what `-lgstnerve` links, and the static player would load the plugin dynamically.
+target_dir=target/ep
 clip=${NERVE_EP_CLIP:-../shared/data/videos/animation/big_buck_bunny_0_30.webm}
 ov_version=1.24.1
 
