@@ -67,6 +67,22 @@ fn ladder(name: &str) -> Option<Ladder> {
     Some(ladder)
 }
 
+/// The input size of every frame `sr` gets, by PTS.
+fn input_sizes(sr: &gst::Element) -> Arc<Mutex<HashMap<u64, (i32, i32)>>> {
+    let sizes: Arc<Mutex<HashMap<u64, (i32, i32)>>> = Arc::default();
+    let seen = sizes.clone();
+    sr.static_pad("sink").expect("sink pad").add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        if let (Some(gst::PadProbeData::Buffer(b)), Some(caps)) = (&info.data, pad.current_caps())
+            && let Some(pts) = b.pts()
+            && let Ok(mut m) = seen.lock()
+        {
+            m.insert(pts.nseconds(), size_of(&caps));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    sizes
+}
+
 #[test]
 fn dash_ladder_through_nerveabr_and_nervesr() {
     let _t = nerve_e2e::Timer::start("dash");
@@ -88,17 +104,7 @@ fn dash_ladder_through_nerveabr_and_nervesr() {
 
     // Frames decoded (into nerveabr), and the input size of each frame nervesr got, by PTS.
     let decoded = count_buffers(&abr.static_pad("sink").expect("sink pad"));
-    let sr_in: Arc<Mutex<HashMap<u64, (i32, i32)>>> = Arc::default();
-    let sr_in2 = sr_in.clone();
-    sr.static_pad("sink").expect("sink pad").add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        if let (Some(gst::PadProbeData::Buffer(b)), Some(caps)) = (&info.data, pad.current_caps())
-            && let Some(pts) = b.pts()
-            && let Ok(mut m) = sr_in2.lock()
-        {
-            m.insert(pts.nseconds(), size_of(&caps));
-        }
-        gst::PadProbeReturn::Ok
-    });
+    let sr_in = input_sizes(&sr);
     let out = record_frames(&sink);
 
     let bus = pipeline.bus().expect("bus");
@@ -200,17 +206,7 @@ fn play_fit(ladder: &Ladder, policy: &str) -> (u64, u64) {
     .expect("a pipeline");
     let sr = pipeline.by_name("sr").expect("nervesr");
     let sink = pipeline.by_name("sink").expect("appsink").downcast::<gst_app::AppSink>().expect("appsink");
-    let sr_in: Arc<Mutex<HashMap<u64, (i32, i32)>>> = Arc::default();
-    let sr_in2 = sr_in.clone();
-    sr.static_pad("sink").expect("sink pad").add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-        if let (Some(gst::PadProbeData::Buffer(b)), Some(caps)) = (&info.data, pad.current_caps())
-            && let Some(pts) = b.pts()
-            && let Ok(mut m) = sr_in2.lock()
-        {
-            m.insert(pts.nseconds(), size_of(&caps));
-        }
-        gst::PadProbeReturn::Ok
-    });
+    let sr_in = input_sizes(&sr);
     let out = record_frames(&sink);
     let bus = pipeline.bus().expect("bus");
     pipeline.set_state(gst::State::Playing).expect("the pipeline starts");
