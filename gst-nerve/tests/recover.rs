@@ -83,6 +83,21 @@ fn timestamp_gaps_are_filled_with_the_frame_shown() {
 }
 
 #[test]
+fn a_second_frame_for_the_slot_just_shown_is_dropped() {
+    // avdec_h264 output two frames for one timestamp on a damaged stream (found by fuzzing,
+    // fuzz/regressions/h264_recover/repeated-timestamp.bin): one frame per timestamp still.
+    let mut h = harness(&[]);
+    for (v, i) in [(50, 0), (60, 1), (61, 1), (70, 2)] {
+        h.push(at(flat(v), i)).expect("push");
+    }
+    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(luma(&out[1]), luma(&at(flat(60), 1)), "the first frame of the slot stays");
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames-repeated").expect("frames-repeated"), 1, "{stats}");
+}
+
+#[test]
 fn gap_events_become_frames() {
     let mut h = harness(&[]);
     h.push(at(flat(50), 0)).expect("push");

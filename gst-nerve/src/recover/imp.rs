@@ -109,6 +109,8 @@ struct Counters {
     gaps: u64,
     /// DISCONT frames within the sequence, taken as reported losses.
     disconts: u64,
+    /// Frames for the slot just shown again (a decoder repeating a timestamp), dropped.
+    repeats: u64,
     model_runs: u64,
     model_errors: u64,
     model_time: Duration,
@@ -335,7 +337,7 @@ impl ObjectImpl for NerveRecover {
                     .nick("Statistics")
                     .blurb(
                         "Counters: frames-in, frames-out, frames-clean, frames-repaired, frames-synthesised, \
-                         frames-corrupted, frames-spatial, blocks-repaired, frames-bars-kept, gap-events, discont-frames, model-runs, model-errors, \
+                         frames-corrupted, frames-spatial, blocks-repaired, frames-bars-kept, gap-events, discont-frames, frames-repeated, model-runs, model-errors, \
                          mean-model-ms, mode, model",
                     )
                     .read_only()
@@ -459,6 +461,7 @@ impl NerveRecover {
             .field("frames-bars-kept", c.bars)
             .field("gap-events", c.gaps)
             .field("discont-frames", c.disconts)
+            .field("frames-repeated", c.repeats)
             .field("model-runs", c.model_runs)
             .field("model-errors", c.model_errors)
             .field("mean-model-ms", mean_ms)
@@ -597,6 +600,13 @@ impl NerveRecover {
                 b.set_pts(next);
                 b.set_duration(state.timeline.frame());
             }
+        }
+        // One frame per expected timestamp: a second frame for the slot just shown (a decoder
+        // that output two for one timestamp, as a damaged stream made avdec_h264 do) is dropped.
+        if !buffer.flags().contains(gst::BufferFlags::DISCONT) && buffer.pts().is_some_and(|pts| state.timeline.repeats(pts)) {
+            state.counters.repeats += 1;
+            gst::debug!(CAT, imp = self, "a second frame for {:?}: dropped", buffer.pts());
+            return Ok(gst::FlowSuccess::Ok);
         }
         let missing = buffer.pts().map(|pts| state.timeline.arrive(pts)).unwrap_or_default();
         let loss = std::mem::take(&mut state.loss_since_frame);

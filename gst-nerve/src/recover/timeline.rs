@@ -72,6 +72,14 @@ impl Timeline {
         (pts + half).saturating_sub(next).nseconds() / self.frame.nseconds() <= MAX_MISSING
     }
 
+    /// Whether a frame at `pts` is for the slot just shown again (within half a frame): a decoder
+    /// that outputs two frames for one timestamp. Further back is a new sequence, not a repeat.
+    pub fn repeats(&self, pts: ClockTime) -> bool {
+        let Some(next) = self.next else { return false };
+        let half = self.frame / 2;
+        !self.frame.is_zero() && pts + half < next && pts + self.frame + half >= next
+    }
+
     /// The next expected timestamp, for a frame that arrives without one.
     pub fn next_slot(&self) -> Option<ClockTime> {
         self.next
@@ -99,6 +107,17 @@ mod tests {
         for i in 0..10 {
             assert!(t.arrive(ms(40 * i)).is_empty());
         }
+    }
+
+    #[test]
+    fn the_slot_just_shown_again_is_a_repeat_and_further_back_is_not() {
+        let mut t = Timeline::new(ms(40));
+        assert!(!t.repeats(ms(0)), "nothing shown yet");
+        t.arrive(ms(0));
+        t.arrive(ms(40));
+        assert!(t.repeats(ms(40)) && t.repeats(ms(45)) && t.repeats(ms(35)));
+        assert!(!t.repeats(ms(80)), "the next slot is new");
+        assert!(!t.repeats(ms(0)), "two slots back is a new sequence");
     }
 
     #[test]
