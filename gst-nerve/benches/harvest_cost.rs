@@ -4,21 +4,17 @@
 //!
 //! `cargo bench -p gst-nerve --bench harvest_cost` (needs ../shared/data).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use gst::prelude::*;
 
+mod common;
+use common::cpu_time;
+
 const CLIP: &str = "videos/animation/big_buck_bunny_0_30.webm";
 const ROUNDS: usize = 5;
 
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 /// Plays the clip once, as fast as it decodes; returns (CPU time, seconds of video).
 fn play(clip: &Path, harvest: Option<(&Path, u32)>) -> (Duration, f64) {
@@ -55,14 +51,7 @@ fn store_bytes(dir: &Path) -> (u64, usize) {
 fn main() {
     gst::init().expect("gst");
     gstnerve::plugin_register_static().expect("plugin");
-    let data = std::env::var_os("NERVE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let clip = data.join(CLIP);
-    if !clip.is_file() {
-        eprintln!("{} not found: set NERVE_DATA", clip.display());
-        std::process::exit(1);
-    }
+    let clip = common::shared_clip(CLIP);
     println!("harvest cost: {CLIP}, decode + nervesr scale=1 + fakesink, {ROUNDS} alternating rounds");
     for budget in [30u32, 600] {
         let (mut off, mut on, mut video) = (Duration::ZERO, Duration::ZERO, 0.0);

@@ -7,21 +7,17 @@
 //! `cargo bench -p gst-nerve --bench shadow_cost` (needs ../shared/data); prints one line per
 //! budget and writes gst-nerve/results/shadow-cost.json.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+mod common;
+use common::cpu_time;
+
 const CLIP: &str = "videos/animation/big_buck_bunny_0_30.webm";
 const ROUNDS: usize = 7;
 
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
 
 struct Run {
     wall: Duration,
@@ -70,14 +66,7 @@ fn play(clip: &Path, shadow: Option<(&str, u32)>) -> Run {
 fn main() {
     gst::init().expect("gst");
     gstnerve::plugin_register_static().expect("plugin");
-    let data = std::env::var_os("NERVE_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let clip = data.join(CLIP);
-    if !clip.is_file() {
-        eprintln!("{} not found: set NERVE_DATA", clip.display());
-        std::process::exit(1);
-    }
+    let clip = common::shared_clip(CLIP);
     // The candidate: the int8 x2 model beside the default x2 champion.
     let candidate = "nerve-sr-x2-int8";
     println!("shadow cost: {CLIP}, decode + nervesr scale=1 + fakesink, {ROUNDS} alternating rounds, candidate {candidate}");

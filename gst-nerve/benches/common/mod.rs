@@ -1,5 +1,6 @@
-//! What the benchmarks share: decoding the frames they push, and timing a pipeline fed by an
-//! `appsrc` until its end of stream.
+//! What the benchmarks share: decoding the frames they push, timing a pipeline fed by an
+//! `appsrc` until its end of stream, the process's CPU time and the shared clips.
+#![allow(dead_code)] // each bench uses its own subset
 
 use std::time::{Duration, Instant};
 
@@ -41,3 +42,27 @@ pub fn finish(pipeline: &gst::Pipeline, src: &gst_app::AppSrc, started: Instant,
     }
     elapsed
 }
+
+/// CPU time of this process so far (user + system), for the benches that price a feature in CPU.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// `rel` under the shared data (`NERVE_DATA`, else ../shared/data beside the repository); exits
+/// with a message when it is not there.
+pub fn shared_clip(rel: &str) -> std::path::PathBuf {
+    let data = std::env::var_os("NERVE_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let clip = data.join(rel);
+    if !clip.is_file() {
+        eprintln!("{} not found: set NERVE_DATA", clip.display());
+        std::process::exit(1);
+    }
+    clip
+}
+
