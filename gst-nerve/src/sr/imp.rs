@@ -1115,23 +1115,19 @@ impl VideoFilterImpl for NerveSr {
                 // model) is never written; the frame goes the classical way instead.
                 let current = &state.input[(frames - 1) * area..];
                 let mut fault = None;
-                let result = match mid {
-                    // The model's output is smaller than the frame: through the middle plane.
-                    Some((plane, finish)) => model
-                        .run(&state.input, w, h, |hr| match engine::guard::check_output(current, hr) {
-                            Ok(()) => tensor_to_luma(hr, k * w, k * h, plane, k * w),
-                            Err(f) => fault = Some(f),
-                        })
-                        .inspect(|_| {
-                            if fault.is_none() {
-                                finish.run(plane, k * w, y_out, out_stride)
-                            }
-                        }),
-                    None => model.run(&state.input, w, h, |hr| match engine::guard::check_output(current, hr) {
-                        Ok(()) => tensor_to_luma(hr, out_w, out_h, y_out, out_stride),
-                        Err(f) => fault = Some(f),
-                    }),
+                // Where the model's luma goes: the frame, or (output larger than k x input) the
+                // middle plane that is then resampled to the frame.
+                let (dst, dst_w, dst_h, dst_stride) = match mid.as_mut() {
+                    Some((plane, _)) => (plane.as_mut_slice(), k * w, k * h, k * w),
+                    None => (&mut *y_out, out_w, out_h, out_stride),
                 };
+                let result = model.run(&state.input, w, h, |hr| match engine::guard::check_output(current, hr) {
+                    Ok(()) => tensor_to_luma(hr, dst_w, dst_h, dst, dst_stride),
+                    Err(f) => fault = Some(f),
+                });
+                if let (Ok(_), None, Some((plane, finish))) = (&result, &fault, mid.as_mut()) {
+                    finish.run(plane, k * w, y_out, out_stride);
+                }
                 match result {
                     Ok(_) if fault.is_some() => {
                         reason = "output-fault";
