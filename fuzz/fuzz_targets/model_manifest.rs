@@ -1,11 +1,11 @@
-//! `models/manifest.toml` (`engine::manifest`): any text loads as a manifest whose every entry is
+//! `models/manifest.toml` (`nerve_engine::manifest`): any text loads as a manifest whose every entry is
 //! usable, or gives a manifest error; never a panic.
 #![no_main]
 
 use std::path::{Component, Path};
 
-use gstnerve::engine::EngineError;
-use gstnerve::engine::manifest::Manifest;
+use nerve_engine::EngineError;
+use nerve_engine::manifest::Manifest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

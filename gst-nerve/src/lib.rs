@@ -9,7 +9,8 @@
 
 use gst::glib;
 
-pub mod engine;
+/// The ONNX Runtime engine, its own crate so that `nerveabr` runs its learned policy through it too.
+pub use nerve_engine as engine;
 pub mod recover;
 pub mod salvage;
 pub mod sr;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use anyhow::{Context, Result, bail};
-use gstnerve::engine::Task;
+use nerve_engine::Task;
 use serde::Serialize;
 
 use crate::frame::{self, Clip};
@@ -97,7 +97,7 @@ pub struct TableRow {
 
 /// The default nervesr model of `scale` (the name the manifest gives it).
 pub fn default_model(scale: usize) -> Result<String> {
-    let m = gstnerve::engine::manifest::resolve("", Task::SuperResolution, scale as u32)
+    let m = nerve_engine::manifest::resolve("", Task::SuperResolution, scale as u32)
         .map_err(|e| anyhow::anyhow!("no default x{scale} model: {e}"))?;
     Ok(m.entry.name)
 }

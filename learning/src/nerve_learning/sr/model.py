@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 
 def cubic(x: float, a: float = -0.5) -> float:
-    """Catmull-Rom kernel (a = -0.5), identical to gst-nerve's engine/resample.rs."""
+    """Catmull-Rom kernel (a = -0.5), identical to nerve-engine's src/resample.rs."""
     x = abs(x)
     if x <= 1.0:
         return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0

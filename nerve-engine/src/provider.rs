@@ -4,7 +4,7 @@
 //! name; asking for one that is not compiled in, or that this ONNX Runtime build cannot register,
 //! gives a warning and the CPU.
 
-use gst::glib;
+use glib;
 
 #[derive(Debug, Default, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
