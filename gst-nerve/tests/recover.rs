@@ -98,6 +98,47 @@ fn a_second_frame_for_the_slot_just_shown_is_dropped() {
 }
 
 #[test]
+fn caps_that_change_no_pixel_keep_the_timeline() {
+    // A damaged stream made avdec_h264 flip interlace-mode between frames (found by fuzzing,
+    // fuzz/regressions/h264_recover/caps-reset-repeat.bin): each caps event used to reset the
+    // timeline, so a repeat after it passed and the gap before it was never filled.
+    let mut h = harness(&[]);
+    let interlaced = || {
+        let mut caps = info(gst_video::VideoFormat::I420, W, H).to_caps().expect("caps");
+        caps.make_mut().set("interlace-mode", "mixed");
+        caps
+    };
+    h.push(at(flat(50), 0)).expect("push");
+    h.set_src_caps(interlaced());
+    h.push(at(flat(60), 3)).expect("push");
+    h.set_src_caps(info(gst_video::VideoFormat::I420, W, H).to_caps().expect("caps"));
+    h.push(at(flat(61), 3)).expect("push");
+    h.push(at(flat(70), 4)).expect("push");
+    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(luma(&out[1]), luma(&out[0]), "the gap across the caps event is held");
+    assert_eq!(luma(&out[3]), luma(&at(flat(60), 3)), "the first frame of the slot stays");
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames-repeated").expect("frames-repeated"), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("frames-synthesised").expect("frames-synthesised"), 2, "{stats}");
+}
+
+#[test]
+fn a_new_size_restarts_the_pictures_but_not_the_timeline() {
+    let mut h = harness(&[]);
+    h.push(at(flat(50), 0)).expect("push");
+    h.push(at(flat(50), 1)).expect("push");
+    let small = info(gst_video::VideoFormat::I420, W / 2, H / 2);
+    h.set_src_caps(small.to_caps().expect("caps"));
+    let frame_small = frame(&small, |_, _| 90, 128, 128);
+    h.push(at(frame_small.copy(), 1)).expect("push");
+    h.push(at(frame_small, 2)).expect("push");
+    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2], "one frame per slot across the new size");
+    assert_eq!(out[2].size(), small.size(), "frames after the caps are the new size");
+}
+
+#[test]
 fn gap_events_become_frames() {
     let mut h = harness(&[]);
     h.push(at(flat(50), 0)).expect("push");

@@ -550,10 +550,20 @@ impl NerveRecover {
         };
         let mut guard = lock(&self.state);
         let Some(state) = guard.as_mut() else { return false };
-        state.forget();
-        state.timeline = Timeline::new(frame);
-        state.detector = Detector::new(info.width() as usize, info.height() as usize);
-        state.bars = Bars::new(info.width() as usize, info.height() as usize);
+        // Decoders send new caps mid-stream for fields that change no pixel (interlace-mode
+        // flipping on a damaged stream): the pictures held stay usable. A new size or format
+        // makes them useless for repair. The timeline survives both while the frame rate holds,
+        // so a frame for the slot just shown is still a repeat and a gap is still a gap.
+        let same_picture = state.geometry.as_ref().is_some_and(|g| {
+            g.info.format() == info.format() && g.info.width() == info.width() && g.info.height() == info.height()
+        });
+        let timeline = (state.timeline.frame() == frame).then(|| state.timeline.clone());
+        if !same_picture {
+            state.forget();
+            state.detector = Detector::new(info.width() as usize, info.height() as usize);
+            state.bars = Bars::new(info.width() as usize, info.height() as usize);
+        }
+        state.timeline = timeline.unwrap_or_else(|| Timeline::new(frame));
         gst::info!(CAT, imp = self, "{}x{} {:?}, one frame every {frame}", info.width(), info.height(), info.format());
         state.geometry = Some(Geometry { info, planes });
         true
