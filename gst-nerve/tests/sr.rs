@@ -303,3 +303,33 @@ fn enhance_can_be_switched_off_and_on_while_playing() {
     let s = stats(&hs);
     assert_eq!((s.get::<u64>("frames-enhanced").unwrap(), s.get::<u64>("frames-classical").unwrap()), (2, 1));
 }
+
+#[test]
+fn fit_mode_runs_the_model_then_resamples_its_output_to_the_display() {
+    // scale=0 with a 30x20 input and a 75x50 display: x2 is the largest factor that fits, so the
+    // model's 60x40 output (the middle plane) is resampled to 75x50. With a nearest-neighbour
+    // fixture the expected luma is computable here: resample(nearest x2 (input)). The classical
+    // path, resample(input), gives other samples, so the test tells the two apart.
+    use gstnerve::engine::resample::{PlaneGeometry, Resampler};
+
+    let mut hs = harness(&[("model", nearest_model().to_str().unwrap()), ("scale", "0")]);
+    let input = info(VideoFormat::I420, 30, 20);
+    hs.set_src_caps(input.to_caps().unwrap());
+    hs.set_sink_caps(info(VideoFormat::I420, 75, 50).to_caps().unwrap());
+    let pattern = |x: usize, y: usize| ((x * 37 + y * 91) % 251) as u8;
+    let out = push_frame(&mut hs, &input, 0, pattern);
+    assert_eq!((out.width(), out.height()), (75, 50));
+    assert_eq!(stats(&hs).get::<u64>("frames-enhanced").unwrap(), 1, "{}", stats(&hs));
+
+    let luma: Vec<u8> = (0..20).flat_map(|y| (0..30).map(move |x| pattern(x, y))).collect();
+    let doubled: Vec<u8> = (0..40).flat_map(|y| (0..60).map(move |x| pattern(x / 2, y / 2))).collect::<Vec<_>>();
+    let geometry = |width, height| PlaneGeometry { width, height, comps: 1 };
+    let resample = |src: &[u8], w: usize, h: usize| {
+        let mut dst = vec![0u8; 75 * 50];
+        Resampler::new(geometry(w, h), geometry(75, 50)).run(src, w, &mut dst, 75);
+        dst
+    };
+    let got = luma_of(&out);
+    assert_eq!(got, resample(&doubled, 60, 40), "the model's x2 output resampled to the display");
+    assert_ne!(got, resample(&luma, 30, 20), "not the classical upscale");
+}
