@@ -9,7 +9,8 @@ kill comes a random time into a later one), not the machine's speed. CI runs a f
 workload; `NERVE_FAULT_KILLS=200 scripts/fault_loop.sh` runs the issue's 200 and prints the
 figures (`NERVE_FAULT_SEED` picks another schedule).
 
-Not covered here: a kill in the middle of a local-training run (ondevice/local_trainer.py).
+A fourth loop kills the local trainer (ondevice/local_trainer.py) while it fine-tunes, registers or
+promotes (`NERVE_FAULT_KILLS_TRAINING`, 3 in CI).
 """
 from __future__ import annotations
 
@@ -225,3 +226,111 @@ def test_kills_during_harvest_writes_leave_a_sound_store(tmp_path: Path) -> None
         mem.gc(min_age_s=0.0)
     report("harvest-write", {"items_after_last_kill": items_seen[-1], "most_leftover_items_after_a_kill": orphans_max,
                              "corrupt": 0})
+
+
+# ---- local training (ondevice/local_trainer.py: fine-tune, register, promote) ------------------
+
+# Each child imports PyTorch and MLflow and trains for seconds: its loop has its own count.
+TRAINING_KILLS = int(os.environ.get("NERVE_FAULT_KILLS_TRAINING", "3"))
+
+TRAINER = """
+    import sys
+    from pathlib import Path
+    from nerve_learning.data.dataset import PairConfig
+    from nerve_learning.data.degrade import Codec
+    from nerve_learning.data.memory import EpisodicMemory
+    from nerve_learning.ondevice.local_trainer import LocalTrainConfig, Policy, local_train
+    from nerve_learning.registry.store import Registry
+    registry_root, memory_root, cache = map(Path, sys.argv[1:4])
+    registry = Registry(registry_root)
+    # Markers before the two steps that write to the registry, so the parent can kill inside them.
+    for step in ("register", "promote"):
+        def marked(*args, _step=step, _call=getattr(registry, step), **kwargs):
+            print(_step, flush=True)
+            return _call(*args, **kwargs)
+        setattr(registry, step, marked)
+    cfg = LocalTrainConfig(name="sr", rungs=(Codec("x264", 28),), steps=6, batch=4, lrs=(1e-3,),
+                           replay_fraction=0.0, max_forget_db=-1.0, min_gain_db=-50.0, holdout=0.3)
+    assume = Policy(assume_idle=True, assume_charging=True, assume_wifi=True)
+    print("ready", flush=True)
+    while True:
+        report = local_train(registry, EpisodicMemory(memory_root), cfg, assume, cache, promote=True)
+        print("trained", report["candidate"], flush=True)
+"""
+
+
+def kill_at(proc: subprocess.Popen[str], marker: str, extra_s: float, seen: list[str], timeout_s: float = 180.0) -> None:
+    """Reads the child's lines until one equal to `marker` (a step it is starting), waits `extra_s`
+    into that step and kills the child with SIGKILL."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        line = proc.stdout.readline()
+        assert line, f"the child ended before '{marker}' (after {seen})"
+        seen.append(line.strip())
+        if seen[-1] == marker:
+            break
+        assert time.monotonic() < deadline, f"no '{marker}' in {timeout_s} s"
+    time.sleep(extra_s)
+    proc.send_signal(signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=30)
+    seen.extend(line.strip() for line in rest.splitlines(keepends=True) if line.endswith("\n"))
+
+
+def test_kills_during_local_training_leave_a_sound_registry(tmp_path: Path) -> None:
+    """A device killed while it fine-tunes, registers or promotes: after restart the registry opens,
+    every version it lists downloads with its sha256, `champion` names one of them and the
+    champion stack agrees with it (so a rollback goes where it should), the memory it trained on
+    is untouched, and the next run trains again. At most the run in progress is lost."""
+    from nerve_learning.ondevice.local_trainer import harvest_clip
+    from nerve_learning.data.clips import Clip
+    from nerve_learning.registry.store import Registry
+
+    memory = EpisodicMemory(tmp_path / "mem", MemoryConfig(capacity=1000, durable=False))
+    harvest_clip(memory, Clip("videos/talking_head/makeup_closeup_test.mp4", "talking_head"),
+                 max_frames=10, frame_step=2, patches_per_frame=4, patch=64)
+    items = sorted(memory.ids())
+    reg_root = tmp_path / "registry"
+    Registry(reg_root).register(MODELS / "nerve-sr-x2.onnx", "sr", scale=2, alias="champion")
+    rng = np.random.default_rng(SEED)
+    phases: dict[str, int] = {}
+    runs_completed = 0
+    for k in range(TRAINING_KILLS):
+        # Kill while training (a random time after start), inside register or inside promote.
+        phase = ["ready", "register", "promote"][k % 3] if k < 3 else str(rng.choice(["ready", "register", "promote"]))
+        extra = {"ready": rng.uniform(0.5, 6.0), "register": rng.uniform(0, 0.4), "promote": rng.uniform(0, 0.15)}[phase]
+        seen: list[str] = []
+        proc = child(TRAINER, str(reg_root), str(tmp_path / "mem"), str(tmp_path / "cache"))
+        kill_at(proc, phase, float(extra), seen)
+        phases[phase] = phases.get(phase, 0) + 1
+        runs_completed += sum(1 for s in seen if s.startswith("trained"))
+
+        reg = Registry(reg_root)
+        versions = reg.versions("sr")
+        champion = reg.champion("sr")
+        assert champion is not None, f"kill {k} ({phase}): no champion"
+        assert champion.version in {v.version for v in versions}
+        # The stack is what rollback pops: its top must be the champion players run.
+        assert reg._stack("sr")[-1] == champion.version, \
+            f"kill {k} ({phase}): champion v{champion.version}, stack {reg._stack('sr')}"
+        for v in versions[-3:] + [champion]:
+            reg.download(v, tmp_path / "check" / f"{k}-{v.version}")
+        shutil.rmtree(tmp_path / "check")
+        assert sorted(EpisodicMemory(tmp_path / "mem").ids()) == items
+
+    # After the last kill the device trains, registers and promotes again.
+    seen = []
+    proc = child(TRAINER, str(reg_root), str(tmp_path / "mem"), str(tmp_path / "cache"))
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 180
+    while not any(s.startswith("trained") for s in seen):
+        line = proc.stdout.readline()
+        assert line and time.monotonic() < deadline, f"no run completed after the kills: {seen}"
+        seen.append(line.strip())
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    reg = Registry(reg_root)
+    after = reg.champion("sr")
+    assert after is not None and after.version == max(v.version for v in reg.versions("sr"))
+    report("local-training", {"phases": phases, "runs_completed_before_kills": runs_completed,
+                              "versions": len(reg.versions("sr")), "corrupt": 0}, TRAINING_KILLS)

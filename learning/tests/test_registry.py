@@ -179,3 +179,24 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The shipped model's metrics and card came along from beside the file.
     v1 = Registry(store).get("nerve-sr-x2", 1)
     assert v1.metrics["talking_head/x264-crf23/psnr_y"] > 30 and v1.scale == 2
+
+
+def test_a_promotion_or_rollback_cut_short_is_finished_on_the_next_read(tmp_path: Path) -> None:
+    """promote and rollback write the champion stack before they move the alias; a crash between
+    the two (simulated by writing only the stack) is finished by the next read, so `champion`
+    and the stack agree and a rollback goes back to where it should."""
+    reg = Registry(tmp_path / "registry")
+    reg.register(MODELS / "nerve-sr-x2.onnx", "sr", scale=2, alias="champion")
+    reg.register(MODELS / "nerve-sr-x2-kd.onnx", "sr", scale=2, parent=1)
+    reg.register(MODELS / "nerve-sr-x2.onnx", "sr", scale=2, parent=2)
+    reg.promote("sr", 2)
+    # A promotion of v3 killed after its stack write: the alias still names v2.
+    reg._record("sr", reg._stack("sr") + [3], {"action": "promote", "version": 3})
+    assert int(reg.client.get_model_version_by_alias("sr", "champion").version) == 2
+    champion = reg.champion("sr")
+    assert champion is not None and champion.version == 3
+    assert reg.rollback("sr").version == 2
+    # A rollback killed after its stack write: the alias still names v2, the stack ends at v1.
+    reg._record("sr", reg._stack("sr")[:-1], {"action": "rollback", "version": 1})
+    assert int(reg.client.get_model_version_by_alias("sr", "champion").version) == 2
+    assert reg.promote("sr", 3).version == 3 and reg._stack("sr") == [1, 3]

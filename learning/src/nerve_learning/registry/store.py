@@ -245,9 +245,31 @@ class Registry:
 
     def champion(self, name: str) -> Version | None:
         try:
+            self._settle(name)
             return self.get(name, CHAMPION)
         except RegistryError:
             return None
+
+    def _settle(self, name: str) -> None:
+        """Finishes a promotion or rollback that a crash cut short. Both write the champion stack
+        (the decision) before they move the alias, so a stack whose top is not the alias's version
+        is a move decided and not yet made: the alias follows the stack. Without this, a kill
+        between the two writes left `champion` on a version the stack did not know, and the next
+        rollback went to the wrong version (learning/tests/test_faults.py found it)."""
+        from mlflow.exceptions import MlflowException
+
+        stack = self._stack(name)
+        if not stack:
+            return
+        try:
+            current: int | None = int(self.client.get_model_version_by_alias(name, CHAMPION).version)
+        except MlflowException:
+            current = None
+        if current != stack[-1]:
+            logging.getLogger(__name__).warning(
+                "%s: champion alias on v%s but the champion stack ends at v%s (a promotion or rollback cut "
+                "short): moving the alias to v%s", name, current, stack[-1], stack[-1])
+            self.client.set_registered_model_alias(name, CHAMPION, str(stack[-1]))
 
     def history(self, name: str) -> list[dict[str, Any]]:
         return list(json.loads(self._registered(name).tags.get(TAG_HISTORY, "[]")))
@@ -322,14 +344,16 @@ class Registry:
 
     def promote(self, name: str, version: int, alias: str = CHAMPION) -> Version:
         """Moves `champion` to `version` and pushes it on the champion stack."""
+        self._settle(name)
         target = self.get(name, version)
         stack = self._stack(name)
         if stack and stack[-1] == target.version and CHAMPION in target.aliases:
             return target
-        self.client.set_registered_model_alias(name, alias, str(target.version))
-        self.client.set_model_version_tag(name, str(target.version), "nerve.promoted_at", f"{time.time():.3f}")
+        # The decision first, then the alias: a crash in between is finished by _settle.
         stack = (stack + [target.version])[-HISTORY_KEEP:]
         self._record(name, stack, {"action": "promote", "version": target.version, "at": time.time()})
+        self.client.set_registered_model_alias(name, alias, str(target.version))
+        self.client.set_model_version_tag(name, str(target.version), "nerve.promoted_at", f"{time.time():.3f}")
         # A promoted candidate is no longer a candidate.
         if CANDIDATE in target.aliases:
             self.client.delete_registered_model_alias(name, CANDIDATE)
@@ -337,13 +361,15 @@ class Registry:
 
     def rollback(self, name: str) -> Version:
         """Moves `champion` back to the version that held it before the current one."""
+        self._settle(name)
         stack = self._stack(name)
         if len(stack) < 2:
             raise RegistryError(f"{name}: no earlier champion to roll back to (champion stack {stack})")
         bad, previous = stack[-1], stack[-2]
+        # As in promote: the decision first, then the alias.
+        self._record(name, stack[:-1], {"action": "rollback", "from": bad, "version": previous, "at": time.time()})
         self.client.set_registered_model_alias(name, CHAMPION, str(previous))
         self.client.set_model_version_tag(name, str(bad), "nerve.rolled_back_at", f"{time.time():.3f}")
-        self._record(name, stack[:-1], {"action": "rollback", "from": bad, "version": previous, "at": time.time()})
         return self.get(name, previous)
 
     # --- materialize ---------------------------------------------------------------------------
