@@ -491,30 +491,25 @@ const MAX_MEAN_SHIFT: f32 = 0.5;
 
 /// Checks one model output (`out`, samples 0..1, any size) against the luma it was made from
 /// (`lr_luma`, the model's current input frame, samples 0..1): NaN/Inf anywhere, black for a
-/// frame that is not dark, or a mean moved by half the range are faults. One pass over each,
-/// no allocation.
+/// frame that is not dark, or a mean moved by half the range are faults. No allocation.
+///
+/// It runs on every frame, so the common case is one vectorisable pass: eight independent f32
+/// sums and maxima (a NaN or Inf anywhere makes the sum non-finite; f32::max skips NaN), folded
+/// into f64 every few thousand samples so the mean stays exact enough. Only a non-finite sum
+/// pays a second pass, to count the bad samples for the message.
 pub fn check_output(lr_luma: &[f32], out: &[f32]) -> Result<(), OutputFault> {
     if out.is_empty() {
         return Err(OutputFault::Empty);
     }
-    let (mut bad, mut first, mut max, mut sum) = (0usize, usize::MAX, f32::MIN, 0f64);
-    for (i, &v) in out.iter().enumerate() {
-        if !v.is_finite() {
-            bad += 1;
-            first = first.min(i);
-            continue;
+    let (sum, max) = sum_and_max(out);
+    if !sum.is_finite() {
+        let bad = out.iter().filter(|v| !v.is_finite()).count();
+        let first = out.iter().position(|v| !v.is_finite());
+        if let Some(first) = first {
+            return Err(OutputFault::NotFinite { count: bad, total: out.len(), first });
         }
-        max = max.max(v);
-        sum += f64::from(v);
     }
-    if bad > 0 {
-        return Err(OutputFault::NotFinite { count: bad, total: out.len(), first });
-    }
-    let input_mean = if lr_luma.is_empty() {
-        0.0
-    } else {
-        (lr_luma.iter().map(|&v| f64::from(v)).sum::<f64>() / lr_luma.len() as f64) as f32
-    };
+    let input_mean = if lr_luma.is_empty() { 0.0 } else { (sum_and_max(lr_luma).0 / lr_luma.len() as f64) as f32 };
     if max < BLACK_OUTPUT && input_mean > BLACK_INPUT {
         return Err(OutputFault::Black { max, input_mean });
     }
@@ -523,6 +518,30 @@ pub fn check_output(lr_luma: &[f32], out: &[f32]) -> Result<(), OutputFault> {
         return Err(OutputFault::Blown { output_mean, input_mean });
     }
     Ok(())
+}
+
+/// The sum (f64) and maximum of `v`, eight lanes at a time.
+fn sum_and_max(v: &[f32]) -> (f64, f32) {
+    const LANES: usize = 8;
+    const FOLD: usize = 4096; // lanes' sums go to f64 after this many samples each
+    let (mut total, mut max) = (0f64, f32::MIN);
+    for block in v.chunks(LANES * FOLD) {
+        let (mut sums, mut maxs) = ([0f32; LANES], [f32::MIN; LANES]);
+        let lanes = block.chunks_exact(LANES);
+        for &x in lanes.remainder() {
+            total += f64::from(x);
+            max = max.max(x);
+        }
+        for c in lanes {
+            for j in 0..LANES {
+                sums[j] += c[j];
+                maxs[j] = maxs[j].max(c[j]);
+            }
+        }
+        total += sums.iter().map(|&s| f64::from(s)).sum::<f64>();
+        max = maxs.iter().fold(max, |m, &x| m.max(x));
+    }
+    (total, max)
 }
 
 #[cfg(test)]
@@ -553,6 +572,23 @@ mod tests {
         let err = check_output(&[0.5; 25], &hr).unwrap_err();
         assert_eq!(err, OutputFault::NotFinite { count: 3, total: 100, first: 7 });
         assert!(err.to_string().contains("3 NaN or infinite samples of 100"), "{err}");
+    }
+
+    #[test]
+    fn one_bad_sample_anywhere_in_a_large_frame_is_found_and_the_mean_stays_exact() {
+        let n = 1280 * 720 + 5; // eight-lane blocks, several f64 folds and a remainder
+        let hr: Vec<f32> = (0..n).map(|i| (i % 251) as f32 / 255.0).collect();
+        let (sum, max) = sum_and_max(&hr);
+        let exact: f64 = hr.iter().map(|&v| f64::from(v)).sum();
+        assert!((sum - exact).abs() / exact < 1e-6, "{sum} vs {exact}");
+        assert_eq!(max, 250.0 / 255.0);
+        for at in [0, 13, n / 2 + 3, n - 1] {
+            let mut bad = hr.clone();
+            bad[at] = f32::NAN;
+            assert_eq!(check_output(&[0.5; 4], &bad), Err(OutputFault::NotFinite { count: 1, total: n, first: at }));
+        }
+        // Finite but absurd samples overflow the lanes' sums: a blown output, not a NaN report.
+        assert!(matches!(check_output(&[0.5; 4], &vec![3e38f32; 64]), Err(OutputFault::Blown { .. })));
     }
 
     #[test]
