@@ -7,6 +7,8 @@
 #
 #   scripts/federated_deploy.sh [WORK]      (default out/federated/deploy)
 #   NODES=5 DROP=4 ROUNDS=2 scripts/federated_deploy.sh
+#   SMALL=1 SECAGG_TIMEOUT=60 scripts/federated_deploy.sh   (CI: one clip per viewer type, a short
+#                                                           harvest, a shorter wait for the dropped node)
 #
 # Writes WORK/history.json (the server's record: replies and failures per round, dropout_fraction,
 # round_completed, epsilon) and WORK/logs/. Needs the harvest cache (nerve-learn federated harvest
@@ -32,18 +34,22 @@ export OMP_NUM_THREADS=1
 export PATH="$BIN:$PATH"  # the SuperLink and SuperNodes start flower-superexec / flwr-serverapp / flwr-clientapp
 
 # the devices: NODES memories, a small distinct share each
-"$PY" - "$WORK" "$NODES" <<'PYEOF'
+"$PY" - "$WORK" "$NODES" "${SMALL:-0}" <<'PYEOF'
 import sys
 from pathlib import Path
 from nerve_learning.federated.simulation import CACHE
-from nerve_learning.federated.fleet import build_fleet, harvest_fleet
-work, nodes = Path(sys.argv[1]), int(sys.argv[2])
-build_fleet(harvest_fleet(CACHE), work / "fleet", nodes, per_client=12)
+from nerve_learning.federated.fleet import build_fleet, harvest_fleet, one_clip_per_viewer
+work, nodes, small = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+if small:  # its own cache: the full harvest's pools stay as they are
+    pools = harvest_fleet(CACHE.with_name("federated-small"), min_patches=24, max_passes=2, clips=one_clip_per_viewer())
+else:
+    pools = harvest_fleet(CACHE)
+build_fleet(pools, work / "fleet", nodes, per_client=12)
 PYEOF
 cat > "$WORK/settings.json" <<JSON
 {"fleet_dir": "$WORK/fleet", "out_dir": "$WORK", "eval_cache": "", "rounds": $ROUNDS, "cluster_rounds": 0,
  "fraction": 1.0, "min_nodes": $NODES, "local_steps": 3, "clip": 0.05, "noise": 1.2, "secagg": true,
- "secagg_shares": $NODES, "secagg_threshold": $(( NODES / 2 + 1 )), "secagg_timeout": 90.0,
+ "secagg_shares": $NODES, "secagg_threshold": $(( NODES / 2 + 1 )), "secagg_timeout": ${SECAGG_TIMEOUT:-90},
  "drop_partitions": "$DROP"}
 JSON
 cat > "$FLWR_HOME/config.toml" <<TOML

@@ -101,9 +101,19 @@ def aligned(meta: dict[str, Any], shape: tuple[int, int], patch: int = PATCH) ->
     return x % 2 == 0 and y % 2 == 0 and x + patch <= shape[1] and y + patch <= shape[0]
 
 
-def harvest_fleet(cache: Path, min_patches: int = 150, max_passes: int = 24, log: Any = print) -> dict[str, Pool]:
-    """Harvests every training clip (cached under `cache`/harvest) until it has `min_patches`
-    usable patches, and returns the pools by clip key.
+def one_clip_per_viewer() -> tuple[Clip, ...]:
+    """The first training clip of each viewer type: the smallest fleet that still has every type
+    (the deployment test in CI)."""
+    first: dict[str, Clip] = {}
+    for clip in TRAIN:
+        first.setdefault(viewer_of(clip.content), clip)
+    return tuple(first[v] for v in VIEWER_TYPES if v in first)
+
+
+def harvest_fleet(cache: Path, min_patches: int = 150, max_passes: int = 24, log: Any = print,
+                  clips: tuple[Clip, ...] = TRAIN) -> dict[str, Pool]:
+    """Harvests each of `clips` (every training clip by default; cached under `cache`/harvest)
+    until it has `min_patches` usable patches, and returns the pools by clip key.
 
     The LR side of a patch is its co-located crop of the clip's low rung (the whole clip encoded
     at RUNG, as a ladder's rung is encoded), which a device can fetch for a segment it played at a
@@ -112,7 +122,7 @@ def harvest_fleet(cache: Path, min_patches: int = 150, max_passes: int = 24, log
     0.3-1 dB on other content types at once (docs/research/2026-12-06-federated.md). Only patches
     at an even origin have an exact LR crop; the others are left out."""
     pools: dict[str, Pool] = {}
-    for clip in TRAIN:
+    for clip in clips:
         key = clip_key(clip)
         done = cache / "harvest" / f"{key}.npz"
         if done.is_file():
