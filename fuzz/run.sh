@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the parsers of outside data (docs/reliability.md).
 #   fuzz/run.sh build             build every target (cargo-fuzz, libFuzzer, sanitizer coverage)
-#   fuzz/run.sh replay            run every target once over its committed corpus (CI)
+#   fuzz/run.sh replay            run every target once over its committed corpus and regressions (CI)
 #   fuzz/run.sh fuzz SECONDS [T]  fuzz each target (or T) for SECONDS at nice 15; new inputs go
 #                                 to fuzz/corpus-run/<target> (ignored by git), crashes to
 #                                 fuzz/artifacts/<target>/, a log per target to fuzz/logs/
@@ -18,12 +18,14 @@ case "${1:-}" in
     build
     for t in "${TARGETS[@]}"; do
       # -runs=0 executes every corpus file once; a crash exits non-zero
-      if ! out=$(cargo fuzz run -s none -O "$t" "corpus/$t" -- -runs=0 2>&1); then
+      # the committed seeds and every input that once found a bug (fuzz/regressions/<target>/)
+      dirs=("corpus/$t"); [ -d "regressions/$t" ] && dirs+=("regressions/$t")
+      if ! out=$(cargo fuzz run -s none -O "$t" "${dirs[@]}" -- -runs=0 2>&1); then
         echo "$out" | tail -40 >&2
         echo "replay $t: FAILED" >&2
         exit 1
       fi
-      echo "replay $t: ok ($(echo "$out" | grep -oE 'INITED cov: [0-9]+' | tail -1), $(ls "corpus/$t" | wc -l) inputs)"
+      echo "replay $t: ok ($(echo "$out" | grep -oE 'INITED cov: [0-9]+' | tail -1), $(find "${dirs[@]}" -type f | wc -l) inputs)"
     done ;;
   fuzz)
     seconds=${2:?seconds per target}

@@ -98,6 +98,25 @@ fn a_second_frame_for_the_slot_just_shown_is_dropped() {
 }
 
 #[test]
+fn a_repeat_marked_discont_is_dropped_too() {
+    // Found by fuzzing (fuzz/regressions/h264_recover/discont-repeat.bin): avdec_h264 marked the
+    // second frame for 320 ms DISCONT, which made it pass as a new sequence one slot back.
+    let mut h = harness(&[]);
+    h.push(at(flat(50), 0)).expect("push");
+    h.push(at(flat(60), 1)).expect("push");
+    let mut again = at(flat(61), 1);
+    again.make_mut().set_flags(gst::BufferFlags::DISCONT);
+    h.push(again).expect("push");
+    h.push(at(flat(70), 2)).expect("push");
+    let out: Vec<gst::Buffer> = std::iter::from_fn(|| h.try_pull()).collect();
+    assert_eq!(out.iter().map(pts_index).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert_eq!(luma(&out[1]), luma(&at(flat(60), 1)), "the first frame of the slot stays");
+    let stats = h.element().expect("element").property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames-repeated").expect("frames-repeated"), 1, "{stats}");
+    assert_eq!(stats.get::<u64>("discont-frames").expect("discont-frames"), 1, "{stats}");
+}
+
+#[test]
 fn caps_that_change_no_pixel_keep_the_timeline() {
     // A damaged stream made avdec_h264 flip interlace-mode between frames (found by fuzzing,
     // fuzz/regressions/h264_recover/caps-reset-repeat.bin): each caps event used to reset the

@@ -584,7 +584,23 @@ impl NerveRecover {
         }
         let late = self.is_late(&state.segment, buffer.pts());
         let mut outputs = Outputs::new();
-        if buffer.flags().contains(gst::BufferFlags::DISCONT) && state.counters.frames_in > 0 {
+        let discont = buffer.flags().contains(gst::BufferFlags::DISCONT);
+        // One frame per expected timestamp: a second frame for the slot just shown (a decoder
+        // that output two for one timestamp, as a damaged stream made avdec_h264 do) is dropped,
+        // DISCONT or not. A DISCONT on it still says data was lost, so the next frame is taken
+        // as after a loss; it does not start a new sequence one slot back (fuzzing found the
+        // repeat passing when it came with DISCONT).
+        if buffer.pts().is_some_and(|pts| state.timeline.repeats(pts)) {
+            state.counters.frames_in += 1;
+            state.counters.repeats += 1;
+            if discont {
+                state.counters.disconts += 1;
+                state.loss_since_frame = true;
+            }
+            gst::debug!(CAT, imp = self, "a second frame for {:?}: dropped", buffer.pts());
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        if discont && state.counters.frames_in > 0 {
             if buffer.pts().is_some_and(|pts| state.timeline.continues(pts)) {
                 // Data was lost upstream (what a depayloader or a live source marks): the frame
                 // is reported damaged, and the slots before it are filled as for any gap.
@@ -610,13 +626,6 @@ impl NerveRecover {
                 b.set_pts(next);
                 b.set_duration(state.timeline.frame());
             }
-        }
-        // One frame per expected timestamp: a second frame for the slot just shown (a decoder
-        // that output two for one timestamp, as a damaged stream made avdec_h264 do) is dropped.
-        if !buffer.flags().contains(gst::BufferFlags::DISCONT) && buffer.pts().is_some_and(|pts| state.timeline.repeats(pts)) {
-            state.counters.repeats += 1;
-            gst::debug!(CAT, imp = self, "a second frame for {:?}: dropped", buffer.pts());
-            return Ok(gst::FlowSuccess::Ok);
         }
         let missing = buffer.pts().map(|pts| state.timeline.arrive(pts)).unwrap_or_default();
         let loss = std::mem::take(&mut state.loss_since_frame);
