@@ -75,7 +75,11 @@ start_ml() {
   ml_up && return 0
   mkdir -p "$dir/artifacts"
   # setsid: the server and its workers form one process group, so `stop` (and a test's kill -9)
-  # takes all of them and nothing is left holding the port
+  # takes all of them and nothing is left holding the port.
+  # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: MLflow 3 otherwise starts a job runner and seven huey
+  # consumers (GenAI evaluation jobs, trace roll-ups), each a Python process importing MLflow:
+  # seconds of CPU at every start and polling after, for jobs the fleet never submits.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
   setsid "$mlflow" server --backend-store-uri "$uri_pg" --artifacts-destination "$dir/artifacts" \
     --host 127.0.0.1 --port "$ml_port" --workers 1 >"$dir/mlflow.log" 2>&1 </dev/null &
   echo $! >"$dir/mlflow.pid"

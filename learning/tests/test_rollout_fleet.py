@@ -16,50 +16,21 @@ playing real `nervesr` pipelines:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from rollout_support import CHAMPION, REPO, Outage, records, salt_for_one_in, server  # noqa: F401
 
 from nerve_learning.registry.store import Registry
-from nerve_learning.rollout import assign, faults
+from nerve_learning.rollout import faults
 from nerve_learning.rollout.canary import Canary, CanaryConfig
 from nerve_learning.rollout.candidates import CandidateConfig, measure, train_bad
 from nerve_learning.rollout.content import FLEET_CONTENT, WRONG_CONTENT
 from nerve_learning.rollout.fleet import Fleet, FleetConfig
-from nerve_learning.rollout.telemetry import Spool
-
-REPO = Path(__file__).resolve().parents[2]
-CHAMPION = REPO / "models" / "nerve-sr-x2.onnx"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    if not (REPO / "target/release/libgstnerve.so").is_file():
-        pytest.fail("needs the built plugin (cargo build --release)")
-    d = tmp_path_factory.mktemp("tracking")
-    # ports of their own, so a developer's server on the defaults is left alone
-    os.environ["NERVE_PG_PORT"] = os.environ.get("NERVE_TEST_PG_PORT", "54391")
-    os.environ["NERVE_MLFLOW_PORT"] = os.environ.get("NERVE_TEST_MLFLOW_PORT", "5091")
-    uri = faults.start_server(d)
-    yield uri, d
-    subprocess.run([str(faults.SCRIPT), "destroy"], env=faults.server_env(d), timeout=120)
-
-
-def salt_for_one_in(devices: list[str], share: float, prefix: str) -> str:
-    """A rollout id whose first step holds exactly `share` of these devices (the salt is the
-    experiment's to choose; with 10 devices the hash could otherwise put 2 under 10%)."""
-    for k in range(1000):
-        rid = f"{prefix}-{k}"
-        t = assign.threshold_for(devices, rid, share, 1)
-        if assign.fraction_under(devices, rid, t) == share:
-            return rid
-    raise AssertionError("no salt found")
 
 
 @pytest.mark.slow
@@ -79,21 +50,18 @@ def test_bad_candidate_rolled_back_through_kills(server: tuple[str, Path], tmp_p
     canary = Canary(reg, tmp_path / "bad.json", CanaryConfig(steps=(0.1, 0.5, 1.0), min_devices=1))
     st = canary.start(name, vb.version, rid, fleet.ids)
     fleet.start()
-    t0, down, killed_device = time.time(), None, False
+    t0, killed_device = time.time(), False
+    down: Outage | None = None
     try:
         while st.status == "running" and time.time() - t0 < 600:
             time.sleep(2)
-            reported = sum(len(Spool(p).records()) for p in (tmp_path / "fleet").glob(f"*/spool/{rid}"))
+            reported = len(records(tmp_path / "fleet", rid))
             if reported >= 5 and not killed_device:
                 fleet.kill(fleet.ids[3])
                 fleet.start(fleet.ids[3])
                 killed_device = True
             if reported >= 10 and down is None:
-                faults.kill_server(tracking)
-                down = [time.time(), 0.0]
-                time.sleep(8)
-                faults.start_server(tracking)
-                down[1] = time.time()
+                down = Outage(tracking, down_s=8.0)
             try:
                 st = canary.tick(fleet.ids)
             except Exception:
@@ -104,10 +72,10 @@ def test_bad_candidate_rolled_back_through_kills(server: tuple[str, Path], tmp_p
     assert st.max_fleet_fraction <= 0.1 and st.step == 0
     assert reg.champion(name).version == v1.version
     assert killed_device and down is not None
+    down.join()
     lost = faults.telemetry_lost(uri, [tmp_path / "fleet"])
     assert lost["lost"] == 0 and lost["produced"] >= 10, lost
-    made_while_down = [r for p in (tmp_path / "fleet").glob(f"*/spool/{rid}") for r in Spool(p).records()
-                       if down[0] * 1000 <= r["report"]["created_ms"] <= down[1] * 1000]
+    made_while_down = down.made_while_down(records(tmp_path / "fleet", rid))
     assert made_while_down, "no report was made while the server was down: the fault was not exercised"
 
 
@@ -129,7 +97,7 @@ def test_tampered_artifact_refused_by_every_device(server: tuple[str, Path], tmp
     for p in fleet.procs.values():
         assert p.wait(timeout=600) == 0
     for d in fleet.ids:
-        [rec] = Spool(tmp_path / "fleet" / d / "spool" / "tamper").records()
+        [rec] = records(tmp_path / "fleet", "tamper", d)
         assert rec["report"]["refused_artifacts"] == 1, d
         assert rec["report"]["model_sha256"] == v1.sha256, f"{d} ran something other than the champion"
     st = canary.tick(fleet.ids)

@@ -262,3 +262,46 @@ def test_ab_analysis() -> None:
     assert res["decision"].startswith("B (candidate) is better")
     res = analyse({"t": list(rng.normal(1.0, 0.2, 30)), "c": list(rng.normal(1.0, 0.2, 30))})
     assert res["decision"] == "no significant difference"
+
+
+def test_bicubic_is_pytorchs() -> None:
+    """The devices' numpy bicubic (no PyTorch in a device process) gives PyTorch's numbers."""
+    import torch
+
+    from nerve_learning.rollout.fleet import bicubic
+
+    rng = np.random.default_rng(0)
+    for shape, scale in (((3, 32, 32), 2), ((2, 9, 14), 2), ((1, 11, 7), 3)):
+        lr = rng.integers(0, 256, shape).astype(np.uint8)
+        up = torch.nn.functional.interpolate(torch.from_numpy(lr.astype(np.float32))[:, None], scale_factor=scale,
+                                             mode="bicubic", align_corners=False)
+        want = np.clip(up[:, 0].numpy() + 0.5, 0, 255).astype(np.uint8)
+        got = bicubic(lr, scale)
+        assert got.shape == want.shape and np.array_equal(got, want), (shape, scale)
+
+
+def test_a_stale_device_process_is_ended(tmp_path: Path) -> None:
+    """A device still playing from a controller that was killed is ended before the device is
+    started again (two processes must not write one spool); any other process is left alone."""
+    import sys
+    import time
+
+    from nerve_learning.rollout.fleet import end_stale
+
+    work = tmp_path / "dev000"
+    work.mkdir()
+    stale = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--work", str(work)])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (work / "pid").write_text(str(other.pid))  # a recycled pid: not this device's process
+        end_stale(work)
+        time.sleep(0.2)
+        assert other.poll() is None
+        (work / "pid").write_text(str(stale.pid))
+        end_stale(work)
+        assert stale.wait(timeout=10) == -9
+    finally:
+        for p in (stale, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

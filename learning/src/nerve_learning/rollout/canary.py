@@ -99,9 +99,17 @@ def publish(registry: Any, state: RolloutState) -> None:
 
 
 def read_public(client: Any, name: str) -> dict[str, Any] | None:
-    tags = client.get_registered_model(name).tags or {}
-    text = tags.get(TAG_ROLLOUT_STATE)
-    return json.loads(text) if text else None
+    return read_state(client, name)[0]
+
+
+def read_state(client: Any, name: str) -> tuple[dict[str, Any] | None, int | None]:
+    """(the rollout's public state, the champion's version) in one request: what a device reads
+    every session. The alias as it stands (a promotion cut short by a crash is settled by the
+    controller, Registry.champion, not by devices, which only read)."""
+    model = client.get_registered_model(name)
+    text = (model.tags or {}).get(TAG_ROLLOUT_STATE)
+    champion = (model.aliases or {}).get("champion")
+    return (json.loads(text) if text else None), (int(champion) if champion is not None else None)
 
 
 def arm_sums(totals: dict[str, dict[str, float]], arm: str, key: str) -> float:

@@ -19,21 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..data.clips import TRAIN, Clip, data_root
 from ..data.dataset import PairConfig, build_pairs
 from ..data.degrade import Codec, degrade, read_luma
 from ..metrics import psnr
-from ..ondevice.local_trainer import LocalTrainConfig, finetune, predict, with_bar
-from ..sr.export import export_onnx, student_from_onnx
+from .content import ContentSpec
 
-
-@dataclass(frozen=True)
-class ContentSpec:
-    """Frames of clips as (clip, first frame, frame count, frame step)."""
-
-    clips: tuple[tuple[Clip, int, int, int], ...]
+# PyTorch and the trainers are imported where they are used: a pipeline resumed after its training
+# step (pipeline.py imports this module) starts in a fraction of the time without them.
 
 
 def _frames(spec: ContentSpec, scale: int, root: Path) -> list[np.ndarray]:
@@ -54,6 +48,8 @@ def patches(spec: ContentSpec, scale: int, codec: Codec, patch_lr: int, per_fram
     bars and a fine-tune without them forgets them: Sintel -1.3 dB), those coded together as a
     short video, as the on-device trainer codes harvested patches.
     `codec.name == "none"`: a clean bicubic downscale."""
+    from ..ondevice.local_trainer import with_bar
+
     root = root or data_root()
     rng = np.random.default_rng(seed)
     lrs, hrs, barred = [], [], []
@@ -78,6 +74,11 @@ def score_frames(onnx_paths: dict[str, Path], spec: ContentSpec, scale: int, cod
                  root: Path | None = None) -> dict[str, Any]:
     """PSNR-Y of whole frames (one MSE per clip over all its frames, then the mean over clips)
     for each model, and bicubic; per clip beside the mean."""
+    import torch
+
+    from ..ondevice.local_trainer import predict
+    from ..sr.export import student_from_onnx
+
     root = root or data_root()
     models = {name: student_from_onnx(p) for name, p in onnx_paths.items()}
     per_clip: dict[str, dict[str, float]] = {}
@@ -128,6 +129,11 @@ def train_good(champion: Path, content: ContentSpec, out: Path, cfg: CandidateCo
 def train_on_pairs(champion: Path, new: tuple[np.ndarray, np.ndarray], out: Path, cfg: CandidateConfig,
                    cache: Path) -> Path:
     """The good candidate's fine-tune on given (lr, hr) pairs of the fleet's content."""
+    import torch
+
+    from ..ondevice.local_trainer import LocalTrainConfig, finetune
+    from ..sr.export import export_onnx, student_from_onnx
+
     torch.set_num_threads(cfg.threads)
     ltc = LocalTrainConfig(steps=cfg.steps, batch=cfg.batch, replay_fraction=0.5, bars=0.0, seed=cfg.seed)
     model = finetune(student_from_onnx(champion), new, _replay(cfg, cache), ltc, cfg.lr)
@@ -139,6 +145,11 @@ def train_on_pairs(champion: Path, new: tuple[np.ndarray, np.ndarray], out: Path
 def train_bad(champion: Path, wrong: ContentSpec, out: Path, cfg: CandidateConfig) -> Path:
     """The champion fine-tuned on the wrong data: clean (codec-free) pairs of other content, no
     replay, a larger step: it forgets how to undo the codec the fleet streams with."""
+    import torch
+
+    from ..ondevice.local_trainer import LocalTrainConfig, finetune
+    from ..sr.export import export_onnx, student_from_onnx
+
     torch.set_num_threads(cfg.threads)
     new = patches(wrong, cfg.scale, Codec("none", 0), cfg.patch_lr, cfg.per_frame, cfg.seed)
     empty = (np.zeros((0, cfg.patch_lr, cfg.patch_lr), np.uint8),
@@ -150,6 +161,29 @@ def train_bad(champion: Path, wrong: ContentSpec, out: Path, cfg: CandidateConfi
     return out
 
 
+def offset_candidate(champion: Path, out: Path, levels: float) -> Path:
+    """A miscalibrated candidate made in a second: the champion with `levels` (of 255) added to
+    every output pixel, through the bias of its last convolution (the residual the upscaler adds
+    to its interpolation), as a wrong normalisation in an export would. It loses everywhere
+    (1.5 levels: -0.7 to -1.3 dB a session on the small profile's segments), evenly enough for a
+    canary to see it on a few reports; the CI test of the whole loop uses it as its bad candidate."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(champion))
+    # the last convolution with a bias, in graph order (the interpolation's own has none)
+    convs = [n for n in model.graph.node if n.op_type == "Conv" and len(n.input) == 3]
+    found = [t for t in model.graph.initializer if convs and t.name == convs[-1].input[2]]
+    if not found:
+        raise ValueError(f"{champion}: no convolution bias to offset")
+    last = found[0]
+    value = numpy_helper.to_array(last) + np.float32(levels / 255.0)
+    last.CopyFrom(numpy_helper.from_array(value.astype(np.float32), last.name))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out))
+    return out
+
+
 def measure(champion: Path, candidates: dict[str, Path], fleet: ContentSpec, cfg: CandidateConfig) -> dict[str, Any]:
     """Each candidate's dB against the champion on the fleet's content (frames it never trained on)."""
     scores = score_frames({"champion": champion, **candidates}, fleet, cfg.scale, cfg.rung)
@@ -157,3 +191,23 @@ def measure(champion: Path, candidates: dict[str, Path], fleet: ContentSpec, cfg
     for name in candidates:
         out[f"{name}_gain_db"] = scores["mean"][name] - scores["mean"]["champion"]
     return out
+
+
+def _demo() -> None:  # pragma: no cover - a manual check: python -m nerve_learning.rollout.candidates
+    """Trains the good and the bad candidate and prints their dB against the champion."""
+    import tempfile
+    from pathlib import Path
+
+    from ..paths import REPO
+    from .content import FLEET_CONTENT, GOOD_TRAIN_CONTENT, WRONG_CONTENT
+
+    cfg = CandidateConfig()
+    champ = REPO / "models" / "nerve-sr-x2.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        good = train_good(champ, GOOD_TRAIN_CONTENT, Path(tmp) / "good.onnx", cfg, REPO / "learning" / "cache")
+        bad = train_bad(champ, WRONG_CONTENT, Path(tmp) / "bad.onnx", cfg)
+        print(measure(champ, {"good": good, "bad": bad}, FLEET_CONTENT, cfg))
+
+
+if __name__ == "__main__":
+    _demo()

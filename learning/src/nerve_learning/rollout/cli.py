@@ -81,23 +81,29 @@ def cmd_abtest(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> int:
+    from typing import Any
+
     from .candidates import CandidateConfig
-    from .content import FLEET_CONTENT, GOOD_TRAIN_CONTENT, MIXED_OTHER
-    from .fleet import Fleet, FleetConfig
+    from .content import PROFILES
+    from .fleet import Fleet, FleetConfig, RunningFleet
     from .pipeline import Pipeline, PipelineConfig, summary
 
     uri = _uri(args)
     work = Path(args.work)
+    profile = PROFILES[args.content]
 
-    def fleet_factory(rid: str) -> Fleet | None:
+    def fleet_factory(rid: str) -> Any:
         if args.devices <= 0:
             return None
-        return Fleet(uri, args.name, FleetConfig(devices=args.devices, mix="animation", work=work / f"fleet-{rid}"))
+        if args.fleet_running:
+            return RunningFleet(args.devices)
+        return Fleet(uri, args.name, FleetConfig(devices=args.devices, mix=profile.mix, work=work / f"fleet-{rid}"))
 
     cfg = PipelineConfig(name=args.name, work=work, uri=uri, devices=args.devices,
                          candidate=CandidateConfig(steps=args.steps),
-                         canary_steps=tuple(float(x) for x in args.canary_steps.split(",")))
-    state = Pipeline(cfg, GOOD_TRAIN_CONTENT, FLEET_CONTENT, MIXED_OTHER, fleet_factory).run()
+                         canary_steps=tuple(float(x) for x in args.canary_steps.split(",")),
+                         trigger=json.loads(args.trigger) if args.trigger else {})
+    state = Pipeline(cfg, profile.train, profile.heldout, profile.other, fleet_factory).run()
     print(json.dumps(summary(state), indent=2))
     return 0 if state.get("stopped") is None else 3
 
@@ -149,7 +155,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--uri", required=True)
     p.add_argument("--name", required=True)
     p.add_argument("--devices", type=int, default=10)
-    p.add_argument("--mix", default="animation", choices=("animation", "mixed"))
+    p.add_argument("--mix", default="animation", choices=("animation", "mixed", "small"))
     p.add_argument("--sessions", type=int, default=0, help="sessions per device (0: until the STOP file)")
     p.add_argument("--work", default="out/fleet")
     p.set_defaults(func=cmd_fleet)
@@ -169,7 +175,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--devices", type=int, default=10, help="simulated devices for shadow and canary")
     p.add_argument("--steps", type=int, default=1000, help="fine-tune steps")
     p.add_argument("--canary-steps", default="0.05,0.2,0.5,1.0", help="fleet shares of the canary's steps")
+    p.add_argument("--content", default="fleet", choices=("fleet", "small"),
+                   help="what it trains on, is gated on and the fleet plays (content.py's PROFILES; "
+                        "small: the CI test's)")
+    p.add_argument("--fleet-running", action="store_true",
+                   help="the --devices devices (dev000...) are already running: start none for shadow and canary")
+    p.add_argument("--trigger", default="", help="why it runs, as JSON (a drift event): kept in the lineage")
     p.set_defaults(func=cmd_pipeline_run)
     p = ps.add_parser("status", help="which steps are done")
     p.add_argument("--work", default="out/pipeline")
     p.set_defaults(func=cmd_pipeline_status)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nerve_learning.rollout.cli rollout|pipeline ...`: the same commands as
+    `nerve-learn rollout|pipeline ...` without loading every other command's modules (PyTorch
+    among them): a pipeline resumed past its training step, or a controller, starts in a second."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="nerve-learn")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -3,8 +3,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 from ..data.clips import EVAL, TRAIN, Clip
-from .candidates import ContentSpec
+
+
+@dataclass(frozen=True)
+class ContentSpec:
+    """Frames of clips as (clip, first frame, frame count, frame step)."""
+
+    clips: tuple[tuple[Clip, int, int, int], ...]
+
+
+class Segment(NamedTuple):
+    """What a device plays in one session: `frames` frames of `clip` from `first`, the whole
+    picture or the `box` (x, y, width, height in the clip's pixels) of it."""
+
+    clip: Clip
+    first: int
+    frames: int
+    box: tuple[int, int, int, int] | None = None
 
 
 def clip(path: str) -> Clip:
@@ -30,27 +49,34 @@ WRONG_CONTENT = ContentSpec(((PDF, 0, 10, 5),))
 
 # Segments a device plays: (clip, first frame, frames). The animation mix is the fleet's content;
 # the mixed one is the champion's training mix (the drift experiment's "before").
-ANIMATION_SEGMENTS = ((BBB, 400, 16), (BBB, 500, 16), (BBB, 600, 16), (SINTEL, 0, 16), (SINTEL, 24, 16))
-MIXED_SEGMENTS = ((MAKEUP, 0, 16), (BASKET, 0, 16), (CHAPLIN, 0, 16), (MAKEUP, 150, 16), (BASKET, 150, 16))
+ANIMATION_SEGMENTS = tuple(Segment(c, f, 16) for c, f in ((BBB, 400), (BBB, 500), (BBB, 600), (SINTEL, 0), (SINTEL, 24)))
+MIXED_SEGMENTS = tuple(Segment(c, f, 16) for c, f in ((MAKEUP, 0), (BASKET, 0), (CHAPLIN, 0), (MAKEUP, 150), (BASKET, 150)))
 # The champion's other content (the pipeline's forgetting gate): talking head, sports, film.
 MIXED_OTHER = ContentSpec(((MAKEUP, 0, 6, 20), (BASKET, 0, 6, 20), (CHAPLIN, 0, 6, 20)))
 
-
-def _demo() -> None:  # pragma: no cover - a manual check: python -m nerve_learning.rollout.content
-    """Trains the good and the bad candidate and prints their dB against the champion."""
-    import tempfile
-    from pathlib import Path
-
-    from ..paths import REPO
-    from .candidates import CandidateConfig, measure, train_bad, train_good
-
-    cfg = CandidateConfig()
-    champ = REPO / "models" / "nerve-sr-x2.onnx"
-    with tempfile.TemporaryDirectory() as tmp:
-        good = train_good(champ, GOOD_TRAIN_CONTENT, Path(tmp) / "good.onnx", cfg, REPO / "learning" / "cache")
-        bad = train_bad(champ, WRONG_CONTENT, Path(tmp) / "bad.onnx", cfg)
-        print(measure(champ, {"good": good, "bad": bad}, FLEET_CONTENT, cfg))
+# The small profile (the CI test of the whole loop, test_rollout_loop.py): the same clips, fewer
+# frames, and devices play 320x176 boxes of them (8 frames), three across Sintel's lower
+# letterbox edge, so a session costs a device a fraction of a second of CPU. The good candidate's
+# gain there is more even (+0.6 to +1.4 dB a session; +0.1 on the Big Buck Bunny box) than on
+# whole frames (Sintel's upper edge: +3.5), which the canary's confidence sequence needs to decide
+# on a handful of reports.
+SMALL_SEGMENTS = (Segment(BBB, 400, 8, (480, 272, 320, 176)), Segment(SINTEL, 0, 8, (100, 304, 320, 176)),
+                  Segment(SINTEL, 0, 8, (500, 304, 320, 176)), Segment(SINTEL, 24, 8, (500, 304, 320, 176)))
+SMALL_GOOD_TRAIN_CONTENT = ContentSpec(((BBB, 0, 8, 30),))
+SMALL_FLEET_CONTENT = ContentSpec(((BBB, 400, 2, 100), (SINTEL, 0, 3, 8)))
+SMALL_OTHER = ContentSpec(((MAKEUP, 0, 2, 60), (BASKET, 0, 2, 60), (CHAPLIN, 0, 2, 60)))
 
 
-if __name__ == "__main__":
-    _demo()
+@dataclass(frozen=True)
+class Profile:
+    """What a pipeline trains on, is gated on and what its fleet plays (`nerve-learn pipeline
+    run --content`)."""
+
+    train: ContentSpec
+    heldout: ContentSpec
+    other: ContentSpec
+    mix: str
+
+
+PROFILES = {"fleet": Profile(GOOD_TRAIN_CONTENT, FLEET_CONTENT, MIXED_OTHER, "animation"),
+            "small": Profile(SMALL_GOOD_TRAIN_CONTENT, SMALL_FLEET_CONTENT, SMALL_OTHER, "small")}

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from ..data.clips import Clip, data_root
+from ..data.clips import data_root
 from ..data.degrade import Codec, _input_args, ffmpeg_exe, hr_geometry, probe_size
 from ..metrics import psnr
 from ..paths import REPO
 from . import assign
+from .content import Segment
 from .telemetry import Device, Report, stats_messages
 
 MIXES: dict[str, Any] = {}
@@ -46,9 +47,9 @@ MIXES: dict[str, Any] = {}
 
 def _mixes() -> dict[str, Any]:
     if not MIXES:
-        from .content import ANIMATION_SEGMENTS, MIXED_SEGMENTS
+        from .content import ANIMATION_SEGMENTS, MIXED_SEGMENTS, SMALL_SEGMENTS
 
-        MIXES.update({"animation": ANIMATION_SEGMENTS, "mixed": MIXED_SEGMENTS})
+        MIXES.update({"animation": ANIMATION_SEGMENTS, "mixed": MIXED_SEGMENTS, "small": SMALL_SEGMENTS})
     return MIXES
 
 
@@ -65,17 +66,25 @@ class DeviceConfig:
     patch_lr: int = 32
     sessions: int = 0  # 0: until the stop file appears
     seed: int = 0
+    # False: while no rollout collects evidence (none, or decided) the device only watches the
+    # state every `poll_s` instead of playing (the CI test's fleet: CPU for what is decided)
+    play_settled: bool = True
+    poll_s: float = 1.0
 
 
-def _segment(clip: Clip, first: int, frames: int, scale: int, rung: Codec, cache: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+def _segment(seg: Segment, scale: int, rung: Codec, cache: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """(the rung's file, its decoded luma, the real frames' luma) of a segment, cached."""
+    clip, first, frames, box = seg
     key = f"{Path(clip.path).stem}-{first}-{frames}-x{scale}-{rung.name}{rung.crf}"
+    if box is not None:
+        key += "-box{}x{}x{}x{}".format(*box)
     video, hr_npy, lr_npy = cache / f"{key}.mkv", cache / f"{key}.hr.npy", cache / f"{key}.lr.npy"
     if not (video.is_file() and hr_npy.is_file() and lr_npy.is_file()):
         cache.mkdir(parents=True, exist_ok=True)
         root = data_root()
-        w, h = hr_geometry(probe_size(clip, root), scale)
-        vf = f"select='gte(n\\,{first})',crop={w}:{h}:0:0"
+        x0, y0 = (box[0], box[1]) if box is not None else (0, 0)
+        w, h = hr_geometry(box[2:] if box is not None else probe_size(clip, root), scale)
+        vf = f"select='gte(n\\,{first})',crop={w}:{h}:{x0}:{y0}"
         hr = subprocess.run([ffmpeg_exe(), "-v", "error", *_input_args(clip, root), "-vf", vf, "-fps_mode", "passthrough",
                              "-frames:v", str(frames), "-f", "rawvideo", "-pix_fmt", "gray", "-"],
                             capture_output=True, check=True).stdout
@@ -132,12 +141,29 @@ class Scorer:
         return np.clip(y * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
-    import torch
+def _cubic_taps(n: int, scale: int, a: float = -0.75) -> tuple[np.ndarray, np.ndarray]:
+    """(indices (n*scale, 4), weights (n*scale, 4)) of the bicubic filter along one axis:
+    PyTorch's `interpolate(mode="bicubic", align_corners=False)` (Keys' kernel with a = -0.75,
+    source x = (o + 0.5) / scale - 0.5, edges replicated)."""
+    x = (np.arange(n * scale, dtype=np.float64) + 0.5) / scale - 0.5
+    x0 = np.floor(x)
+    t = (x - x0)[:, None]
+    d = np.abs(np.array([-1.0, 0.0, 1.0, 2.0])[None, :] - t)
+    w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+    idx = np.clip(x0[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, n - 1)
+    return idx, w.astype(np.float32)
 
-    up = torch.nn.functional.interpolate(torch.from_numpy(lr.astype(np.float32))[:, None], scale_factor=scale,
-                                         mode="bicubic", align_corners=False)
-    return np.clip(up[:, 0].numpy() + 0.5, 0, 255).astype(np.uint8)
+
+def bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
+    """Bicubic upscale of (N, H, W) uint8 luma, rounded: the same numbers as PyTorch's, in numpy
+    (a device process does not load PyTorch for it: 1.5 s of CPU at every start)."""
+    _, h, w = lr.shape
+    iy, wy = _cubic_taps(h, scale)
+    ix, wx = _cubic_taps(w, scale)
+    x = lr.astype(np.float32)
+    rows = np.einsum("nhk...,hk->nh...", x[:, iy], wy)  # (N, H*s, W)
+    up = np.einsum("nhwk,wk->nhw", rows[:, :, ix], wx)  # (N, H*s, W*s)
+    return np.clip(up + 0.5, 0, 255).astype(np.uint8)
 
 
 def sample_patches(hr: np.ndarray, lr: np.ndarray, n: int, p: int, s: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -151,10 +177,11 @@ def sample_patches(hr: np.ndarray, lr: np.ndarray, n: int, p: int, s: int, rng: 
 
 def run_device(cfg: DeviceConfig) -> int:
     from ..registry.store import Registry, RegistryError
-    from .canary import read_public
+    from .canary import read_state
 
     work = Path(cfg.work)
     work.mkdir(parents=True, exist_ok=True)
+    (work / "pid").write_text(str(os.getpid()))  # Fleet.start ends a stale process of this device
     stop = work.parent / "STOP"
     # a seed from the id's sha256 (str hashes change from one Python process to the next)
     rng = np.random.default_rng(int.from_bytes(hashlib.sha256(cfg.id.encode()).digest()[:4], "big") + cfg.seed)
@@ -165,14 +192,14 @@ def run_device(cfg: DeviceConfig) -> int:
     session = 0
     devices: dict[str, Device] = {}
     refused: set[int] = set()
+    verified: set[int] = set()  # versions on disk whose sha256 was checked (a version never changes)
     while cfg.sessions <= 0 or session < cfg.sessions:
         if stop.exists():
             break
-        session += 1
         try:
-            public = read_public(registry.client, cfg.name)
-            champion = registry.champion(cfg.name)
-            public = {**(public or {}), "champion_now": champion.version if champion else None}
+            # one request: the rollout's public state and the champion alias, together
+            public_now, champion_now = read_state(registry.client, cfg.name)
+            public = {**(public_now or {}), "champion_now": champion_now}
             tmp = state_cache.with_suffix(".tmp")
             tmp.write_text(json.dumps(public))
             os.replace(tmp, state_cache)
@@ -187,6 +214,10 @@ def run_device(cfg: DeviceConfig) -> int:
         candidate_v = public.get("candidate")
         status = public.get("status")
         active = status in ("running", "shadow", "ab")
+        if not active and not cfg.play_settled:
+            time.sleep(cfg.poll_s)  # no rollout is collecting evidence: watch for the next one
+            continue
+        session += 1
         arm = assign.arm(cfg.id, rid, float(public.get("threshold", 0.0))) if active else assign.CHAMPION
         n_refused = 0
 
@@ -195,8 +226,11 @@ def run_device(cfg: DeviceConfig) -> int:
             where = work / "models" / f"v{version}"
             if version in refused:
                 return None
+            if version in verified and (where / "manifest.toml").is_file():
+                return where
             try:
                 registry.materialize(cfg.name, version, where)
+                verified.add(version)
             except RegistryError as e:
                 if "sha256" not in str(e):  # the server could not answer: not the artifact's fault
                     return where if (where / "manifest.toml").is_file() else None
@@ -217,8 +251,9 @@ def run_device(cfg: DeviceConfig) -> int:
             arm = assign.CHAMPION  # the candidate was refused or cannot be fetched: keep the champion
         run_dir = cand_dir if arm == assign.CANDIDATE else champ_dir
         assert run_dir is not None
-        clip, first, frames = mix[int(rng.integers(len(mix)))]
-        video, hr, lr = _segment(clip, first, frames, cfg.scale, cfg.rung, work.parent / "segments")
+        seg = mix[int(rng.integers(len(mix)))]
+        clip, frames = seg.clip, seg.frames
+        video, hr, lr = _segment(seg, cfg.scale, cfg.rung, work.parent / "segments")
         stats, cpu = play(video, run_dir)
         fps = float(clip.fps)
         report = Report(device=cfg.id, seq=0, created_ms=0, rollout=rid, arm=arm,
@@ -253,6 +288,44 @@ def run_device(cfg: DeviceConfig) -> int:
 
 # ---- the fleet ------------------------------------------------------------------------------
 
+def end_stale(device_work: Path) -> None:
+    """SIGKILL of a process still playing as this device (one started by a controller that was
+    itself killed: a pipeline killed with SIGKILL in its shadow or canary step leaves its
+    devices running, and its rerun starts them again); two processes must never share one spool."""
+    try:
+        pid = int((device_work / "pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if str(device_work).encode() in cmdline and pid != os.getpid():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        for _ in range(100):  # until it is gone (a zombie of another parent counts as gone)
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return
+            if state == "Z":
+                return
+            time.sleep(0.05)
+
+
+class RunningFleet:
+    """Devices that are already running (a real fleet, or one a test started): a rollout on
+    them needs their ids and starts or stops nothing."""
+
+    def __init__(self, devices: int) -> None:
+        self.ids = [f"dev{i:03d}" for i in range(devices)]
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 @dataclass
 class FleetConfig:
     devices: int = 20
@@ -260,6 +333,10 @@ class FleetConfig:
     work: Path = Path("out/fleet")
     sessions: int = 0
     patches: int = 12
+    play_settled: bool = True  # DeviceConfig.play_settled
+    # the devices' CPU priority below the caller's (nice): on one machine the controller and the
+    # pipeline, which in a deployment have machines of their own, are not held up by the fleet
+    nice: int = 0
 
 
 class Fleet:
@@ -272,24 +349,31 @@ class Fleet:
         self.cfg.work.mkdir(parents=True, exist_ok=True)
 
     def command(self, device: str) -> list[str]:
-        return [sys.executable, "-m", "nerve_learning.rollout.fleet", "--id", device, "--work",
-                str(self.cfg.work / device), "--uri", self.uri, "--name", self.name, "--mix", self.cfg.mix,
-                "--sessions", str(self.cfg.sessions), "--patches", str(self.cfg.patches)]
+        return [*(["nice", "-n", str(self.cfg.nice)] if self.cfg.nice else []),
+                sys.executable, "-m", "nerve_learning.rollout.fleet", "--id", device, "--work", str(self.cfg.work / device),
+                "--uri", self.uri, "--name", self.name, "--mix", self.cfg.mix,
+                "--sessions", str(self.cfg.sessions), "--patches", str(self.cfg.patches),
+                *([] if self.cfg.play_settled else ["--only-during-rollouts"])]
 
     def prepare(self) -> None:
         """Cuts and encodes every segment of the mix once, before the devices start (they would
         otherwise all decode the same clips at once on their first session)."""
-        for clip, first, frames in _mixes()[self.cfg.mix]:
-            _segment(clip, first, frames, 2, Codec("x264", 28), self.cfg.work / "segments")
+        for seg in _mixes()[self.cfg.mix]:
+            _segment(seg, 2, Codec("x264", 28), self.cfg.work / "segments")
 
     def start(self, device: str | None = None) -> None:
         (self.cfg.work / "STOP").unlink(missing_ok=True)
         if device is None:
             self.prepare()
+        # A device's telemetry must not hold up its playback: a server that does not answer fails
+        # the call at once (one retry, no back-off; MLflow's default backs off for minutes), the
+        # device goes on with what it last saw and keeps its reports in the spool.
+        env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", **os.environ,
+               "OMP_NUM_THREADS": "1"}
         for d in [device] if device else self.ids:
+            end_stale(self.cfg.work / d)
             log = open(self.cfg.work / f"{d}.log", "ab")
-            self.procs[d] = subprocess.Popen(self.command(d), stdout=log, stderr=subprocess.STDOUT,
-                                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+            self.procs[d] = subprocess.Popen(self.command(d), stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self, device: str) -> None:
         """kill -9 of one device."""
@@ -327,8 +411,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mix", default="animation")
     ap.add_argument("--sessions", type=int, default=0)
     ap.add_argument("--patches", type=int, default=12)
+    ap.add_argument("--only-during-rollouts", action="store_true",
+                    help="play only while a rollout collects evidence (DeviceConfig.play_settled)")
     a = ap.parse_args(argv)
-    return run_device(DeviceConfig(a.id, Path(a.work), a.uri, a.name, mix=a.mix, sessions=a.sessions, patches=a.patches))
+    return run_device(DeviceConfig(a.id, Path(a.work), a.uri, a.name, mix=a.mix, sessions=a.sessions, patches=a.patches,
+                                   play_settled=not a.only_during_rollouts))
 
 
 if __name__ == "__main__":
