@@ -71,6 +71,11 @@ const DEFAULT_HARVEST_PATCH: u32 = 128;
 const DEFAULT_SHADOW_BUDGET: u32 = 30;
 const DEFAULT_SHADOW_SCALE: u32 = 2;
 const DEFAULT_SHADOW_CRF: u32 = 23;
+/// `processing-latency=-1`: declare the model's time per frame, measured when the caps are set.
+const LATENCY_MEASURED: i32 = -1;
+const DEFAULT_PROCESSING_LATENCY: i32 = LATENCY_MEASURED;
+/// The most a stream may be held back for the model, in milliseconds.
+const MAX_PROCESSING_LATENCY_MS: i32 = 10_000;
 /// Side of the shadow's high-resolution patches (before rounding to the scale's 4:2:0 grid).
 const SHADOW_PATCH: u32 = 128;
 /// `scale=0`: fit each input to the negotiated output size.
@@ -98,6 +103,7 @@ struct Settings {
     shadow_budget: u32,
     shadow_scale: u32,
     shadow_crf: u32,
+    processing_latency: i32,
 }
 
 impl Settings {
@@ -166,6 +172,7 @@ impl Default for Settings {
             shadow_budget: DEFAULT_SHADOW_BUDGET,
             shadow_scale: DEFAULT_SHADOW_SCALE,
             shadow_crf: DEFAULT_SHADOW_CRF,
+            processing_latency: DEFAULT_PROCESSING_LATENCY,
         }
     }
 }
@@ -230,6 +237,8 @@ struct State {
 #[derive(Default)]
 struct Qos {
     earliest: Option<gst::ClockTime>,
+    /// The model's time per frame, measured when the caps were set (`processing-latency=-1`).
+    measured: Option<gst::ClockTime>,
 }
 
 #[derive(Default)]
@@ -371,6 +380,20 @@ impl ObjectImpl for NerveSr {
                     )
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt::builder("processing-latency")
+                    .nick("Processing latency")
+                    .blurb(
+                        "Time each frame spends in the model, in milliseconds, added to the latency the element \
+                         reports (LATENCY query) so that in a live pipeline a clock-synchronised sink waits for it \
+                         instead of finding every frame late and sending QoS upstream; -1 measures it (a warm-up run of \
+                         the model when the caps are set, announced with a LATENCY message); 0 reports none. Ignored \
+                         where no model runs (scale=1, pass-through)",
+                    )
+                    .minimum(LATENCY_MEASURED)
+                    .maximum(MAX_PROCESSING_LATENCY_MS)
+                    .default_value(DEFAULT_PROCESSING_LATENCY)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("stats-interval")
                     .nick("Statistics interval")
                     .blurb("Post a nervesr-stats element message every N frames (0 = only at EOS)")
@@ -431,6 +454,7 @@ impl ObjectImpl for NerveSr {
             "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
             "ort-library" => s.ort_library = value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty()),
             "stats-interval" => s.stats_interval = value.get().unwrap_or(DEFAULT_STATS_INTERVAL),
+            "processing-latency" => s.processing_latency = value.get().unwrap_or(DEFAULT_PROCESSING_LATENCY),
             "enhance" => s.enhance = value.get().unwrap_or(true),
             other => gst::warning!(CAT, imp = self, "no property {other}"),
         }
@@ -455,6 +479,7 @@ impl ObjectImpl for NerveSr {
             "threads" => s.threads.to_value(),
             "ort-library" => s.ort_library.to_value(),
             "stats-interval" => s.stats_interval.to_value(),
+            "processing-latency" => s.processing_latency.to_value(),
             "enhance" => s.enhance.to_value(),
             "stats" => {
                 drop(s);
@@ -673,6 +698,52 @@ impl NerveSr {
         }
     }
 
+    /// Runs the model twice on a grey frame of the current geometry and returns the second run's
+    /// time: the first pays for ONNX Runtime's allocations, which no later frame does. Leaves the
+    /// history alone (a temporal model sees only real frames).
+    fn warm_up(state: &mut State) -> Option<gst::ClockTime> {
+        let State { model, geometry, input, .. } = state;
+        let (model, geo) = (model.as_mut()?, geometry.as_ref()?);
+        if geo.k < 2 {
+            return None;
+        }
+        let (w, h) = (geo.in_w, geo.in_h);
+        input.clear();
+        input.resize(model.frames() * w * h, 0.5);
+        let mut took = None;
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            model.run(input, w, h, |_| {}).ok()?;
+            took = Some(started.elapsed());
+        }
+        took.map(|t| gst::ClockTime::from_nseconds(t.as_nanos() as u64))
+    }
+
+    /// Keeps the measured model time and, when it changed, posts a LATENCY message so that the
+    /// pipeline queries latency again and sinks give frames that much more time.
+    fn measured_latency(&self, measured: Option<gst::ClockTime>) {
+        let changed = {
+            let mut qos = lock(&self.qos);
+            std::mem::replace(&mut qos.measured, measured) != measured
+        };
+        gst::info!(CAT, imp = self, "processing latency (model, measured): {measured:?}");
+        if changed {
+            let _ = self.obj().post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+    }
+
+    /// What this element adds to the pipeline's latency: the model's time per frame, while a
+    /// model runs (`processing-latency`: fixed, or measured when the caps were set).
+    fn processing_latency(&self) -> gst::ClockTime {
+        if self.obj().is_passthrough() {
+            return gst::ClockTime::ZERO;
+        }
+        match lock(&self.settings).processing_latency {
+            LATENCY_MEASURED => lock(&self.qos).measured.unwrap_or(gst::ClockTime::ZERO),
+            ms => gst::ClockTime::from_mseconds(ms.max(0) as u64),
+        }
+    }
+
     /// Whether the frame at `pts` is already late according to downstream QoS.
     fn is_late(&self, pts: Option<gst::ClockTime>) -> bool {
         if !self.obj().is_qos() {
@@ -768,7 +839,7 @@ impl BaseTransformImpl for NerveSr {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
-        lock(&self.qos).earliest = None;
+        *lock(&self.qos) = Qos::default();
         if settings.scale <= 1 {
             // Pass-through at display size: no model, maybe harvesting. Fit mode loads its models
             // when it knows the sizes (set_info) and harvests while an input plays at the output size.
@@ -811,7 +882,7 @@ impl BaseTransformImpl for NerveSr {
         *lock(&self.state) = State::default();
         drop(shadow);
         *lock(&self.active_sha) = None;
-        lock(&self.qos).earliest = None;
+        *lock(&self.qos) = Qos::default();
         if let Some(mut h) = harvester {
             // Every patch handed to the writer is on disk once this returns.
             if let Err(e) = h.finish() {
@@ -876,6 +947,25 @@ impl BaseTransformImpl for NerveSr {
         }
         othercaps.fixate();
         othercaps
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction != gst::PadDirection::Src || query.type_() != gst::QueryType::Latency {
+            return BaseTransformImplExt::parent_query(self, direction, query);
+        }
+        // Upstream's latency plus the model's time: the model runs in the streaming thread, so a
+        // frame leaves this element that much after it entered (as an encoder declares the frames
+        // it holds, and as a live sink's processing-deadline, 20 ms by default, does not cover).
+        if !BaseTransformImplExt::parent_query(self, direction, query) {
+            return false;
+        }
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            let (live, min, max) = q.result();
+            let own = self.processing_latency();
+            gst::debug!(CAT, imp = self, "latency: upstream {min} (live: {live}), own {own}");
+            q.set(live, min + own, max.map(|m| m + own));
+        }
+        true
     }
 
     fn src_event(&self, event: gst::Event) -> bool {
@@ -1042,6 +1132,11 @@ impl VideoFilterImpl for NerveSr {
         // A new geometry makes the previous frames meaningless for a temporal model.
         state.history.clear();
         gst::info!(CAT, imp = self, "{in_w}x{in_h} -> {out_w}x{out_h} {:?}, model x{k}", in_info.format());
+        if settings.processing_latency == LATENCY_MEASURED {
+            let measured = Self::warm_up(&mut state);
+            drop(state);
+            self.measured_latency(measured);
+        }
         Ok(())
     }
 
