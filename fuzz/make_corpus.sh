@@ -21,8 +21,8 @@ input = { name = "lr", layout = "NCHW", planes = "Y", range = "unit" }
 output = { name = "hr", layout = "NCHW", planes = "Y" }
 T
 
-cp gst-nerveabr/tables/pensieve_generic_nervesr.json $c/quality_table/generic.json
-cp gst-nerveabr/tables/pensieve_sports_nervesr.json $c/quality_table/sports.json
+cp nerve-abr/tables/pensieve_generic_nervesr.json $c/quality_table/generic.json
+cp nerve-abr/tables/pensieve_sports_nervesr.json $c/quality_table/sports.json
 
 printf '0 1.5\n1 2.25\n2 0.5\n3 4\n' > $c/trace/two_column.txt
 printf '0\n3\n3\n7\n12\n12\n12\n20\n41\n60\n' > $c/trace/mahimahi.txt

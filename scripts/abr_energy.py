@@ -3,8 +3,8 @@
 
 Runs `nerveabr-sim` (chunk scenario, the shipped measured quality table) on each family of
 ../shared/data/traces at each preference (quality, balanced, battery-saver), with the energy model
-of gst-nerveabr/src/policy/energy.rs (each family on its own network's radio), and writes
-gst-nerveabr/results/energy.json and energy_pareto.png: per family and policy, QoE_vmaf and the
+of nerve-abr/src/energy.rs (each family on its own network's radio), and writes
+nerveabr-sim/results/energy.json and energy_pareto.png: per family and policy, QoE_vmaf and the
 battery a viewing hour costs, and the battery target of issue 30 (nerve at battery-saver against
 nerve at quality: >= 30% less energy per viewing hour for <= 5% QoE loss).
 
@@ -54,7 +54,7 @@ def run(pref: str, limit: int, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=0, help="traces per family (0 = all)")
-    ap.add_argument("--out", type=Path, default=ROOT / "gst-nerveabr" / "results")
+    ap.add_argument("--out", type=Path, default=ROOT / "nerveabr-sim" / "results")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     by_set = {rel: fam for fam, rel in FAMILIES.items()}
@@ -84,7 +84,7 @@ def main() -> None:
         }
     out = {
         "command": "python3 scripts/abr_energy.py" + (f" --limit {args.limit}" if args.limit else ""),
-        "energy_model": "gst-nerveabr/src/policy/energy.rs (radio: Huang et al. MobiSys 2012; decode, compute and battery: stated assumptions)",
+        "energy_model": "nerve-abr/src/energy.rs (radio: Huang et al. MobiSys 2012; decode, compute and battery: stated assumptions)",
         "session_s": SESSION_S,
         "families": rows,
         "battery_target": target,

@@ -6,7 +6,7 @@
 # out/abr) and prints the summary. Run from anywhere; needs ../shared/data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release -q -p gst-nerveabr
+CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release -q -p nerveabr-sim
 T=../shared/data/traces; OUT=${OUT:-out/abr}; mkdir -p "$OUT"
 SIM=./target/release/nerveabr-sim
 P=bb,rb,bola,robustmpc,dynamic,rb+sr,bola+sr,robustmpc+sr,dynamic+sr,bones,nerve

@@ -75,6 +75,12 @@ echo "using $lib"
 say "cargo build --release --workspace"
 cargo build --release --workspace
 
+# The simulator as a Python module (nerveabr_py: pyo3), for the PPO agent of nerve_learning.rl.
+# maturin builds it against the same target/ (about a minute after the workspace build).
+say "nerveabr_py -> .venv (maturin develop --release)"
+.venv/bin/pip install -q -c learning/constraints.txt maturin
+(cd nerveabr-py && VIRTUAL_ENV="$root/.venv" "$root/.venv/bin/maturin" develop --release -q)
+
 # One way to reach every tool: the .venv's activate script. nerve-learn is the learning package's
 # entry point there already; nerve-eval and nerveabr-sim are the Rust binaries, linked beside it;
 # GST_PLUGIN_PATH lets gst-launch-1.0 and GStreamer apps find the plugins built in target/release.

@@ -50,7 +50,7 @@ fn real_tools() -> Tools {
     Tools {
         nerve_learn: tool(repo_root().join(".venv/bin/nerve-learn"), "run scripts/setup.sh"),
         nerve_eval: workspace_binary("nerve-eval", "nerve-eval"),
-        nerveabr_sim: workspace_binary("nerveabr-sim", "gst-nerveabr"),
+        nerveabr_sim: workspace_binary("nerveabr-sim", "nerveabr-sim"),
     }
 }
 

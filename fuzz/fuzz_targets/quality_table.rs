@@ -1,4 +1,4 @@
-//! Quality tables (`policy::quality::TableFile::parse`, what `nerveabr`'s `quality-table` reads):
+//! Quality tables (`nerve_abr::quality::TableFile::parse`, what `nerveabr`'s `quality-table` reads):
 //! a table every policy can steer with, or an error; never a panic.
 #![no_main]
 
@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use gstnerveabr::abr::manifest::Rung;
 use gstnerveabr::abr::{Config, Controller, Step};
-use gstnerveabr::policy::energy::Network;
-use gstnerveabr::policy::nerve::Preference;
-use gstnerveabr::policy::quality::{QualityTable, TableFile};
+use nerve_abr::energy::Network;
+use nerve_abr::nerve::Preference;
+use nerve_abr::quality::{QualityTable, TableFile};
 use libfuzzer_sys::fuzz_target;
 
 const POLICIES: &[&str] = &["bb", "rb", "bola", "robustmpc", "dynamic", "nerve", "robustmpc+sr"];
@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|i| Rung { bandwidth: 300_000 * (i as u64 + 1), width: 320 * (i as u32 + 1), height: 180 * (i as u32 + 1) })
         .collect();
     for policy in POLICIES {
-        let config = Config { policy: (*policy).into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte };
+        let config = Config { policy: (*policy).into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None };
         let Ok(mut c) = Controller::new(config, &file, rungs.clone(), 2.0, Some(30)) else { continue };
         for (bw, buffer_s) in [(0.0, 0.0), (3e5, 1.0), (2e7, 25.0), (1e6, 10.0)] {
             let choice = c.decide(Step { bandwidth_bps: bw, buffer: Duration::from_secs_f64(buffer_s), buffer_cap: Duration::from_secs(30), enhance_available: true });

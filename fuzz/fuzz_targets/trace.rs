@@ -1,8 +1,8 @@
-//! Throughput traces (`sim::trace::Trace::parse`: two-column, mahimahi and SABRE JSON), what
+//! Throughput traces (`nerveabr_sim::trace::Trace::parse`: two-column, mahimahi and SABRE JSON), what
 //! `nerveabr-sim` reads: a usable trace or an error; never a panic.
 #![no_main]
 
-use gstnerveabr::sim::trace::Trace;
+use nerveabr_sim::trace::Trace;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

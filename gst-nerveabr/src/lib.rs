@@ -1,16 +1,10 @@
-//! nerveabr: enhancement-aware adaptive bitrate.
-//!
-//! - `policy`: the ABR policies (BBA-0, rate-based, BOLA, RobustMPC, Dynamic, `nerve`) and the
-//!   shared throughput estimators. Plain Rust: observations in, decision out, no clock, no gst.
-//! - `abr`: the `nerveabr` element, which steers adaptivedemux2 with those policies.
-//! - `sim`: the trace-driven simulators (`nerveabr-sim`): a Pensieve-style chunk simulator and
-//!   the BONES scenario.
+//! The GStreamer plugin `nerveabr`: the `nerveabr` element (`abr`), which steers adaptivedemux2
+//! with the policies of the `nerve_abr` crate (the same code `nerveabr-sim`, the trace-driven
+//! simulator, runs).
 
 use gst::glib;
 
 pub mod abr;
-pub mod policy;
-pub mod sim;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     abr::register(plugin)

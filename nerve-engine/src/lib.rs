@@ -8,12 +8,14 @@ pub mod manifest;
 pub mod model;
 pub mod provider;
 pub mod resample;
+pub mod vector;
 
 use std::path::PathBuf;
 
 pub use manifest::{ResolvedModel, Task};
 pub use model::{Model, SessionConfig};
 pub use provider::Provider;
+pub use vector::VectorModel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -1,8 +1,8 @@
 //! The ABR quality-table protocol: a ladder given by bitrate and resolution, each rung encoded by
 //! x264 at its bitrate, then shown on a fixed display: upscaled classically (Catmull-Rom) and by
 //! `nervesr` with the default model of the rung's integer scale. The result is, per content type
-//! and for all content, the table `nerveabr` plans with (`gst-nerveabr/tables/*.json`, format
-//! `gst-nerveabr/src/policy/quality.rs`): displayed VMAF per rung and enhancement level, and what
+//! and for all content, the table `nerveabr` plans with (`nerve-abr/tables/*.json`, format
+//! `nerve-abr/src/quality.rs`): displayed VMAF per rung and enhancement level, and what
 //! the enhancement costs on this machine (frames per second).
 
 use std::collections::BTreeMap;
@@ -175,7 +175,7 @@ pub fn evaluate_clip(
     Ok(rows)
 }
 
-/// A table file, the format of `gst-nerveabr/src/policy/quality.rs` (`TableFile`); the extra
+/// A table file, the format of `nerve-abr/src/quality.rs` (`TableFile`); the extra
 /// metrics are read there as optional fields.
 #[derive(Clone, Debug, Serialize)]
 pub struct TableFile {

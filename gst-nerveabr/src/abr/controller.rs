@@ -1,22 +1,20 @@
 //! The element's decision logic without gst: the stream's ladder (from its manifest) joined to a
-//! quality table, the shared policies of `crate::policy` built as `nerveabr-sim` builds them
-//! (`sim::run::chunk_policy`), and one decision per downloaded fragment. `imp.rs` only feeds it
+//! quality table, the shared policies of `nerve_abr` built as `nerveabr-sim` builds them
+//! (`nerve_abr::spec::chunk_policy`), and one decision per downloaded fragment. `imp.rs` only feeds it
 //! what the demuxer reports and applies what it returns.
 
 use std::path::Path;
 use std::time::Duration;
 
 use super::manifest::Rung;
-use crate::policy::energy::{EnergyModel, EnergyUse, Network};
-use crate::policy::nerve::Preference;
-use crate::policy::quality::TableFile;
-use crate::policy::{Decision, Ladder, Observation, Policy, QualityTable};
-use crate::sim::bones::EnhanceMode;
-use crate::sim::run::{chunk_policy, NerveConfig, PolicySpec};
+use nerve_abr::energy::{EnergyModel, EnergyUse, Network};
+use nerve_abr::nerve::Preference;
+use nerve_abr::quality::TableFile;
+use nerve_abr::{Decision, Ladder, Observation, Policy, QualityTable};
+use nerve_abr::spec::{chunk_policy, EnhanceMode, NerveConfig, PolicySpec};
 
-/// The shipped default table (measured by `nerve-eval table` over all held-out clips, see
-/// `tables/make_measured.sh`), embedded so the plugin needs no data directory.
-pub const DEFAULT_TABLE: &str = include_str!("../../tables/pensieve_generic_nervesr.json");
+/// The shipped default table (`nerve-abr/tables/make_measured.sh`), embedded in nerve-abr.
+pub use nerve_abr::DEFAULT_TABLE;
 
 /// Recent fragment throughputs kept for the policies (RobustMPC reads the last 5).
 const RECENT: usize = 8;
@@ -37,6 +35,8 @@ pub struct Config {
     pub target_height: u32,
     /// The network the device streams over (the energy model's radio).
     pub network: Network,
+    /// The `ppo` policy's ONNX actor; `None`: models/abr/ppo.onnx of the model directories.
+    pub ppo_model: Option<std::path::PathBuf>,
 }
 
 /// What the demuxer and the sinks report when a fragment has been downloaded.
@@ -66,7 +66,7 @@ pub struct Choice {
     pub upscale: f64,
     pub throughput_bps: f64,
     pub buffer: Duration,
-    /// The session's expected device energy so far, this fragment included (policy::energy).
+    /// The session's expected device energy so far, this fragment included (nerve_abr::energy).
     pub energy: EnergyUse,
     /// The same as a share of the stated phone battery, percent.
     pub battery_pct: f64,
@@ -122,8 +122,13 @@ impl Controller {
         let segment = if segment_s > 0.0 { segment_s } else { 2.0 };
         let table = table_for(file, &rungs, segment, config.device_speed);
         // the chunk-scenario tuning: segments of seconds, buffers of tens of seconds
-        let nerve = NerveConfig { params: crate::policy::nerve::NerveParams::chunk(), preference: config.preference, battery: config.battery };
-        let (policy, mode) = chunk_policy(&spec, &table, &nerve);
+        let nerve = NerveConfig {
+            params: nerve_abr::nerve::NerveParams::chunk(),
+            preference: config.preference,
+            battery: config.battery,
+            ppo_model: config.ppo_model.clone(),
+        };
+        let (policy, mode) = chunk_policy(&spec, &table, &nerve)?;
         let level_names = std::iter::once("classical".to_string())
             .chain((0..table.levels().saturating_sub(1)).map(|l| file.rungs.iter().find_map(|r| r.levels.get(l)).map_or(format!("level-{}", l + 1), |x| x.name.clone())))
             .collect();
@@ -264,7 +269,7 @@ mod tests {
     }
 
     fn config(policy: &str) -> Config {
-        Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte }
+        Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None }
     }
 
     fn step(bw: f64, buffer_s: f64) -> Step {

@@ -56,8 +56,8 @@ use gst_base::subclass::prelude::*;
 use super::controller::{read_battery, Choice, Config, Controller, Step, DEFAULT_TABLE};
 use super::manifest::{self, ManifestInfo, Rung};
 use super::AbrPreference;
-use crate::policy::energy::Network;
-use crate::policy::quality::TableFile;
+use nerve_abr::energy::Network;
+use nerve_abr::quality::TableFile;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new("nerveabr", gst::DebugColorFlags::empty(), Some("nerve enhancement-aware ABR"))
@@ -78,6 +78,7 @@ const PROP_QUALITY_TABLE: &str = "quality-table";
 const PROP_DEVICE_SPEED: &str = "device-speed";
 const PROP_TARGET_HEIGHT: &str = "target-height";
 const PROP_NETWORK: &str = "network";
+const PROP_PPO_MODEL: &str = "ppo-model";
 const PROP_LAST_DECISION: &str = "last-decision";
 const PROP_MAX_BUFFERING_TIME: &str = "max-buffering-time";
 
@@ -106,6 +107,7 @@ struct Settings {
     target_height: u32,
     max_buffering_time: u64,
     network: Network,
+    ppo_model: String,
 }
 
 impl Default for Settings {
@@ -122,6 +124,7 @@ impl Default for Settings {
             target_height: DEFAULT_TARGET_HEIGHT,
             max_buffering_time: DEFAULT_MAX_BUFFERING_TIME,
             network: Network::Lte,
+            ppo_model: String::new(),
         }
     }
 }
@@ -208,6 +211,7 @@ impl NerveAbr {
             device_speed: s.device_speed,
             target_height: s.target_height,
             network: s.network,
+            ppo_model: (!s.ppo_model.is_empty()).then(|| s.ppo_model.clone().into()),
         }
     }
 
@@ -525,13 +529,13 @@ impl ObjectImpl for NerveAbr {
             vec![
                 glib::ParamSpecString::builder(PROP_POLICY)
                     .nick("Policy")
-                    .blurb("ABR policy, as nerveabr-sim names them: bb, rb, bola, robustmpc, dynamic, nerve (enhancement-aware), or X+sr (X, then the best real-time enhancement)")
+                    .blurb("ABR policy, as nerveabr-sim names them: bb, rb, bola, robustmpc, dynamic, nerve (enhancement-aware), ppo (the learned policy, see ppo-model), or X+sr (X, then the best real-time enhancement)")
                     .default_value(Some(DEFAULT_POLICY))
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default(PROP_PREFERENCE, d.preference)
                     .nick("Preference")
-                    .blurb("What the user favours; used by the nerve policy")
+                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1)")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder(PROP_BATTERY_LEVEL)
@@ -559,7 +563,7 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecString::builder(PROP_QUALITY_TABLE)
                     .nick("Quality table")
-                    .blurb("Quality table JSON (displayed VMAF per rung, classical and per enhancement level, and the device's speed), as in gst-nerveabr/tables; each stream rung takes the row of the nearest bitrate; empty = the shipped measured all-content table (tables/pensieve_generic_nervesr.json)")
+                    .blurb("Quality table JSON (displayed VMAF per rung, classical and per enhancement level, and the device's speed), as in nerve-abr/tables; each stream rung takes the row of the nearest bitrate; empty = the shipped measured all-content table (tables/pensieve_generic_nervesr.json)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecDouble::builder(PROP_DEVICE_SPEED)
@@ -568,6 +572,12 @@ impl ObjectImpl for NerveAbr {
                     .minimum(0.01)
                     .maximum(100.0)
                     .default_value(DEFAULT_DEVICE_SPEED)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder(PROP_PPO_MODEL)
+                    .nick("PPO model")
+                    .blurb("The ppo policy's actor: an ONNX file taking the features of nerve_abr::learned ([1, n] float) and giving one score per (rung, enhancement level) ([1, rungs x levels]); the highest is taken. Empty: abr/ppo.onnx in the model directories (NERVE_MODEL_PATH, the installed models, the source tree's models/)")
+                    .default_value(Some(""))
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecString::builder(PROP_NETWORK)
@@ -604,7 +614,7 @@ impl ObjectImpl for NerveAbr {
             PROP_POLICY => {
                 let v: Option<String> = value.get().expect("type checked upstream"); // ok: GObject type-checks property values; static templates cannot fail
                 let v = v.unwrap_or_else(|| DEFAULT_POLICY.into());
-                match v.parse::<crate::sim::run::PolicySpec>() {
+                match v.parse::<nerve_abr::spec::PolicySpec>() {
                     Ok(_) => s.policy = v,
                     Err(e) => gst::warning!(CAT, imp = self, "policy not changed: {e}"),
                 }
@@ -617,6 +627,7 @@ impl ObjectImpl for NerveAbr {
             PROP_QUALITY_TABLE => s.quality_table = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
             PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_PPO_MODEL => s.ppo_model = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
             PROP_NETWORK => {
                 let name = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
                 match Network::parse(&name) {
@@ -653,6 +664,7 @@ impl ObjectImpl for NerveAbr {
             PROP_DEVICE_SPEED => s.device_speed.to_value(),
             PROP_TARGET_HEIGHT => s.target_height.to_value(),
             PROP_NETWORK => s.network.name().to_value(),
+            PROP_PPO_MODEL => s.ppo_model.to_value(),
             PROP_MAX_BUFFERING_TIME => s.max_buffering_time.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }

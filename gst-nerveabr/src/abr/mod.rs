@@ -1,5 +1,5 @@
 //! The `nerveabr` element: steers an adaptivedemux2 demuxer (dashdemux2, hlsdemux2) with the
-//! policies of `crate::policy`, the same code `nerveabr-sim` runs.
+//! policies of `nerve_abr`, the same code `nerveabr-sim` runs.
 
 use gst::glib;
 use gst::prelude::*;
@@ -10,7 +10,7 @@ pub mod manifest;
 
 pub use controller::{read_battery, table_for, Choice, Config, Controller, Step, DEFAULT_TABLE};
 
-/// What the user asked for (`preference` property); mirrors `policy::nerve::Preference`.
+/// What the user asked for (`preference` property); mirrors `nerve_abr::nerve::Preference`.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(u32)]
 #[enum_type(name = "GstNerveAbrPreference")]
@@ -24,7 +24,7 @@ pub enum AbrPreference {
     BatterySaver = 2,
 }
 
-impl From<AbrPreference> for crate::policy::nerve::Preference {
+impl From<AbrPreference> for nerve_abr::nerve::Preference {
     fn from(p: AbrPreference) -> Self {
         match p {
             AbrPreference::Quality => Self::Quality,

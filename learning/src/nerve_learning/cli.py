@@ -1,5 +1,5 @@
 """`nerve-learn`: the learning side's command line. Each capability (data, sr, continual, ondevice,
-recovery, registry, rollout) brings its own sub-commands from its `cli` module; this module only
+recovery, registry, rollout, rl) brings its own sub-commands from its `cli` module; this module only
 puts them together, so no capability imports another's command line."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .federated import cli as federated_cli
 from .ondevice import cli as ondevice_cli
 from .recovery import cli as recovery_cli
 from .registry import cli as registry_cli
+from .rl import cli as rl_cli
 from .rollout import cli as rollout_cli
 from .sr import cli as sr_cli
 
@@ -43,6 +44,7 @@ def parser() -> argparse.ArgumentParser:
     recovery_cli.add_parser(sub)
     rollout_cli.add_parsers(sub)
     federated_cli.add_parser(sub)
+    rl_cli.add_parser(sub)
     c = sub.add_parser("compare", help="PSNR-Y, VMAF and VMAF NEG of videos against a reference")
     c.add_argument("--reference", required=True)
     c.add_argument("--json", default="")

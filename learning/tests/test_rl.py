@@ -1,0 +1,97 @@
+"""The PPO ABR agent end to end on the Rust simulator's bindings (issue 30: "CI trains a tiny PPO
+policy in a minute to check the bindings and the export"): the environment passes gymnasium's
+checker, a few thousand PPO steps train, the actor exports to ONNX, the ONNX graph picks the
+same actions as torch, the same policy plays the same session through the gymnasium wrapper
+and through the simulator's own `run`, and the reward answers to the viewer's preference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from nerve_learning.paths import REPO
+from nerve_learning.rl import sim
+from nerve_learning.rl.env import AbrEnv, EnvConfig
+from nerve_learning.rl.evaluate import play
+from nerve_learning.rl.export import OnnxPolicy, export, random_obs, verify
+from nerve_learning.rl.train import TrainConfig, train
+
+TRACES = REPO.parent / "shared" / "data" / "traces"
+
+
+@pytest.fixture(scope="module")
+def families() -> list[sim.Family]:
+    # two traces of each source of every family: every network type, quick to read
+    fams = sim.families(TRACES, limit=2)
+    assert len(fams) >= 2, f"no trace families under {TRACES}"
+    return fams
+
+
+def test_the_environment_passes_gymnasiums_checker(families: list[sim.Family]) -> None:
+    env = AbrEnv([f.traces for f in families], seed=1)
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    (at,) = [off for name, off, _ in env.layout() if name == "preference_weight"]
+    assert obs.shape == env.observation_space.shape and obs[at] == pytest.approx(info["preference"])
+
+
+def _play(env: AbrEnv, action: int) -> tuple[float, dict[str, float]]:
+    env.reset(seed=0)
+    total, done, info = 0.0, False, {}
+    while not done:
+        _, r, term, trunc, info = env.step(action)
+        total += r
+        done = term or trunc
+    return total, info["episode"]
+
+
+def test_the_reward_answers_to_the_preference_weight(families: list[sim.Family]) -> None:
+    # One slow trace, one fixed action that enhances every chunk it can (the lowest rung at the
+    # top level): the sessions are the same at every weight, so the battery-saver's return must
+    # be lower by the priced energy, and the quality viewer's must be the session's QoE.
+    slow = next(f for f in families if "3g" in f.name).traces[:1]
+    quality = AbrEnv([slow], cfg=EnvConfig.plain(), weight=0.0)
+    saver = AbrEnv([slow], cfg=EnvConfig.plain(), weight=1.0)
+    enhance = quality.levels - 1  # rung 0, top level
+    ret_q, session_q = _play(quality, enhance)
+    ret_s, session_s = _play(saver, enhance)
+    assert session_q["enhanced_chunks"] > 0, "the fixed action should have enhanced some chunks"
+    assert session_q["energy_j"] == pytest.approx(session_s["energy_j"])
+    assert ret_s < ret_q - 1e-3, (ret_s, ret_q)
+    # at weight 0 the return is the session's QoE_vmaf over the scored chunks, / 100
+    scored = quality.chunks - 1
+    assert ret_q * 100 / scored == pytest.approx(session_q["qoe_quality"], rel=1e-6, abs=1e-6)
+
+
+def test_a_tiny_ppo_policy_trains_and_its_onnx_export_acts_as_torch(families: list[sim.Family], tmp_path: Path) -> None:
+    cfg = TrainConfig(timesteps=3072, n_envs=4, n_steps=256, batch_size=256, n_epochs=2, seed=0)
+    trained = train([f.traces for f in families], cfg)
+    assert trained.timesteps >= 3072
+    path = export(trained.model, trained.vecnorm, tmp_path / "ppo.onnx")
+    # random observations over the whole normalised range, and real ones from a session
+    env = AbrEnv([f.traces for f in families], seed=5)
+    real = [env.reset(seed=5)[0]]
+    for a in range(40):
+        obs, _, term, _, _ = env.step(a % int(env.action_space.n))
+        real.append(obs)
+        if term:
+            break
+    obs = np.vstack([random_obs(trained.vecnorm, 256, np.random.default_rng(0)), np.asarray(real)])
+    check = verify(trained.model, trained.vecnorm, path, obs)
+    assert check.ok, check
+    # The exported graph plays one session twice: stepped through the gymnasium wrapper, and
+    # inside the simulator's own `run` as nerve-abr's `ppo` policy (the element's code). Same
+    # features, same decisions, so the same session scores.
+    policy = OnnxPolicy(path)
+    trace = next(f for f in families if "fcc" in f.name).traces[:1]
+    stepped = AbrEnv([trace], cfg=EnvConfig.plain(), weight=0.0)
+    o, _ = stepped.reset(seed=0)
+    done, info = False, {}
+    while not done:
+        o, _, done, _, info = stepped.step(int(policy.act(o)[0]))
+    ran = play(sim.make_env(trace), policy, 0, "quality")
+    for k in ("qoe_quality", "rebuffer_s", "energy_j", "switches", "enhanced_chunks"):
+        assert info["episode"][k] == pytest.approx(ran[k], rel=1e-9, abs=1e-9), k

@@ -1,0 +1,415 @@
+//! The learned policy (PPO): what it sees, what it chooses, and what it is rewarded for.
+//!
+//! One feature function ([`Features`]) serves both sides: the training environment
+//! (nerveabr-py, over the simulator) builds its observations with it, and the [`Ppo`] policy
+//! the element and the simulator run builds its network input with it, so the actor sees in the
+//! element exactly what it saw in training. Features depend only on what both the simulator and
+//! the element know at a decision: the buffer, the newest throughput measurement, the ladder,
+//! whether an enhancer runs, the quality table, the battery, the viewer's preference and the
+//! policy's own past decisions. Not on the enhancement backlog, the request latency or the
+//! stream's length, which the element does not know (nervesr reports no queue; live streams
+//! have no end).
+//!
+//! Actions are one index over (rung, level): `rung * levels + level` ([`Action`]).
+//!
+//! The reward ([`Reward`]) is the chunk scenario's quality QoE per chunk (displayed quality,
+//! minus its change, minus 100 points per second of stall), minus the chunk's device energy
+//! priced by the preference weight: one policy serves every preference because the weight is
+//! also an input.
+
+use crate::nerve::Preference;
+use crate::{Decision, Observation, Policy, QualityTable};
+
+/// Throughput and download-time samples kept, newest last.
+pub const HISTORY: usize = 8;
+/// Buffer, seconds, that maps to 1.0 (the chunk scenario's cap).
+const BUFFER_NORM_S: f64 = 60.0;
+/// Throughput and chunk size scale: Mbit/s and Mbit over this.
+const MBIT_NORM: f64 = 10.0;
+/// Quality (VMAF) scale.
+const QUALITY_NORM: f64 = 100.0;
+/// Enhancement speed (compute seconds per second of video) is clipped here: a level slower than
+/// 4x real time is as unusable as an absent one.
+const SPEED_CLIP: f64 = 4.0;
+
+/// VMAF points one joule of device energy costs at preference weight 1: the `nerve` planner's
+/// battery-saver price for enhancement energy (10 x 0.05, `nerve::Nerve::energy_price`).
+pub const ENERGY_PRICE_PER_J: f64 = 0.5;
+/// Reward = this x (QoE points - priced energy): about one per chunk.
+pub const REWARD_SCALE: f64 = 0.01;
+
+impl Preference {
+    /// The preference as the learned policy's weight on energy: 0 (quality) .. 1 (battery saver).
+    pub fn weight(self) -> f64 {
+        match self {
+            Preference::Quality => 0.0,
+            Preference::Balanced => 0.5,
+            Preference::BatterySaver => 1.0,
+        }
+    }
+
+    /// The nearest preference to a weight.
+    pub fn of_weight(w: f64) -> Self {
+        if w < 0.25 {
+            Preference::Quality
+        } else if w < 0.75 {
+            Preference::Balanced
+        } else {
+            Preference::BatterySaver
+        }
+    }
+}
+
+/// Action index <-> (rung, level) for a ladder of `rungs` and a table of `levels` (level 0 =
+/// classical upscale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Action {
+    pub rungs: usize,
+    pub levels: usize,
+}
+
+impl Action {
+    pub fn count(&self) -> usize {
+        self.rungs * self.levels
+    }
+
+    pub fn decision(&self, index: usize) -> Decision {
+        let levels = self.levels.max(1);
+        let index = index.min(self.count().saturating_sub(1));
+        Decision { rung: index / levels, level: index % levels }
+    }
+
+    pub fn index(&self, d: Decision) -> usize {
+        d.rung.min(self.rungs.saturating_sub(1)) * self.levels + d.level.min(self.levels.saturating_sub(1))
+    }
+}
+
+/// The policy's state for its features, and the feature function.
+///
+/// Layout of [`Features::vector`] (R rungs, L levels including level 0, H = [`HISTORY`]):
+///
+/// | offset | length | feature |
+/// |---|---|---|
+/// | 0 | 1 | buffer / 60 s |
+/// | 1 | H | throughput of the last H downloads, Mbit/s / 10, oldest first, 0 = none yet |
+/// | 1+H | H | download time of the last H downloads / chunk duration, 0 = none yet |
+/// | 1+2H | 1 | quality of the last chunk this policy chose / 100 (0 before its first) |
+/// | 2+2H | 1 | rung of that chunk / (R - 1) (0 before its first) |
+/// | 3+2H | R | next chunk size per rung, Mbit / 10 |
+/// | 3+2H+R | R·L | quality per (rung, level) / 100, rung-major; 0 where the table has none |
+/// | 3+2H+R+RL | R·(L-1) | enhancement speed per (rung, level ≥ 1): compute s per video s, clipped at 4 (4 = unavailable) |
+/// | 3+2H+R+RL+R(L-1) | 1 | battery level 0..1 (1 on mains) |
+/// | +1 | 1 | 1 on battery, 0 on mains |
+/// | +2 | 1 | preference weight 0 (quality) .. 1 (battery saver) |
+/// | +3 | 1 | 1 if an enhancer runs now |
+#[derive(Clone, Debug)]
+pub struct Features {
+    table: QualityTable,
+    rungs: usize,
+    levels: usize,
+    /// Battery level 0..=1, `None` on mains.
+    pub battery: Option<f64>,
+    /// Preference weight 0..=1 ([`Preference::weight`]).
+    pub preference: f64,
+    tput_mbps: Vec<f64>,
+    download_s: Vec<f64>,
+    last: Option<Decision>,
+}
+
+impl Features {
+    /// `rungs` is the ladder's length; the table is the one the policy decides with (its rows
+    /// beyond the ladder are ignored, missing ones count as unavailable).
+    pub fn new(table: QualityTable, rungs: usize) -> Self {
+        let levels = table.levels().max(1);
+        Self { table, rungs, levels, battery: None, preference: 0.5, tput_mbps: Vec::new(), download_s: Vec::new(), last: None }
+    }
+
+    pub fn action(&self) -> Action {
+        Action { rungs: self.rungs, levels: self.levels }
+    }
+
+    /// Length of [`vector`](Self::vector).
+    pub fn dim(&self) -> usize {
+        let (r, l) = (self.rungs, self.levels);
+        3 + 2 * HISTORY + r + r * l + r * (l - 1) + 4
+    }
+
+    /// Forget the session (a new stream).
+    pub fn reset(&mut self) {
+        self.tput_mbps.clear();
+        self.download_s.clear();
+        self.last = None;
+    }
+
+    /// Take in the newest measurement of `obs` (one per decision: the download just finished)
+    /// and return the network input for this decision. Call once per decision, then
+    /// [`record`](Self::record) the decision made.
+    pub fn observe(&mut self, obs: &Observation<'_>) -> Vec<f32> {
+        if let Some(&bps) = obs.recent_bps.last() {
+            let mbps = bps / 1e6;
+            // the chunk just downloaded is the one this policy chose last (unknown before that)
+            let dl = match self.last {
+                Some(d) if bps > 0.0 => obs.next_sizes_bits.get(d.rung).map_or(0.0, |b| b / bps / obs.ladder.chunk_s().max(1e-9)),
+                _ => 0.0,
+            };
+            push(&mut self.tput_mbps, mbps);
+            push(&mut self.download_s, dl);
+        }
+        self.vector(obs)
+    }
+
+    /// The decision this policy made (after [`observe`](Self::observe)).
+    pub fn record(&mut self, d: Decision) {
+        self.last = Some(d);
+    }
+
+    /// The network input for `obs` from the state as it is (no measurement taken in).
+    pub fn vector(&self, obs: &Observation<'_>) -> Vec<f32> {
+        let (r, l) = (self.rungs, self.levels);
+        let mut v: Vec<f64> = Vec::with_capacity(self.dim());
+        v.push(obs.buffer.as_secs_f64() / BUFFER_NORM_S);
+        padded(&mut v, &self.tput_mbps, 1.0 / MBIT_NORM);
+        padded(&mut v, &self.download_s, 1.0);
+        match self.last {
+            Some(d) => {
+                v.push(self.table.get(d.rung, d.level).unwrap_or(self.table.base(d.rung)) / QUALITY_NORM);
+                v.push(d.rung as f64 / (r.max(2) - 1) as f64);
+            }
+            None => v.extend([0.0, 0.0]),
+        }
+        for rung in 0..r {
+            v.push(obs.next_sizes_bits.get(rung).copied().unwrap_or(0.0) / 1e6 / MBIT_NORM);
+        }
+        for rung in 0..r {
+            for level in 0..l {
+                v.push(self.table.get(rung, level).unwrap_or(0.0) / QUALITY_NORM);
+            }
+        }
+        let chunk = obs.ladder.chunk_s().max(1e-9);
+        for rung in 0..r {
+            for level in 1..l {
+                let speed = if self.table.get(rung, level).is_some() { self.table.cost(rung, level) / chunk } else { SPEED_CLIP };
+                v.push(if speed.is_finite() { speed.clamp(0.0, SPEED_CLIP) } else { SPEED_CLIP });
+            }
+        }
+        v.push(self.battery.unwrap_or(1.0));
+        v.push(if self.battery.is_some() { 1.0 } else { 0.0 });
+        v.push(self.preference);
+        v.push(if obs.enhance_available { 1.0 } else { 0.0 });
+        debug_assert_eq!(v.len(), self.dim());
+        v.into_iter().map(|x| if x.is_finite() { x as f32 } else { 0.0 }).collect()
+    }
+}
+
+fn push(h: &mut Vec<f64>, x: f64) {
+    h.push(x);
+    if h.len() > HISTORY {
+        h.remove(0);
+    }
+}
+
+/// `h` (newest last) scaled, left-padded with zeros to [`HISTORY`].
+fn padded(v: &mut Vec<f64>, h: &[f64], scale: f64) {
+    v.extend(std::iter::repeat_n(0.0, HISTORY - h.len().min(HISTORY)));
+    v.extend(h.iter().rev().take(HISTORY).rev().map(|x| x * scale));
+}
+
+/// The multi-objective reward of one chunk, from the simulator's per-chunk terms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reward {
+    /// Quality points per second of stall (the chunk scenario's `stall_penalty`).
+    pub stall_penalty: f64,
+    /// VMAF points per joule at weight 1.
+    pub energy_price: f64,
+    pub scale: f64,
+}
+
+impl Default for Reward {
+    fn default() -> Self {
+        Self { stall_penalty: 100.0, energy_price: ENERGY_PRICE_PER_J, scale: REWARD_SCALE }
+    }
+}
+
+impl Reward {
+    /// The chunk's quality QoE term: what it adds to the session's `qoe_quality` x (chunks - 1).
+    pub fn qoe(&self, quality: f64, quality_change: f64, rebuffer_s: f64) -> f64 {
+        quality - quality_change - self.stall_penalty * rebuffer_s
+    }
+
+    /// The reward for a chunk at preference weight `weight`.
+    pub fn of(&self, weight: f64, quality: f64, quality_change: f64, rebuffer_s: f64, energy_j: f64) -> f64 {
+        self.scale * (self.qoe(quality, quality_change, rebuffer_s) - weight * self.energy_price * energy_j)
+    }
+}
+
+/// What turns a network input into action scores (the actor's logits).
+pub trait Actor: Send {
+    fn scores(&mut self, input: &[f32]) -> Result<Vec<f32>, String>;
+}
+
+/// The learned policy: the actor's highest-scoring (rung, level) on [`Features`].
+pub struct Ppo {
+    pub features: Features,
+    actor: Box<dyn Actor>,
+    /// The last error of the actor (the policy then falls back to the lowest rung).
+    pub error: Option<String>,
+}
+
+impl Ppo {
+    pub fn new(features: Features, actor: Box<dyn Actor>) -> Self {
+        Self { features, actor, error: None }
+    }
+}
+
+/// Index of the largest score; ties keep the first (the lowest rung).
+pub fn argmax(scores: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, s) in scores.iter().enumerate() {
+        if *s > scores[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Policy for Ppo {
+    fn name(&self) -> &'static str {
+        "ppo"
+    }
+
+    fn decide(&mut self, obs: &Observation<'_>) -> Decision {
+        let x = self.features.observe(obs);
+        let action = self.features.action();
+        let d = match self.actor.scores(&x) {
+            Ok(s) if s.len() == action.count() => action.decision(argmax(&s)),
+            Ok(s) => {
+                self.error = Some(format!("the actor gave {} scores for {} actions", s.len(), action.count()));
+                Decision::default()
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Decision::default()
+            }
+        };
+        self.features.record(d);
+        d
+    }
+}
+
+/// The file `models/abr/ppo.onnx` of the first model directory that has one
+/// (`NERVE_MODEL_PATH`, the installed models, the source tree's `models/`: where the SR models
+/// are looked for).
+#[cfg(feature = "onnx")]
+pub fn default_model() -> Option<std::path::PathBuf> {
+    nerve_engine::manifest::manifest_dirs().into_iter().map(|d| d.join("abr").join("ppo.onnx")).find(|p| p.is_file())
+}
+
+/// The actor as an ONNX model (input: the features, `[1, dim]`; output: one score per action,
+/// `[1, actions]`) on nerve-engine.
+#[cfg(feature = "onnx")]
+pub struct OnnxActor {
+    model: nerve_engine::VectorModel,
+    /// Time spent inside ONNX Runtime, all decisions.
+    pub inference: std::time::Duration,
+    pub calls: u64,
+}
+
+#[cfg(feature = "onnx")]
+impl OnnxActor {
+    /// Loads `path` and checks it fits `features` (input length, one output per action).
+    pub fn load(path: &std::path::Path, features: &Features) -> Result<Self, String> {
+        let model = nerve_engine::VectorModel::load(path, &nerve_engine::SessionConfig::default()).map_err(|e| e.to_string())?;
+        if model.inputs != features.dim() || model.outputs != features.action().count() {
+            return Err(format!(
+                "{} takes {} features and gives {} scores; this ladder and table need {} and {} ({} rungs x {} levels)",
+                path.display(),
+                model.inputs,
+                model.outputs,
+                features.dim(),
+                features.action().count(),
+                features.action().rungs,
+                features.action().levels
+            ));
+        }
+        Ok(Self { model, inference: std::time::Duration::ZERO, calls: 0 })
+    }
+}
+
+#[cfg(feature = "onnx")]
+impl Actor for OnnxActor {
+    fn scores(&mut self, input: &[f32]) -> Result<Vec<f32>, String> {
+        let (out, took) = self.model.run(input).map_err(|e| e.to_string())?;
+        self.inference += took;
+        self.calls += 1;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Ladder;
+
+    fn table() -> QualityTable {
+        QualityTable { quality: vec![vec![Some(40.0), Some(60.0)], vec![Some(70.0), None]], compute_s: vec![vec![0.0, 2.0], vec![0.0, f64::INFINITY]] }
+    }
+
+    #[test]
+    fn layout_and_history() {
+        let ladder = Ladder { bitrates_bps: vec![1e6, 3e6], chunk: Duration::from_secs(4) };
+        let sizes = [4e6, 12e6];
+        let mut f = Features::new(table(), 2);
+        f.battery = Some(0.5);
+        f.preference = 1.0;
+        assert_eq!(f.dim(), 3 + 2 * HISTORY + 2 + 4 + 2 + 4);
+        let obs = |recent: &'static [f64]| Observation {
+            chunk_index: 1,
+            total_chunks: 10,
+            buffer: Duration::from_secs(30),
+            buffer_cap: Duration::from_secs(60),
+            enhance_backlog: Duration::ZERO,
+            throughput_bps: recent.last().copied(),
+            latency: Duration::ZERO,
+            recent_bps: recent,
+            last_rung: Some(0),
+            next_sizes_bits: &sizes,
+            ladder: &ladder,
+            enhance_available: true,
+        };
+        let v = f.observe(&obs(&[2e6]));
+        assert_eq!(v.len(), f.dim());
+        assert_eq!(v[0], 0.5);
+        assert_eq!(v[HISTORY], 0.2, "newest throughput last: 2 Mbit/s / 10");
+        assert_eq!(v[2 * HISTORY], 0.0, "no download time before the policy's first chunk");
+        f.record(Decision { rung: 1, level: 0 });
+        let v = f.observe(&obs(&[2e6, 6e6]));
+        assert_eq!(v[2 * HISTORY], 0.5, "12 Mbit at 6 Mbit/s = 2 s of a 4 s chunk");
+        assert!((v[1 + 2 * HISTORY] - 0.7).abs() < 1e-6, "last quality 70");
+        assert_eq!(v[2 + 2 * HISTORY], 1.0);
+        let speed = 3 + 2 * HISTORY + 2 + 4;
+        assert_eq!(&v[speed..speed + 2], &[0.5, 4.0], "2 s per 4 s chunk; unavailable = 4");
+        assert_eq!(&v[speed + 2..], &[0.5, 1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn actions_round_trip() {
+        let a = Action { rungs: 6, levels: 2 };
+        for i in 0..a.count() {
+            assert_eq!(a.index(a.decision(i)), i);
+        }
+        assert_eq!(a.decision(5), Decision { rung: 2, level: 1 });
+        assert_eq!(argmax(&[0.0, 3.0, 3.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn reward_prices_energy_by_the_weight() {
+        let r = Reward::default();
+        assert_eq!(r.of(0.0, 80.0, 5.0, 0.0, 10.0), 0.75);
+        assert!((r.of(1.0, 80.0, 5.0, 0.0, 10.0) - 0.70).abs() < 1e-12);
+        assert!((r.of(0.0, 80.0, 0.0, 1.0, 0.0) + 0.2).abs() < 1e-12);
+        assert_eq!(Preference::of_weight(Preference::BatterySaver.weight()), Preference::BatterySaver);
+        assert_eq!(Preference::of_weight(Preference::Balanced.weight()), Preference::Balanced);
+    }
+}

@@ -1,0 +1,383 @@
+//! The simulator as a step-wise environment, without Python: the core the pyo3 module wraps
+//! (and the Rust tests drive). An episode is one [`Session`] of the chunk scenario, the same
+//! per-chunk dynamics `nerveabr-sim` plays every other policy with; observations come from
+//! `nerve_abr::learned::Features`, the same function the `ppo` policy runs in the element.
+
+use nerve_abr::energy::{EnergyModel, Network};
+use nerve_abr::learned::{Action, Features, Reward};
+use nerve_abr::nerve::{NerveParams, Preference};
+use nerve_abr::spec::{chunk_policy, EnhanceMode, NerveConfig, PolicySpec};
+use nerve_abr::{Decision, Ladder, Policy, QualityTable};
+use nerveabr_sim::chunk::{ChunkOutcome, ChunkSettings, Session};
+use nerveabr_sim::trace::Trace;
+use nerveabr_sim::TraceResult;
+
+/// A trace and the radio it was measured on (the energy model's network).
+#[derive(Clone, Debug)]
+pub struct NetTrace {
+    pub trace: Trace,
+    pub network: Network,
+}
+
+/// Trace augmentation, drawn once per episode from the environment's seeded generator.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Augment {
+    /// Throughput multiplied by a factor uniform in [lo, hi].
+    pub scale: (f64, f64),
+    /// Each throughput sample multiplied by max(0.05, 1 + noise x N(0, 1)).
+    pub noise: f64,
+    /// Start the session at a random point of the trace (the trace wraps around, as the
+    /// simulator's link does at its end).
+    pub random_start: bool,
+}
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self { scale: (1.0, 1.0), noise: 0.0, random_start: false }
+    }
+}
+
+impl Augment {
+    pub fn is_identity(&self) -> bool {
+        self.scale == (1.0, 1.0) && self.noise == 0.0 && !self.random_start
+    }
+
+    pub fn apply(&self, t: &Trace, rng: &mut Rng) -> Trace {
+        if self.is_identity() || t.points.len() < 2 {
+            return t.clone();
+        }
+        let mut points = t.points.clone();
+        if self.random_start {
+            let k = 1 + rng.below(points.len() - 1);
+            // times of points[k..] keep their gaps; points[..k] follow, shifted past the end
+            let t0 = points[k - 1].0;
+            let end = points[points.len() - 1].0 - t0;
+            let first = points[0].0;
+            let mut rotated: Vec<(f64, f64)> = vec![(0.0, points[k - 1].1)];
+            rotated.extend(points[k..].iter().map(|&(t, b)| (t - t0, b)));
+            rotated.extend(points[1..k].iter().map(|&(t, b)| (end + (t - first), b)));
+            points = rotated;
+        }
+        let factor = self.scale.0 + (self.scale.1 - self.scale.0) * rng.unit();
+        for p in &mut points {
+            let noise = if self.noise > 0.0 { (1.0 + self.noise * rng.normal()).max(0.05) } else { 1.0 };
+            p.1 *= factor * noise;
+        }
+        Trace { points, ..t.clone() }
+    }
+}
+
+/// SplitMix64: a small generator whose stream the seed alone fixes (no crate version can change
+/// an episode).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in 0..n (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.unit() * n as f64) as usize).min(n.saturating_sub(1))
+    }
+
+    /// Standard normal (Box-Muller).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(1e-300);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// How episodes are drawn: a fixed value, or uniform in a range per episode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Draw {
+    Fixed(f64),
+    Uniform(f64, f64),
+}
+
+impl Draw {
+    fn draw(self, rng: &mut Rng) -> f64 {
+        match self {
+            Draw::Fixed(x) => x,
+            Draw::Uniform(lo, hi) => lo + (hi - lo) * rng.unit(),
+        }
+    }
+}
+
+/// Everything an environment is made of.
+#[derive(Clone, Debug)]
+pub struct EnvConfig {
+    pub ladder: Ladder,
+    pub table: QualityTable,
+    /// Chunk scenario settings; the energy model's radio is each trace's.
+    pub settings: ChunkSettings,
+    pub reward: Reward,
+    /// Preference weight per episode (0 quality .. 1 battery saver).
+    pub preference: Draw,
+    /// Battery level per episode; `None` = on mains.
+    pub battery: Option<Draw>,
+    pub augment: Augment,
+}
+
+impl EnvConfig {
+    /// The chunk scenario's defaults with `table` (its rungs give the ladder, as `nerveabr-sim`
+    /// reads a table).
+    pub fn new(file: &nerve_abr::quality::TableFile, device_speed: f64) -> Self {
+        let ladder = Ladder {
+            bitrates_bps: file.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(),
+            chunk: std::time::Duration::from_secs_f64(file.chunk_s),
+        };
+        Self {
+            ladder,
+            table: QualityTable::from_file(file, device_speed),
+            settings: ChunkSettings::default(),
+            reward: Reward::default(),
+            preference: Draw::Uniform(0.0, 1.0),
+            battery: None,
+            augment: Augment::default(),
+        }
+    }
+
+    fn settings_for(&self, network: Network) -> ChunkSettings {
+        ChunkSettings { energy: EnergyModel::new(network), ..self.settings.clone() }
+    }
+}
+
+/// One step's result.
+#[derive(Clone, Debug)]
+pub struct StepOut {
+    pub obs: Vec<f32>,
+    pub reward: f64,
+    pub terminated: bool,
+    pub outcome: ChunkOutcome,
+    /// The chunk's quality-QoE term (the session's `qoe_quality` is their sum / (chunks - 1)).
+    pub qoe: f64,
+}
+
+struct Episode {
+    session: Session,
+    features: Features,
+    trace: usize,
+}
+
+/// The environment.
+pub struct Env {
+    pub config: EnvConfig,
+    pub traces: Vec<NetTrace>,
+    rng: Rng,
+    next_trace: usize,
+    episode: Option<Episode>,
+}
+
+impl Env {
+    pub fn new(config: EnvConfig, traces: Vec<NetTrace>, seed: u64) -> Result<Self, String> {
+        if traces.is_empty() {
+            return Err("no traces".into());
+        }
+        if config.ladder.rungs() == 0 {
+            return Err("the quality table has no rung".into());
+        }
+        Ok(Self { config, traces, rng: Rng::new(seed), next_trace: 0, episode: None })
+    }
+
+    fn features(&self) -> Features {
+        Features::new(self.config.table.clone(), self.config.ladder.rungs())
+    }
+
+    pub fn obs_dim(&self) -> usize {
+        self.features().dim()
+    }
+
+    pub fn action(&self) -> Action {
+        self.features().action()
+    }
+
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
+    /// Start an episode: on `trace` (an index) or one drawn at random, with the preference and
+    /// battery given or drawn. Plays the session's fixed first chunk and returns the first
+    /// observation.
+    pub fn reset(&mut self, trace: Option<usize>, preference: Option<f64>, battery: Option<Option<f64>>) -> Vec<f32> {
+        let idx = trace.unwrap_or_else(|| self.rng.below(self.traces.len())) % self.traces.len();
+        self.next_trace = idx + 1;
+        let preference = preference.unwrap_or_else(|| self.config.preference.draw(&mut self.rng)).clamp(0.0, 1.0);
+        let battery = battery.unwrap_or_else(|| self.config.battery.map(|d| d.draw(&mut self.rng).clamp(0.0, 1.0)));
+        let nt = &self.traces[idx];
+        let trace = self.config.augment.apply(&nt.trace, &mut self.rng);
+        let settings = self.config.settings_for(nt.network);
+        let mut session = Session::new(&self.config.ladder, &self.config.table, &trace, EnhanceMode::Joint, &settings);
+        let first = session.first_decision();
+        session.step(first);
+        let mut features = self.features();
+        features.battery = battery;
+        features.preference = preference;
+        let obs = features.observe(&session.observation());
+        self.episode = Some(Episode { session, features, trace: idx });
+        obs
+    }
+
+    pub fn preference(&self) -> Option<f64> {
+        self.episode.as_ref().map(|e| e.features.preference)
+    }
+
+    pub fn battery(&self) -> Option<f64> {
+        self.episode.as_ref().and_then(|e| e.features.battery)
+    }
+
+    pub fn trace_index(&self) -> Option<usize> {
+        self.episode.as_ref().map(|e| e.trace)
+    }
+
+    /// Play one chunk at `action` (an index over (rung, level)).
+    pub fn step(&mut self, action: usize) -> Result<StepOut, String> {
+        let d = self.action().decision(action);
+        self.step_decision(d)
+    }
+
+    /// Play one chunk at `decision`.
+    pub fn step_decision(&mut self, d: Decision) -> Result<StepOut, String> {
+        let reward = self.config.reward;
+        let ep = self.episode.as_mut().ok_or("step before reset")?;
+        if ep.session.done() {
+            return Err("step after the episode ended; call reset".into());
+        }
+        ep.features.record(d);
+        let outcome = ep.session.step(d);
+        let terminated = ep.session.done();
+        let obs = if terminated { ep.features.vector(&ep.session.observation()) } else { ep.features.observe(&ep.session.observation()) };
+        let qoe = reward.qoe(outcome.quality, outcome.quality_change, outcome.rebuffer_s);
+        let r = reward.of(ep.features.preference, outcome.quality, outcome.quality_change, outcome.rebuffer_s, outcome.energy_j);
+        Ok(StepOut { obs, reward: r, terminated, outcome, qoe })
+    }
+
+    /// The episode's scores so far (the whole session's once it ended): the same
+    /// [`TraceResult`] `nerveabr-sim` reports.
+    pub fn result(&self) -> Option<TraceResult> {
+        self.episode.as_ref().map(|e| e.session.result())
+    }
+
+    /// Play a whole episode on trace `trace` with a named policy (`nerve`, `bola`, `rb+sr`, ...)
+    /// built as the simulator and the element build it, at this environment's table and
+    /// settings (no augmentation): the comparison for the learned policy.
+    pub fn run_policy(&self, name: &str, trace: usize, preference: Preference, battery: Option<f64>) -> Result<TraceResult, String> {
+        let spec: PolicySpec = name.parse()?;
+        let nerve = NerveConfig { params: NerveParams::chunk(), preference, battery, ppo_model: None };
+        let (mut policy, mode) = chunk_policy(&spec, &self.config.table, &nerve)?;
+        Ok(self.run_with(policy.as_mut(), mode, trace))
+    }
+
+    /// Play a whole episode on trace `trace` with `policy`.
+    pub fn run_with(&self, policy: &mut dyn Policy, mode: EnhanceMode, trace: usize) -> TraceResult {
+        let nt = &self.traces[trace % self.traces.len()];
+        let settings = self.config.settings_for(nt.network);
+        nerveabr_sim::chunk::run(&self.config.ladder, &self.config.table, &nt.trace, policy, mode, &settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nerve_abr::quality::TableFile;
+    use nerve_abr::DEFAULT_TABLE;
+    use std::path::Path;
+
+    fn traces() -> Vec<NetTrace> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/traces/3g_hsdpa_norway/pensieve_test_cooked_3gp");
+        let (t, _) = nerveabr_sim::trace::read_dir(&dir).expect("the shared Norway 3G test traces");
+        t.into_iter().take(6).map(|trace| NetTrace { trace, network: Network::Hspa3g }).collect()
+    }
+
+    fn env() -> Env {
+        let file = TableFile::parse(DEFAULT_TABLE).unwrap(); // ok: test code
+        Env::new(EnvConfig::new(&file, 1.0), traces(), 7).unwrap() // ok: test code
+    }
+
+    /// The "not a copy" guarantee: stepping the environment with the `nerve` planner's own
+    /// choices reproduces `nerveabr-sim`'s session for that planner exactly: every score of the
+    /// TraceResult, and the per-step QoE terms add up to its qoe_quality.
+    #[test]
+    fn stepping_with_the_planners_choices_reproduces_the_simulator() {
+        let mut env = env();
+        for pref in [Preference::Quality, Preference::BatterySaver] {
+            for k in 0..env.traces.len() {
+                let expected = env.run_policy("nerve", k, pref, None).unwrap(); // ok: test code
+                // the same planner, deciding on the environment's session
+                let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery: None, ppo_model: None };
+                let (mut planner, _) = chunk_policy(&"nerve".parse().unwrap(), &env.config.table, &nerve).unwrap(); // ok: test code
+                env.reset(Some(k), Some(pref.weight()), Some(None));
+                let mut qoe = 0.0;
+                let mut energy = 0.0;
+                let mut steps = 0;
+                loop {
+                    let d = {
+                        let ep = env.episode.as_ref().unwrap(); // ok: test code
+                        planner.decide(&ep.session.observation())
+                    };
+                    let out = env.step_decision(d).unwrap(); // ok: test code
+                    qoe += out.qoe;
+                    energy += out.outcome.energy_j;
+                    steps += 1;
+                    if out.terminated {
+                        break;
+                    }
+                }
+                let got = env.result().unwrap(); // ok: test code
+                assert_eq!(steps, env.config.settings.chunks - 1);
+                assert_eq!(format!("{got:?}"), format!("{expected:?}"), "trace {k}, {pref:?}");
+                assert!((qoe / steps as f64 - expected.qoe_quality).abs() < 1e-9, "per-step QoE {} vs {}", qoe / steps as f64, expected.qoe_quality);
+                // per-chunk energy adds up to the session's, but for the first (unscored) chunk's
+                assert!(energy < expected.energy_j && energy > 0.8 * expected.energy_j, "{energy} of {}", expected.energy_j);
+            }
+        }
+    }
+
+    #[test]
+    fn observations_have_the_layout_and_rewards_follow_the_preference() {
+        let mut env = env();
+        let obs = env.reset(Some(0), Some(0.0), Some(Some(0.5)));
+        assert_eq!(obs.len(), env.obs_dim());
+        let n = obs.len();
+        assert_eq!(&obs[n - 4..n - 1], &[0.5, 1.0, 0.0]);
+        // the same chunk choices at weight 0 and 1: rewards differ by exactly the priced energy
+        let top = env.action().index(Decision { rung: 0, level: 1 });
+        let a = env.step(top).unwrap(); // ok: test code
+        env.reset(Some(0), Some(1.0), Some(Some(0.5)));
+        let b = env.step(top).unwrap(); // ok: test code
+        assert_eq!(a.outcome, b.outcome);
+        assert!(a.outcome.level == 1 && a.outcome.energy_j > 0.0, "{:?}", a.outcome);
+        let priced = env.config.reward.scale * env.config.reward.energy_price * a.outcome.energy_j;
+        assert!((a.reward - b.reward - priced).abs() < 1e-12);
+    }
+
+    #[test]
+    fn augmentation_is_seeded_and_changes_the_link() {
+        let t = traces().remove(0);
+        let aug = Augment { scale: (0.5, 1.5), noise: 0.2, random_start: true };
+        let a = aug.apply(&t.trace, &mut Rng::new(1));
+        let b = aug.apply(&t.trace, &mut Rng::new(1));
+        let c = aug.apply(&t.trace, &mut Rng::new(2));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.points.len(), t.trace.points.len());
+        assert!(a.points.windows(2).all(|w| w[0].0 <= w[1].0), "time never goes back");
+        assert!(a.points.iter().all(|p| p.1 > 0.0 || t.trace.points.iter().any(|q| q.1 == 0.0)));
+        assert_eq!(Augment::default().apply(&t.trace, &mut Rng::new(3)), t.trace);
+    }
+}
