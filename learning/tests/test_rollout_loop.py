@@ -152,10 +152,17 @@ def drift_starts_pipeline(tmp: Path, start: Any) -> dict[str, Any]:
     assert stats_only["false_alarm_rate"] <= 0.05 and stats_only["detected"], stats_only
     events: list[dict[str, Any]] = []
     det = DriftDetector(ref, cfg, on_drift=events.append)
-    # the no-drift control: the reference content as the fleet harvests it, a window at a time
+    # the no-drift control: the reference content as the fleet harvests it, a window at a time.
+    # Each window is a test at the detector's level, so over many overlapping windows an alarm
+    # can happen without drift (a fresh clone's CI saw one on 'mean'): the target is a rate,
+    # at most 5% of the windows checked (and a single alarm on a short stream).
+    windows = 0
     for k in range(cfg.window, len(same) + 1, 8):
         det.check(same[k - cfg.window : k])
-    assert not events, f"false alarm on content without drift: {events[0]['why']}"
+        windows += 1
+    assert len(events) <= max(1, 0.05 * windows), \
+        f"{len(events)} false alarms in {windows} windows without drift: {[e['why'] for e in events]}"
+    events.clear()
     stream = same[-cfg.window :]
     for k in range(8, len(shifted) + 1, 8):  # the fleet switches to animation
         det.check((stream + shifted[:k])[-cfg.window :])
