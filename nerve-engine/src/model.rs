@@ -38,22 +38,31 @@ impl std::fmt::Debug for Model {
 /// Side of the square frame run once at load time to check the scale the network really has.
 const PROBE: usize = 16;
 
+/// ONNX Runtime's environment for `config`, with the warning every loader gives when another
+/// library was loaded first.
+pub(crate) fn environment(config: &SessionConfig) -> Result<(&'static ort::environment::Environment, Vec<String>), EngineError> {
+    let (env, other_lib) = library::environment(config.library.as_deref())?;
+    let warnings = other_lib
+        .map(|path| format!("ONNX Runtime is already loaded from {} in this process; the requested library is ignored", path.display()))
+        .into_iter()
+        .collect();
+    Ok((env, warnings))
+}
+
+/// The untrusted-model checks (guard::check_model) with the error every loader reports.
+pub(crate) fn refuse_untrusted(bytes: &[u8], dir: &std::path::Path, path: &std::path::Path) -> Result<(), EngineError> {
+    guard::check_model(bytes, dir).map_err(|why| {
+        let verdict = if guard::is_malformed(&why) { "is not a loadable ONNX model" } else { "is refused" };
+        EngineError::Model(format!("{} {verdict}: {why}", path.display()))
+    })
+}
+
 impl Model {
     pub fn load(spec: ResolvedModel, config: &SessionConfig) -> Result<Self, EngineError> {
-        let (env, other_lib) = library::environment(config.library.as_deref())?;
-        let mut warnings = Vec::new();
-        if let Some(path) = other_lib {
-            warnings.push(format!(
-                "ONNX Runtime is already loaded from {} in this process; the requested library is ignored",
-                path.display()
-            ));
-        }
+        let (env, mut warnings) = environment(config)?;
         let bytes = manifest::read_verified(&spec)?;
         // The sha256 says the file is the one the manifest names, not that its author is trusted.
-        guard::check_model(&bytes, &spec.dir).map_err(|why| {
-            let verdict = if guard::is_malformed(&why) { "is not a loadable ONNX model" } else { "is refused" };
-            EngineError::Model(format!("{} {verdict}: {why}", spec.path.display()))
-        })?;
+        refuse_untrusted(&bytes, &spec.dir, &spec.path)?;
         let builder = || -> Result<_, EngineError> {
             let mut b = Session::builder(env)
                 .map_err(|e| EngineError::Model(format!("cannot create a session: {e}")))?

@@ -9,8 +9,8 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
-use super::model::SessionConfig;
-use super::{EngineError, guard, library};
+use super::EngineError;
+use super::model::{SessionConfig, environment, refuse_untrusted};
 
 pub struct VectorModel {
     session: Session,
@@ -43,17 +43,9 @@ impl VectorModel {
     /// thread, no provider worth a transfer). Its first input and first output must be float
     /// vectors of fixed length.
     pub fn load(path: &Path, config: &SessionConfig) -> Result<Self, EngineError> {
-        let (env, other_lib) = library::environment(config.library.as_deref())?;
-        let mut warnings = Vec::new();
-        if let Some(p) = other_lib {
-            warnings.push(format!("ONNX Runtime is already loaded from {} in this process; the requested library is ignored", p.display()));
-        }
+        let (env, warnings) = environment(config)?;
         let bytes = std::fs::read(path).map_err(|_| EngineError::ModelMissing(path.to_path_buf()))?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        guard::check_model(&bytes, dir).map_err(|why| {
-            let verdict = if guard::is_malformed(&why) { "is not a loadable ONNX model" } else { "is refused" };
-            EngineError::Model(format!("{} {verdict}: {why}", path.display()))
-        })?;
+        refuse_untrusted(&bytes, path.parent().unwrap_or(Path::new(".")), path)?;
         let model_err = |e: String| EngineError::Model(format!("{} is not a loadable ONNX model: {e}", path.display()));
         let session = Session::builder(env)
             .map_err(|e| model_err(e.to_string()))?
