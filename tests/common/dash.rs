@@ -99,10 +99,12 @@ pub fn avc_codecs(init: &[u8]) -> Option<String> {
 /// fragment per second, into `dir`, and writes the MPD. mp4mux cuts a fragment at each keyframe
 /// and, as a backstop, after 2 s: a 1 s limit cuts early when the clip's millisecond timestamps
 /// add up to a little over 1 s (a fragment would then start without a keyframe). No videorate:
-/// it adds frames at EOS.
+/// it adds frames at EOS. The cut is a pad probe, not `identity eos-after`: that one passes
+/// `eos-after - 1` buffers, or `eos-after` depending on how the decoder's first push races
+/// (a CI run got 143 of 144 frames once in many runs).
 pub fn encode_ladder(clip: &Path, rungs: &[Rung], frames: u32, fps: u32, dir: &Path) -> Result<Ladder, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut desc = format!("filesrc location=\"{}\" ! decodebin ! identity name=cut eos-after={frames} ! videoconvert ! tee name=t ", clip.display());
+    let mut desc = format!("filesrc location=\"{}\" ! decodebin ! identity name=cut ! videoconvert ! tee name=t ", clip.display());
     for (i, r) in rungs.iter().enumerate() {
         desc += &format!(
             "t. ! queue max-size-time=0 max-size-bytes=0 max-size-buffers=100 ! videoscale ! \
@@ -119,13 +121,18 @@ pub fn encode_ladder(clip: &Path, rungs: &[Rung], frames: u32, fps: u32, dir: &P
     let pipeline = gst::parse::launch(&desc).map_err(|e| format!("encoder pipeline: {e}"))?;
     // Frame n at exactly n / fps: the manifest declares 1 s segments of `fps` frames, and a
     // player maps stream time to segments by that declaration (the source's own millisecond
-    // timestamps, with their gaps, would make fragment k start away from k seconds).
+    // timestamps, with their gaps, would make fragment k start away from k seconds). Frames
+    // past `frames` are dropped with EOS returned upstream: the demuxer stops and sends EOS.
     let cut = pipeline.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("cut")).ok_or("no identity")?;
     let pad = cut.static_pad("src").ok_or("no identity src pad")?;
     let next = std::sync::atomic::AtomicU64::new(0);
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= frames as u64 {
+            info.flow_res = Err(gst::FlowError::Eos);
+            return gst::PadProbeReturn::Drop;
+        }
         if let Some(gst::PadProbeData::Buffer(buffer)) = info.data.as_mut() {
-            let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let b = buffer.make_mut();
             b.set_pts(gst::ClockTime::SECOND.mul_div_floor(n, fps as u64));
             b.set_duration(gst::ClockTime::SECOND.mul_div_floor(1, fps as u64));
