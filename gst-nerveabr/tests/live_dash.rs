@@ -1,6 +1,7 @@
 //! Live test (issue 5, item 7): a DASH ladder encoded from a real clip, served over loopback with
 //! its throughput shaped by a real 3G trace, played by a GStreamer pipeline with `nerveabr` (and
-//! `nervesr` when the `nerve` plugin is built in target/release).
+//! `nervesr` when the `nerve` plugin is built in target/release), once with `policy=nerve` and
+//! once with `policy=ppo` (the shipped learned policy), one after the other.
 //!
 //! Everything is judged by stream position (fragment number, buffer PTS) and by what the network
 //! gave each fragment, never by wall-clock windows, so CPU load on a shared machine cannot flip a
@@ -369,6 +370,9 @@ struct Decision {
     buffer: f64,
     qos: f64,
     stalls: u32,
+    policy: String,
+    /// Time the policy took, microseconds.
+    decide_us: f64,
 }
 
 /// A frame at the sink: PTS (ns) and the caps' size.
@@ -385,8 +389,24 @@ fn media_segment(path: &str) -> Option<(u32, u64)> {
     Some((rep.strip_prefix('r')?.parse().ok()?, file.strip_prefix("seg-")?.strip_suffix(".m4s")?.parse().ok()?))
 }
 
+/// The planner.
 #[test]
 fn rungs_follow_a_real_trace_without_stalls() {
+    live("nerve");
+}
+
+/// The learned policy (the shipped models/abr/ppo.onnx, trained on a 6-rung ladder) on this
+/// 4-rung stream, through the same checks; each decision reports the time the policy took.
+#[test]
+fn ppo_follows_a_real_trace_without_stalls() {
+    live("ppo");
+}
+
+/// One real-time playback at a time: two at once would share the two cores and the trace's clock.
+static LIVE: Mutex<()> = Mutex::new(());
+
+fn live(policy: &str) {
+    let _one = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     init();
     let data = data_dir();
     let (clip, trace_file) = (data.join(CLIP), data.join(TRACE));
@@ -406,7 +426,7 @@ fn rungs_follow_a_real_trace_without_stalls() {
 
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("uridecodebin3").property("uri", format!("http://127.0.0.1:{}/manifest.mpd", server.port)).build().unwrap();
-    let abr = gst::ElementFactory::make("nerveabr").property("policy", "nerve")
+    let abr = gst::ElementFactory::make("nerveabr").property("policy", policy)
         // the demuxer buffers at most 4 s, so the trace's drop reaches the player
         .property("max-buffering-time", 4_000_000_000u64)
         .build().unwrap();
@@ -480,6 +500,8 @@ fn rungs_follow_a_real_trace_without_stalls() {
                     buffer: s.get::<u64>("buffer").unwrap() as f64 / 1e9,
                     qos: s.get("qos-proportion").unwrap(),
                     stalls: s.get("stalls").unwrap(),
+                    policy: s.get("policy").unwrap(),
+                    decide_us: s.get("decide-us").unwrap(),
                 });
             }
             gst::MessageView::StateChanged(sc) if msg.src() == Some(pipeline.upcast_ref()) && sc.current() == gst::State::Playing => playing = true,
@@ -557,6 +579,12 @@ fn rungs_follow_a_real_trace_without_stalls() {
     //    height, the target being the top rung's height (`target-height` is 0)
     assert_eq!(decisions.iter().map(|d| d.fragment).collect::<Vec<_>>(), (0..fragments as u64).collect::<Vec<_>>(), "one decision per fragment, in order");
     let target = RUNGS.iter().map(|r| r.2).max().unwrap() as f64;
+    assert!(decisions.iter().all(|d| d.policy == policy), "a decision by another policy than {policy}: {decisions:?}");
+    // the first decision is fixed (no measurement yet); every later one ran the policy
+    assert!(decisions[1..].iter().all(|d| d.decide_us > 0.0) && decisions[0].decide_us == 0.0, "decide-us: {decisions:?}");
+    let mut took: Vec<f64> = decisions[1..].iter().map(|d| d.decide_us).collect();
+    took.sort_by(f64::total_cmp);
+    eprintln!("{policy}: time per decision in the element, median {:.1} us, max {:.1} us ({} decisions)", took[took.len() / 2], took[took.len() - 1], took.len());
     for d in &decisions {
         let (bw, _, h) = RUNGS[d.rung as usize];
         assert_eq!((d.bitrate, d.height), (bw as u64, h), "decision names a rung that is not the ladder's: {d:?}");

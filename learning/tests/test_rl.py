@@ -95,3 +95,41 @@ def test_a_tiny_ppo_policy_trains_and_its_onnx_export_acts_as_torch(families: li
     ran = play(sim.make_env(trace), policy, 0, "quality")
     for k in ("qoe_quality", "rebuffer_s", "energy_j", "switches", "enhanced_chunks"):
         assert info["episode"][k] == pytest.approx(ran[k], rel=1e-9, abs=1e-9), k
+
+
+def test_imitation_learns_the_planners_choices_and_ppo_starts_from_them(families: list[sim.Family],
+                                                                       tmp_path: Path) -> None:
+    """DAgger from the `nerve` planner (imitate.py): the teacher's advice followed is the
+    planner's own session, a few hundred imitated sessions make the network pick the planner's
+    choice on most held-out states (chance is 1 in 12), the imitated network plays close to the
+    planner, and PPO then starts from it (its weights are kept to compare)."""
+    from nerve_learning.rl.imitate import ImitationConfig
+    from nerve_learning.rl.train import export_imitated
+
+    # the advice, followed, is the planner's session (the bindings' teacher is the planner)
+    env = sim.make_env(families[0].traces, teacher="nerve")
+    obs, info = env.reset(trace=0, preference=0.0)
+    done = False
+    while not done:
+        obs, _, done, _, info = env.step(info["teacher_action"])
+    assert info["episode"]["qoe_quality"] == pytest.approx(env.run_policy("nerve", 0, preference="quality")["qoe_quality"])
+    with pytest.raises(ValueError, match="teacher"):
+        sim.make_env(families[0].traces, teacher="bola")
+
+    groups = [f.traces for f in families]
+    im = ImitationConfig(rounds=2, episodes_per_round=160, epochs=10, envs=8)
+    cfg = TrainConfig(timesteps=512, n_envs=2, n_steps=256, batch_size=128, n_epochs=2, seed=5, imitation=im)
+    trained = train(groups, cfg)
+    rounds = trained.imitation["rounds"] if trained.imitation else []
+    assert [r["samples"] for r in rounds] == [160 * 47, 320 * 47]
+    assert rounds[-1]["held_out_agreement"] > 0.6, rounds
+    assert rounds[-1]["learner_agrees"] > 0.5, rounds
+    onnx = export_imitated(trained, tmp_path / "imitated.onnx")
+    assert onnx is not None
+    # on the first trace of each family, unaugmented: the imitated network near the planner
+    env = sim.make_env([f.traces[0] for f in families])
+    policy = OnnxPolicy(onnx)
+    mine = np.mean([play(env, policy, i, "quality")["qoe_quality"] for i in range(len(families))])
+    teacher = np.mean([env.run_policy("nerve", i, preference="quality")["qoe_quality"] for i in range(len(families))])
+    random = np.mean([env.run_policy("bb", i, preference="quality")["qoe_quality"] for i in range(len(families))])
+    assert mine > teacher - 0.5 * (teacher - random), (mine, teacher, random)

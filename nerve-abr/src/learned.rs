@@ -18,7 +18,7 @@
 //! also an input.
 
 use crate::nerve::Preference;
-use crate::{Decision, Observation, Policy, QualityTable};
+use crate::{Decision, Ladder, Observation, Policy, QualityTable};
 
 /// Throughput and download-time samples kept, newest last.
 pub const HISTORY: usize = 8;
@@ -247,17 +247,76 @@ pub trait Actor: Send {
     fn scores(&mut self, input: &[f32]) -> Result<Vec<f32>, String>;
 }
 
+/// Where a stream's rungs sit among the rows of the table the policy was trained on.
+///
+/// The network has one input slot and one action per (row, level) of its training table; a
+/// stream offers some of those rows (each rung at the row of the nearest bitrate, as the element
+/// picks its quality rows). The policy then decides in row space: rows the stream lacks are shown
+/// at their nominal cost, as the training ladder had them, and are never chosen (their actions
+/// are masked). On the training ladder itself the map is the identity and changes nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rows {
+    /// The row of each rung of the stream (rungs ascending, so rows ascending).
+    pub of_rung: Vec<usize>,
+    /// The nominal bitrate of every row, bit/s.
+    pub row_bps: Vec<f64>,
+}
+
+impl Rows {
+    /// `of_rung` must name rows of `row_bps`, in ascending order.
+    pub fn new(of_rung: Vec<usize>, row_bps: Vec<f64>) -> Result<Self, String> {
+        if of_rung.is_empty() || of_rung.iter().any(|&r| r >= row_bps.len()) || of_rung.windows(2).any(|w| w[0] > w[1]) {
+            return Err(format!("rung rows {of_rung:?}: not ascending rows of a {}-row table", row_bps.len()));
+        }
+        Ok(Self { of_rung, row_bps })
+    }
+
+    /// The stream's rung for a row it offers (the highest rung at that row).
+    fn rung_of(&self, row: usize) -> Option<usize> {
+        self.of_rung.iter().rposition(|&r| r == row)
+    }
+}
+
 /// The learned policy: the actor's highest-scoring (rung, level) on [`Features`].
 pub struct Ppo {
     pub features: Features,
     actor: Box<dyn Actor>,
+    /// The stream's rungs among the training table's rows; `None`: they are the same.
+    rows: Option<Rows>,
     /// The last error of the actor (the policy then falls back to the lowest rung).
     pub error: Option<String>,
 }
 
 impl Ppo {
     pub fn new(features: Features, actor: Box<dyn Actor>) -> Self {
-        Self { features, actor, error: None }
+        Self { features, actor, rows: None, error: None }
+    }
+
+    /// The policy on a stream whose rungs are `rows` of the table `features` was built on.
+    pub fn on_rows(features: Features, actor: Box<dyn Actor>, rows: Rows) -> Self {
+        Self { features, actor, rows: Some(rows), error: None }
+    }
+
+    fn choose(&mut self, obs: &Observation<'_>, offered: impl Fn(usize) -> bool) -> Decision {
+        let x = self.features.observe(obs);
+        let action = self.features.action();
+        let d = match self.actor.scores(&x) {
+            Ok(s) if s.len() == action.count() => {
+                // the best-scoring action on a row the stream offers
+                let best = (0..s.len()).filter(|&a| offered(action.decision(a).rung)).max_by(|&a, &b| s[a].total_cmp(&s[b]).then(b.cmp(&a)));
+                best.map_or_else(Decision::default, |a| action.decision(a))
+            }
+            Ok(s) => {
+                self.error = Some(format!("the actor gave {} scores for {} actions", s.len(), action.count()));
+                Decision::default()
+            }
+            Err(e) => {
+                self.error = Some(e);
+                Decision::default()
+            }
+        };
+        self.features.record(d);
+        d
     }
 }
 
@@ -278,21 +337,31 @@ impl Policy for Ppo {
     }
 
     fn decide(&mut self, obs: &Observation<'_>) -> Decision {
-        let x = self.features.observe(obs);
-        let action = self.features.action();
-        let d = match self.actor.scores(&x) {
-            Ok(s) if s.len() == action.count() => action.decision(argmax(&s)),
-            Ok(s) => {
-                self.error = Some(format!("the actor gave {} scores for {} actions", s.len(), action.count()));
-                Decision::default()
-            }
-            Err(e) => {
-                self.error = Some(e);
-                Decision::default()
-            }
+        let Some(rows) = self.rows.clone() else {
+            return self.choose(obs, |_| true);
         };
-        self.features.record(d);
-        d
+        // the observation in row space: offered rows at the stream's sizes, the others at
+        // their nominal cost
+        let chunk_s = obs.ladder.chunk_s();
+        let mut sizes: Vec<f64> = rows.row_bps.iter().map(|b| b * chunk_s).collect();
+        let mut row_bps = rows.row_bps.clone();
+        for (rung, &row) in rows.of_rung.iter().enumerate() {
+            if let Some(&bits) = obs.next_sizes_bits.get(rung) {
+                sizes[row] = bits;
+            }
+            if let Some(&bps) = obs.ladder.bitrates_bps.get(rung) {
+                row_bps[row] = bps;
+            }
+        }
+        let ladder = Ladder { bitrates_bps: row_bps, chunk: obs.ladder.chunk };
+        let row_obs = Observation {
+            last_rung: obs.last_rung.and_then(|r| rows.of_rung.get(r).copied()),
+            next_sizes_bits: &sizes,
+            ladder: &ladder,
+            ..*obs
+        };
+        let d = self.choose(&row_obs, |row| rows.rung_of(row).is_some());
+        Decision { rung: rows.rung_of(d.rung).unwrap_or(0), level: d.level }
     }
 }
 
@@ -401,6 +470,77 @@ mod tests {
         }
         assert_eq!(a.decision(5), Decision { rung: 2, level: 1 });
         assert_eq!(argmax(&[0.0, 3.0, 3.0, -1.0]), 1);
+    }
+
+    /// Fixed scores; keeps every input it was given.
+    struct Scripted {
+        scores: Vec<f32>,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<Vec<f32>>>>,
+    }
+
+    impl Actor for Scripted {
+        fn scores(&mut self, input: &[f32]) -> Result<Vec<f32>, String> {
+            self.seen.lock().map_err(|e| e.to_string())?.push(input.to_vec());
+            Ok(self.scores.clone())
+        }
+    }
+
+    #[test]
+    fn a_stream_with_fewer_rungs_plays_on_the_rows_it_offers() {
+        // a 3-row table; the stream offers rows 0 and 1 (its rungs 0 and 1)
+        let table = QualityTable {
+            quality: vec![vec![Some(40.0), Some(60.0)], vec![Some(70.0), Some(80.0)], vec![Some(90.0), None]],
+            compute_s: vec![vec![0.0, 1.0], vec![0.0, 2.0], vec![0.0, f64::INFINITY]],
+        };
+        let rows = Rows::new(vec![0, 1], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
+        // the network likes row 2 best (absent), then (row 1, level 1), then (row 0, level 0)
+        let scores = vec![5.0, 0.0, 1.0, 7.0, 9.0, 3.0];
+        let seen = std::sync::Arc::default();
+        let mut p = Ppo::on_rows(Features::new(table.clone(), 3), Box::new(Scripted { scores: scores.clone(), seen: std::sync::Arc::clone(&seen) }), rows);
+        let ladder = Ladder { bitrates_bps: vec![1.1e6, 2.2e6], chunk: Duration::from_secs(4) };
+        let sizes = [4.4e6, 8.8e6];
+        let recent = [3e6];
+        let obs = Observation {
+            chunk_index: 1,
+            total_chunks: 10,
+            buffer: Duration::from_secs(20),
+            buffer_cap: Duration::from_secs(60),
+            enhance_backlog: Duration::ZERO,
+            throughput_bps: Some(3e6),
+            latency: Duration::ZERO,
+            recent_bps: &recent,
+            last_rung: Some(1),
+            next_sizes_bits: &sizes,
+            ladder: &ladder,
+            enhance_available: true,
+        };
+        assert_eq!(p.decide(&obs), Decision { rung: 1, level: 1 }, "the best action on an offered row, as the stream's rung");
+        let input = seen.lock().unwrap()[0].clone(); // ok: test code
+        let sizes_at = 3 + 2 * HISTORY;
+        assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 4, "the model's input has the table's 3 rows");
+        assert_eq!(&input[sizes_at..sizes_at + 3], &[0.44, 0.88, 1.6], "offered rows at the stream's sizes, row 2 at 4 Mbit/s x 4 s");
+        // the decision is remembered in row space: row 1 of 0..2, with (row 1, level 1)'s quality
+        let input = {
+            p.decide(&obs);
+            seen.lock().unwrap()[1].clone() // ok: test code
+        };
+        assert_eq!(input[sizes_at - 1], 0.5, "last rung: the stream's rung 1 is row 1 of 0..2");
+        assert!((input[sizes_at - 2] - 0.8).abs() < 1e-6, "{}", input[sizes_at - 2]);
+
+        // a stream that offers every row: the map changes nothing
+        let full = Rows::new(vec![0, 1, 2], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
+        let ladder3 = Ladder { bitrates_bps: vec![1e6, 2e6, 4e6], chunk: Duration::from_secs(4) };
+        let sizes3 = [4e6, 8e6, 16e6];
+        let obs3 = Observation { next_sizes_bits: &sizes3, ladder: &ladder3, ..obs };
+        let (a, b) = (std::sync::Arc::default(), std::sync::Arc::default());
+        let mut mapped = Ppo::on_rows(Features::new(table.clone(), 3), Box::new(Scripted { scores: scores.clone(), seen: std::sync::Arc::clone(&a) }), full);
+        let mut plain = Ppo::new(Features::new(table, 3), Box::new(Scripted { scores, seen: std::sync::Arc::clone(&b) }));
+        for _ in 0..3 {
+            assert_eq!(mapped.decide(&obs3), plain.decide(&obs3));
+        }
+        assert_eq!(*a.lock().unwrap(), *b.lock().unwrap()); // ok: test code
+        assert_eq!(plain.decide(&obs3), Decision { rung: 2, level: 0 });
+        assert!(Rows::new(vec![1, 0], vec![1e6, 2e6]).is_err() && Rows::new(vec![3], vec![1e6]).is_err());
     }
 
     #[test]

@@ -108,3 +108,22 @@ fn ppo_policy(_: &QualityTable, _: &NerveConfig) -> Result<Box<dyn Policy>, Stri
     Err("policy ppo: nerve-abr was built without its `onnx` feature".into())
 }
 
+/// The learned policy on a stream whose rungs are `rows` of `table` (the table the model was
+/// trained on, every row): a model trained on a 6-row ladder plays a 4-rung stream on the rows
+/// its rungs match ([`crate::learned::Rows`]).
+#[cfg(feature = "onnx")]
+pub fn ppo_on_rows(table: &QualityTable, rows: crate::learned::Rows, nerve: &NerveConfig) -> Result<Box<dyn Policy>, String> {
+    use crate::learned::{default_model, Features, OnnxActor, Ppo};
+    let path = nerve.ppo_model.clone().or_else(default_model).ok_or("policy ppo: no model (give its path, or put one at models/abr/ppo.onnx)")?;
+    let mut features = Features::new(table.clone(), table.rungs());
+    features.preference = nerve.preference.weight();
+    features.battery = nerve.battery;
+    let actor = OnnxActor::load(&path, &features).map_err(|e| format!("policy ppo: {e}"))?;
+    Ok(Box::new(Ppo::on_rows(features, Box::new(actor), rows)))
+}
+
+#[cfg(not(feature = "onnx"))]
+pub fn ppo_on_rows(_: &QualityTable, _: crate::learned::Rows, _: &NerveConfig) -> Result<Box<dyn Policy>, String> {
+    Err("policy ppo: nerve-abr was built without its `onnx` feature".into())
+}
+

@@ -132,6 +132,9 @@ pub struct EnvConfig {
     /// Battery level per episode; `None` = on mains.
     pub battery: Option<Draw>,
     pub augment: Augment,
+    /// A named policy of the simulator (`nerve`, `bones`) that advises on every step, for
+    /// imitation (DAgger): its choice at each observation, whatever is played.
+    pub teacher: Option<PolicySpec>,
 }
 
 impl EnvConfig {
@@ -150,6 +153,7 @@ impl EnvConfig {
             preference: Draw::Uniform(0.0, 1.0),
             battery: None,
             augment: Augment::default(),
+            teacher: None,
         }
     }
 
@@ -173,6 +177,24 @@ struct Episode {
     session: Session,
     features: Features,
     trace: usize,
+    /// The teacher, built per episode at its preference and battery. It decides on every
+    /// observation in turn (its own state, such as a throughput error history, follows the
+    /// session whatever the learner plays), and `advice` is its choice for the next chunk.
+    /// In a mutex only so the environment is `Sync`, as a Python class must be.
+    teacher: Option<std::sync::Mutex<Box<dyn Policy>>>,
+    advice: Option<Decision>,
+}
+
+impl Episode {
+    fn advise(&mut self) {
+        self.advice = match (&mut self.teacher, self.session.done()) {
+            (Some(t), false) => {
+                let t = t.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+                Some(t.decide(&self.session.observation()))
+            }
+            _ => None,
+        };
+    }
 }
 
 /// The environment.
@@ -191,6 +213,15 @@ impl Env {
         }
         if config.ladder.rungs() == 0 {
             return Err("the quality table has no rung".into());
+        }
+        if let Some(spec) = &config.teacher {
+            // only a policy that chooses (rung, level) together can be imitated action for
+            // action; `ppo` would imitate itself
+            match chunk_policy(spec, &config.table, &NerveConfig::default()) {
+                Ok((_, EnhanceMode::Joint)) if spec.base != "ppo" => {}
+                Ok(_) => return Err(format!("teacher {:?}: not a policy that picks the enhancement with the rung (nerve, bones)", spec.base)),
+                Err(e) => return Err(format!("teacher: {e}")),
+            }
         }
         Ok(Self { config, traces, rng: Rng::new(seed), next_trace: 0, episode: None })
     }
@@ -229,8 +260,23 @@ impl Env {
         features.battery = battery;
         features.preference = preference;
         let obs = features.observe(&session.observation());
-        self.episode = Some(Episode { session, features, trace: idx });
+        let teacher = self.config.teacher.as_ref().map(|spec| {
+            let nerve = NerveConfig { params: NerveParams::chunk(), preference: Preference::of_weight(preference), battery, ppo_model: None };
+            // checked in `new`: a joint policy that builds without a model
+            chunk_policy(spec, &self.config.table, &nerve).map(|(p, _)| std::sync::Mutex::new(p))
+        });
+        let teacher = teacher.transpose().unwrap_or(None);
+        let mut ep = Episode { session, features, trace: idx, teacher, advice: None };
+        ep.advise();
+        self.episode = Some(ep);
         obs
+    }
+
+    /// The teacher's choice for the next chunk, as an action index (`None` without a teacher
+    /// or after the episode's end).
+    pub fn advice(&self) -> Option<usize> {
+        let d = self.episode.as_ref()?.advice?;
+        Some(self.action().index(d))
     }
 
     pub fn preference(&self) -> Option<f64> {
@@ -260,6 +306,7 @@ impl Env {
         }
         ep.features.record(d);
         let outcome = ep.session.step(d);
+        ep.advise();
         let terminated = ep.session.done();
         let obs = if terminated { ep.features.vector(&ep.session.observation()) } else { ep.features.observe(&ep.session.observation()) };
         let qoe = reward.qoe(outcome.quality, outcome.quality_change, outcome.rebuffer_s);
@@ -346,6 +393,37 @@ mod tests {
                 assert!(energy < expected.energy_j && energy > 0.8 * expected.energy_j, "{energy} of {}", expected.energy_j);
             }
         }
+    }
+
+    /// Following the teacher's advice at every step plays the teacher's own session; and it
+    /// keeps advising, on the session it sees, when the learner plays something else.
+    #[test]
+    fn the_teachers_advice_followed_is_the_teachers_session() {
+        let mut env = env();
+        env.config.teacher = Some("nerve".parse().unwrap()); // ok: test code
+        for (k, pref) in [(0, Preference::Quality), (3, Preference::BatterySaver)] {
+            let expected = env.run_policy("nerve", k, pref, None).unwrap(); // ok: test code
+            env.reset(Some(k), Some(pref.weight()), Some(None));
+            while let Some(a) = env.advice() {
+                env.step(a).unwrap(); // ok: test code
+            }
+            assert_eq!(format!("{:?}", env.result().unwrap()), format!("{expected:?}"), "trace {k}, {pref:?}"); // ok: test code
+        }
+        // always the lowest rung: the teacher still advises each step, and asks for more
+        env.reset(Some(1), Some(0.0), Some(None));
+        let (mut advised, mut higher) = (0, 0);
+        while let Some(a) = env.advice() {
+            advised += 1;
+            higher += usize::from(env.action().decision(a).rung > 0);
+            env.step(0).unwrap(); // ok: test code
+        }
+        assert_eq!(advised, env.config.settings.chunks - 1);
+        assert!(higher > 0, "the planner never asked for more than the lowest rung on a buffer that fills");
+        // a teacher that cannot be imitated action for action is refused
+        let file = TableFile::parse(DEFAULT_TABLE).unwrap(); // ok: test code
+        let mut config = EnvConfig::new(&file, 1.0);
+        config.teacher = Some("bola".parse().unwrap()); // ok: test code
+        assert!(Env::new(config, traces(), 1).is_err());
     }
 
     #[test]

@@ -173,7 +173,9 @@ impl Actor for PyActor {
 /// preference: weight 0 (quality) .. 1 (battery saver), a number or a (lo, hi) range drawn per
 /// episode; battery: None (mains), a level 0..1 or a (lo, hi) range; scale, noise,
 /// random_start: trace augmentation per episode; energy_price: VMAF points per joule at weight
-/// 1; reward_scale: reward = reward_scale x (QoE points - weight x energy_price x joules).
+/// 1; reward_scale: reward = reward_scale x (QoE points - weight x energy_price x joules);
+/// teacher: a named policy (`nerve`, `bones`) whose choice for the next chunk comes in every
+/// `info` as `teacher_action`, for imitation.
 #[pyclass(name = "Env", module = "nerveabr_py")]
 struct PyEnv {
     env: Env,
@@ -194,6 +196,9 @@ fn step_tuple<'py>(py: Python<'py>, out: StepOut, env: &Env) -> PyResult<(Vec<f3
     info.set_item("buffer_s", o.buffer_s)?;
     info.set_item("qoe", out.qoe)?;
     info.set_item("preference", env.preference())?;
+    if let Some(a) = env.advice() {
+        info.set_item("teacher_action", a)?;
+    }
     if out.terminated
         && let Some(r) = env.result()
     {
@@ -205,7 +210,7 @@ fn step_tuple<'py>(py: Python<'py>, out: StepOut, env: &Env) -> PyResult<(Vec<f3
 #[pymethods]
 impl PyEnv {
     #[new]
-    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None))]
+    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         traces: Vec<PyTrace>,
@@ -220,6 +225,7 @@ impl PyEnv {
         device_speed: f64,
         energy_price: Option<f64>,
         reward_scale: Option<f64>,
+        teacher: Option<&str>,
     ) -> PyResult<Self> {
         if chunks < 2 {
             return Err(value_err("chunks: at least 2"));
@@ -241,6 +247,7 @@ impl PyEnv {
         if let Some(s) = reward_scale {
             config.reward.scale = s;
         }
+        config.teacher = teacher.map(str::parse).transpose().map_err(value_err)?;
         let env = Env::new(config, traces.into_iter().map(|t| t.inner).collect(), seed).map_err(value_err)?;
         Ok(Self { env })
     }
@@ -327,6 +334,9 @@ impl PyEnv {
         info.set_item("trace", self.env.trace_index())?;
         info.set_item("preference", self.env.preference())?;
         info.set_item("battery", self.env.battery())?;
+        if let Some(a) = self.env.advice() {
+            info.set_item("teacher_action", a)?;
+        }
         Ok((obs, info))
     }
 

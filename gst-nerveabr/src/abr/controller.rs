@@ -11,7 +11,8 @@ use nerve_abr::energy::{EnergyModel, EnergyUse, Network};
 use nerve_abr::nerve::Preference;
 use nerve_abr::quality::TableFile;
 use nerve_abr::{Decision, Ladder, Observation, Policy, QualityTable};
-use nerve_abr::spec::{chunk_policy, EnhanceMode, NerveConfig, PolicySpec};
+use nerve_abr::learned::Rows;
+use nerve_abr::spec::{chunk_policy, ppo_on_rows, EnhanceMode, NerveConfig, PolicySpec};
 
 /// The shipped default table (`nerve-abr/tables/make_measured.sh`), embedded in nerve-abr.
 pub use nerve_abr::DEFAULT_TABLE;
@@ -70,6 +71,9 @@ pub struct Choice {
     pub energy: EnergyUse,
     /// The same as a share of the stated phone battery, percent.
     pub battery_pct: f64,
+    /// Time the policy took for this decision (features, and the network for `ppo`), in
+    /// microseconds of wall clock on the thread that decided; 0 for the fixed first fragment.
+    pub decide_us: f64,
 }
 
 pub struct Controller {
@@ -112,6 +116,15 @@ pub fn table_for(file: &TableFile, rungs: &[Rung], segment_s: f64, device_speed:
     QualityTable::from_file(&sub, device_speed.max(1e-3))
 }
 
+/// Every row of the table, at the stream's segment duration and the device's speed.
+fn table_for_rows(file: &TableFile, segment_s: f64, device_speed: f64) -> QualityTable {
+    let mut all = file.clone();
+    if segment_s > 0.0 {
+        all.chunk_s = segment_s;
+    }
+    QualityTable::from_file(&all, device_speed.max(1e-3))
+}
+
 impl Controller {
     /// `segment_s` and `total` come from the manifest (0 = unknown: 2 s and a long stream).
     pub fn new(config: Config, file: &TableFile, rungs: Vec<Rung>, segment_s: f64, total: Option<usize>) -> Result<Self, String> {
@@ -128,7 +141,18 @@ impl Controller {
             battery: config.battery,
             ppo_model: config.ppo_model.clone(),
         };
-        let (policy, mode) = chunk_policy(&spec, &table, &nerve)?;
+        let (policy, mode) = if spec.base == "ppo" {
+            // the model's input and actions are the whole table's rows; the stream's rungs are
+            // some of them
+            let full = table_for_rows(file, segment, config.device_speed);
+            let rows = Rows::new(
+                rungs.iter().map(|r| nearest_row(file, r.bandwidth as f64)).collect(),
+                file.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(),
+            )?;
+            (ppo_on_rows(&full, rows, &nerve)?, EnhanceMode::Joint)
+        } else {
+            chunk_policy(&spec, &table, &nerve)?
+        };
         let level_names = std::iter::once("classical".to_string())
             .chain((0..table.levels().saturating_sub(1)).map(|l| file.rungs.iter().find_map(|r| r.levels.get(l)).map_or(format!("level-{}", l + 1), |x| x.name.clone())))
             .collect();
@@ -192,7 +216,9 @@ impl Controller {
             enhance_available: step.enhance_available,
         };
         // Before any measurement, start at the lowest rung (the simulators fix the first chunk too).
+        let started = std::time::Instant::now();
         let Decision { rung, level } = if self.recent.is_empty() { Decision::default() } else { self.policy.decide(&obs) };
+        let decide_us = if self.recent.is_empty() { 0.0 } else { started.elapsed().as_secs_f64() * 1e6 };
         let rung = rung.min(self.ladder.top());
         let chunk = self.ladder.chunk_s();
         let level = if !step.enhance_available {
@@ -230,6 +256,7 @@ impl Controller {
             upscale,
             throughput_bps: self.recent.last().copied().unwrap_or(0.0),
             buffer: step.buffer,
+            decide_us,
         };
         self.fragment += 1;
         choice

@@ -512,6 +512,7 @@ fn decision_structure(c: &Choice, policy: &str, battery: f64, enhancer: bool, qo
         .field("energy-radio-j", c.energy.radio_j)
         .field("energy-enhance-j", c.energy.enhance_j)
         .field("battery-pct", c.battery_pct)
+        .field("decide-us", c.decide_us)
         .build()
 }
 

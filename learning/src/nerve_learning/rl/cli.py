@@ -22,9 +22,15 @@ def _log(path: str) -> TextIO:
 
 
 def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .imitate import ImitationConfig
     from .train import TrainConfig
 
-    return TrainConfig(timesteps=args.timesteps, max_seconds=args.max_seconds, seed=args.seed, n_envs=args.envs)
+    imitation = None
+    if args.imitate:
+        imitation = ImitationConfig(teacher=args.imitate, rounds=args.imitate_rounds,
+                                    episodes_per_round=args.imitate_episodes)
+    return TrainConfig(timesteps=args.timesteps, max_seconds=args.max_seconds, seed=args.seed, n_envs=args.envs,
+                       imitation=imitation)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -90,6 +96,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         p.add_argument("--max-seconds", type=float, default=0.0, help="wall-clock cap on each training (0: none)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--envs", type=int, default=8, help="environments stepped together")
+        p.add_argument("--imitate", default="", metavar="POLICY",
+                       help="imitate this planner first (DAgger; `nerve`), then PPO from there (default: PPO only)")
+        p.add_argument("--imitate-rounds", type=int, default=3, help="DAgger rounds")
+        p.add_argument("--imitate-episodes", type=int, default=1200, help="sessions played per DAgger round")
         p.add_argument("--log", default="", help="progress log file (default: stdout)")
 
     p = rs.add_parser("train", help="train on families, save, export to ONNX and check it against torch")

@@ -57,7 +57,7 @@ class AbrEnv(gym.Env[np.ndarray, np.int64]):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, groups: Sequence[Sequence[sim.Trace]], *, cfg: EnvConfig | None = None, seed: int = 0,
-                 weight: float | None = None) -> None:
+                 weight: float | None = None, teacher: str | None = None) -> None:
         super().__init__()
         self.cfg = cfg or EnvConfig()
         self.fixed_weight = weight
@@ -69,9 +69,9 @@ class AbrEnv(gym.Env[np.ndarray, np.int64]):
         # level per episode; on mains or not is fixed per environment)
         c = self.cfg
         self._envs = [sim.make_env(g, seed=self._seed * 7919 + i, scale=c.scale, noise=c.noise,
-                                   random_start=c.random_start) for i, g in enumerate(groups)]
+                                   random_start=c.random_start, teacher=teacher) for i, g in enumerate(groups)]
         self._battery_envs = [sim.make_env(g, seed=self._seed * 7919 + 5000 + i, scale=c.scale, noise=c.noise,
-                                           random_start=c.random_start, battery=c.battery_range)
+                                           random_start=c.random_start, battery=c.battery_range, teacher=teacher)
                               for i, g in enumerate(groups)] if c.battery_share > 0 else []
         first = self._envs[0]
         self.rungs, self.levels, self.chunks = int(first.rungs), int(first.levels), int(first.chunks)

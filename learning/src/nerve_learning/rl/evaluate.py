@@ -17,7 +17,7 @@ import numpy as np
 
 from . import sim
 from .export import OnnxPolicy, export, inference_time, random_obs, verify
-from .train import TrainConfig, save, train
+from .train import TrainConfig, export_imitated, save, train
 
 # What every fold reports beside PPO: the planner, and the baselines of the simulator's own
 # leave-one-family-out run (sim::lofo::BASELINES), so "best baseline" means the same here.
@@ -91,6 +91,7 @@ def fold(cfg: LofoConfig, fams: Sequence[sim.Family], left: sim.Family, log: Tex
     check = verify(trained.model, trained.vecnorm, onnx_path, probe)
     timing = inference_time(onnx_path, probe)
     policy = OnnxPolicy(onnx_path)
+    imitated_path = export_imitated(trained, work / "imitated.onnx")
 
     t0 = time.monotonic()
     prefs = (cfg.preference, *[p for p in cfg.extra_preferences if p != cfg.preference])
@@ -109,6 +110,12 @@ def fold(cfg: LofoConfig, fams: Sequence[sim.Family], left: sim.Family, log: Tex
         names = [PLANNER, *BASELINES] if pref == cfg.preference else [PLANNER]
         others = {m: [play_named(env, m, i, pref) for i in range(count)] for m in names}
         res: dict[str, Any] = {"ppo": summarise(ppo_rows), "per_trace": {"ppo": ppo_rows}}
+        if imitated_path is not None:
+            # the same network before PPO's fine-tuning: what imitation alone reaches
+            imitated = OnnxPolicy(imitated_path)
+            rows = [play(env, imitated, i, pref) for i in range(count)]
+            res["imitation_only"] = summarise(rows)
+            res["per_trace"]["imitation_only"] = rows
         for n, rows in others.items():
             res[n] = summarise(rows)
             res["per_trace"][n] = rows
@@ -121,6 +128,7 @@ def fold(cfg: LofoConfig, fams: Sequence[sim.Family], left: sim.Family, log: Tex
 def targets(res: dict[str, Any]) -> dict[str, Any]:
     """Issue 30's PPO target on one left-out family, and the best baseline beside it."""
     ppo, nerve = res["ppo"], res[PLANNER]
+    before = res.get("imitation_only")
     base = {n: res[n] for n in BASELINES if n in res}
     best = max(base, key=lambda n: base[n]["qoe_quality"]) if base else None
     gap = (ppo["qoe_quality"] - nerve["qoe_quality"]) / max(abs(nerve["qoe_quality"]), 1e-9)
@@ -131,6 +139,8 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
         "best_baseline": best, "best_baseline_qoe": base[best]["qoe_quality"] if best else None,
         "best_baseline_stall_s": base[best]["rebuffer_s"] if best else None,
         "qoe_met": gap >= -QOE_TOLERANCE, "stall_met": ppo["rebuffer_s"] <= nerve["rebuffer_s"] + STALL_EPS_S,
+        "imitation_only_qoe": before["qoe_quality"] if before else None,
+        "imitation_only_stall_s": before["rebuffer_s"] if before else None,
     }
 
 

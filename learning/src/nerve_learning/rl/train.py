@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormali
 from . import sim
 from .env import AbrEnv, EnvConfig
 from .features import LogThroughput
+from .imitate import ImitationConfig, imitate
 
 
 @dataclass
@@ -49,6 +50,9 @@ class TrainConfig:
     clip_range: float = 0.2
     net_arch: tuple[int, ...] = (128, 128)
     env: EnvConfig = field(default_factory=EnvConfig)
+    # Imitate the `nerve` planner first (imitate.py), then PPO from there at the imitation's
+    # learning rate and entropy bonus; None = PPO from a random policy.
+    imitation: ImitationConfig | None = None
 
 
 class Progress(BaseCallback):
@@ -102,11 +106,16 @@ class Trained:
     timesteps: int
     seconds: float
     config: TrainConfig
+    imitation: dict[str, Any] | None = None
+    # The policy's weights after imitation, before PPO: so a report can say what PPO added.
+    imitated: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         cfg = asdict(self.config)
+        ppo_s = self.seconds - (self.imitation["seconds"] if self.imitation else 0.0)
         return {"timesteps": self.timesteps, "train_s": round(self.seconds, 1),
-                "steps_per_s": round(self.timesteps / max(self.seconds, 1e-9), 1), "config": cfg}
+                "steps_per_s": round(self.timesteps / max(ppo_s, 1e-9), 1), "config": cfg,
+                "imitation": self.imitation}
 
 
 def make_vec_env(groups: Sequence[Sequence[sim.Trace]], cfg: TrainConfig,
@@ -130,19 +139,41 @@ def train(groups: Sequence[Sequence[sim.Trace]], cfg: TrainConfig, *, label: str
     # One thread: the network is tiny, and the machine is shared.
     torch.set_num_threads(1)
     venv = make_vec_env(groups, cfg)
+    im = cfg.imitation
     model = PPO(
         "MlpPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
-        learning_rate=cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, ent_coef=cfg.ent_coef,
+        learning_rate=im.ppo_learning_rate if im else cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+        ent_coef=im.ppo_ent_coef if im else cfg.ent_coef,
         clip_range=cfg.clip_range, seed=cfg.seed, device="cpu", verbose=0,
         policy_kwargs={"net_arch": {"pi": list(cfg.net_arch), "vf": list(cfg.net_arch)}},
     )
-    progress = Progress(label, cfg.timesteps, log, max_seconds=cfg.max_seconds)
     t0 = time.monotonic()
-    model.learn(total_timesteps=cfg.timesteps, callback=progress)
+    imitation = imitate(model, venv, groups, cfg.env, im, cfg.gamma, cfg.seed, log) if im else None
+    imitated = {k: v.detach().clone() for k, v in model.policy.state_dict().items()} if im else None
+    if cfg.timesteps > 0:
+        # the wall-clock cap covers imitation and PPO together
+        left = cfg.max_seconds - (time.monotonic() - t0) if cfg.max_seconds > 0 else 0.0
+        progress = Progress(label, cfg.timesteps, log, max_seconds=max(left, 1.0) if cfg.max_seconds > 0 else 0.0)
+        model.learn(total_timesteps=cfg.timesteps, callback=progress)
     seconds = time.monotonic() - t0
     # From here on the statistics are fixed: evaluation and export see the same normalisation.
     venv.training = False
-    return Trained(model, venv, int(model.num_timesteps), seconds, cfg)
+    return Trained(model, venv, int(model.num_timesteps), seconds, cfg, imitation, imitated)
+
+
+def export_imitated(t: Trained, path: Path) -> Path | None:
+    """The policy as it was after imitation (before PPO) exported to `path`; None without
+    imitation. The trained weights are put back afterwards."""
+    if t.imitated is None:
+        return None
+    from .export import export
+
+    final = {k: v.detach().clone() for k, v in t.model.policy.state_dict().items()}
+    t.model.policy.load_state_dict(t.imitated)
+    try:
+        return export(t.model, t.vecnorm, path)
+    finally:
+        t.model.policy.load_state_dict(final)
 
 
 def save(t: Trained, out: Path) -> None:
