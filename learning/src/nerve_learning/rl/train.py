@@ -25,6 +25,7 @@ from . import sim
 from .env import AbrEnv, EnvConfig
 from .features import LogThroughput
 from .imitate import ImitationConfig, imitate
+from .select import KeepBest, split
 
 
 @dataclass
@@ -53,6 +54,11 @@ class TrainConfig:
     # Imitate the `nerve` planner first (imitate.py), then PPO from there at the imitation's
     # learning rate and entropy bonus; None = PPO from a random policy.
     imitation: ImitationConfig | None = None
+    # With imitation: this share of each training family's traces is held out of training and
+    # the best policy on them is kept, the imitated one or one every `select_every` PPO steps
+    # (select.py). 0 = keep the last.
+    holdout_share: float = 0.1
+    select_every: int = 50_000
 
 
 class Progress(BaseCallback):
@@ -107,6 +113,7 @@ class Trained:
     seconds: float
     config: TrainConfig
     imitation: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
     # The policy's weights after imitation, before PPO: so a report can say what PPO added.
     imitated: dict[str, Any] | None = None
 
@@ -115,7 +122,7 @@ class Trained:
         ppo_s = self.seconds - (self.imitation["seconds"] if self.imitation else 0.0)
         return {"timesteps": self.timesteps, "train_s": round(self.seconds, 1),
                 "steps_per_s": round(self.timesteps / max(ppo_s, 1e-9), 1), "config": cfg,
-                "imitation": self.imitation}
+                "imitation": self.imitation, "selection": self.selection}
 
 
 def make_vec_env(groups: Sequence[Sequence[sim.Trace]], cfg: TrainConfig,
@@ -138,8 +145,11 @@ def train(groups: Sequence[Sequence[sim.Trace]], cfg: TrainConfig, *, label: str
     set_random_seed(cfg.seed)
     # One thread: the network is tiny, and the machine is shared.
     torch.set_num_threads(1)
-    venv = make_vec_env(groups, cfg)
     im = cfg.imitation
+    held: list[list[sim.Trace]] = []
+    if im and cfg.holdout_share > 0:
+        groups, held = split(groups, cfg.holdout_share)
+    venv = make_vec_env(groups, cfg)
     model = PPO(
         "MlpPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.batch_size, n_epochs=cfg.n_epochs,
         learning_rate=im.ppo_learning_rate if im else cfg.learning_rate, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
@@ -150,15 +160,18 @@ def train(groups: Sequence[Sequence[sim.Trace]], cfg: TrainConfig, *, label: str
     t0 = time.monotonic()
     imitation = imitate(model, venv, groups, cfg.env, im, cfg.gamma, cfg.seed, log) if im else None
     imitated = {k: v.detach().clone() for k, v in model.policy.state_dict().items()} if im else None
+    selection = None
     if cfg.timesteps > 0:
         # the wall-clock cap covers imitation and PPO together
         left = cfg.max_seconds - (time.monotonic() - t0) if cfg.max_seconds > 0 else 0.0
         progress = Progress(label, cfg.timesteps, log, max_seconds=max(left, 1.0) if cfg.max_seconds > 0 else 0.0)
-        model.learn(total_timesteps=cfg.timesteps, callback=progress)
+        keep = KeepBest(venv, held, cfg.select_every, log) if held else None
+        model.learn(total_timesteps=cfg.timesteps, callback=[progress, keep] if keep else progress)
+        selection = keep.summary() if keep else None
     seconds = time.monotonic() - t0
     # From here on the statistics are fixed: evaluation and export see the same normalisation.
     venv.training = False
-    return Trained(model, venv, int(model.num_timesteps), seconds, cfg, imitation, imitated)
+    return Trained(model, venv, int(model.num_timesteps), seconds, cfg, imitation, selection, imitated)
 
 
 def export_imitated(t: Trained, path: Path) -> Path | None:
