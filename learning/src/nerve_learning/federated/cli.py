@@ -5,6 +5,7 @@ register the models.
   nerve-learn federated simulate    one Flower simulation (Ray backend) with the given settings
   nerve-learn federated report      all runs of the report + learning/reports/federated/
   nerve-learn federated register    put a run's global and cluster models in the MLflow registry
+  nerve-learn federated qoe         the streaming QoE change per viewer type of a report (in place)
 """
 
 from __future__ import annotations
@@ -56,6 +57,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qoe(args: argparse.Namespace) -> int:
+    from .qoe import add_qoe
+
+    path = Path(args.report)
+    report = add_qoe(json.loads(path.read_text()))
+    path.write_text(json.dumps(report, indent=1, default=float))
+    for v, r in report["qoe"]["per_viewer"].items():
+        print(f"{v}: {r['delta_vmaf']:+.2f} VMAF -> QoE {r['global_qoe']:.2f} -> {r['personal_qoe']:.2f} "
+              f"({r['qoe_change_pct']:+.2f}%, median {r['qoe_change_median_pct']:+.2f}%)")
+    return 0
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     from .report import register_run
 
@@ -84,6 +97,9 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--cache", default=str(CACHE))
     r.add_argument("--only", default="", help="comma-separated runs to (re)do; others are read back")
     r.set_defaults(func=cmd_report)
+    q = fs.add_parser("qoe", help="the streaming QoE change per viewer type of a report, through nerveabr-sim's planner")
+    q.add_argument("--report", default=str(REPO / "learning" / "reports" / "federated" / "federated.json"))
+    q.set_defaults(func=cmd_qoe)
     g = fs.add_parser("register", help="register a run's global and cluster models in the MLflow registry")
     g.add_argument("--run", required=True, help="a run directory (global.npz, cluster-K.npz, history.json)")
     g.add_argument("--registry", default="out/registry")

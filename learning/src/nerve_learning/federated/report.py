@@ -245,6 +245,9 @@ def make_report(work: Path, out: Path, clients: int = 100, cache: Path | None = 
         "command": f"nerve-learn federated report --clients {clients} (runs clean, dp, poisoned, speed and "
                    "scripts/federated_deploy.sh into out/federated/, or reads them back)",
     }
+    from .qoe import add_qoe
+
+    add_qoe(report)
     (out / "federated.json").write_text(json.dumps(report, indent=1, default=float))
     plot(report, out / "federated.png")
     print(json.dumps({k: report[k] for k in ("clients", "rounds", "epsilon", "global_minus_central_db", "dp_cost_db",
