@@ -21,6 +21,20 @@
 //! - **Battery**: a 4500 mAh cell at 3.87 V nominal (17.4 Wh), a common size for 2022-2025
 //!   phones: a stated assumption.
 
+/// Battery saver's download bursts: once the player's buffer is full, the next download waits
+/// until the buffer has drained to this many seconds, so the radio finishes its tail and sleeps
+/// between bursts instead of waking for every fragment. On a link fast enough to fill the buffer
+/// the tail is most of the radio's energy (LTE: 11.6 s of tail after each download, every 4 s
+/// fragment). 15 s is what stays buffered when downloads resume: more than the 10 s a stall-free
+/// start needs on the slowest family's links (a stated choice, not tuned on any family's result).
+pub const BURST_RESUME_S: f64 = 15.0;
+
+/// The buffer level below which downloads resume once the buffer is full, for a preference:
+/// `Some` only for battery saver (bursts); `None` = refill as soon as there is room.
+pub fn resume_below_s(preference: crate::nerve::Preference) -> Option<f64> {
+    (preference == crate::nerve::Preference::BatterySaver).then_some(BURST_RESUME_S)
+}
+
 /// The radio's power model for one network type (Huang et al. 2012).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RadioPower {

@@ -157,8 +157,10 @@ impl EnvConfig {
         }
     }
 
-    fn settings_for(&self, network: Network) -> ChunkSettings {
-        ChunkSettings { energy: EnergyModel::new(network), ..self.settings.clone() }
+    /// The session settings for a trace's network and the episode's preference (battery saver
+    /// downloads in bursts, as the simulator and the element do it).
+    fn settings_for(&self, network: Network, preference: Preference) -> ChunkSettings {
+        ChunkSettings { energy: EnergyModel::new(network), resume_below_s: nerve_abr::energy::resume_below_s(preference), ..self.settings.clone() }
     }
 }
 
@@ -252,7 +254,7 @@ impl Env {
         let battery = battery.unwrap_or_else(|| self.config.battery.map(|d| d.draw(&mut self.rng).clamp(0.0, 1.0)));
         let nt = &self.traces[idx];
         let trace = self.config.augment.apply(&nt.trace, &mut self.rng);
-        let settings = self.config.settings_for(nt.network);
+        let settings = self.config.settings_for(nt.network, Preference::of_weight(preference));
         let mut session = Session::new(&self.config.ladder, &self.config.table, &trace, EnhanceMode::Joint, &settings);
         let first = session.first_decision();
         session.step(first);
@@ -327,13 +329,13 @@ impl Env {
         let spec: PolicySpec = name.parse()?;
         let nerve = NerveConfig { params: NerveParams::chunk(), preference, battery, ppo_model: None };
         let (mut policy, mode) = chunk_policy(&spec, &self.config.table, &nerve)?;
-        Ok(self.run_with(policy.as_mut(), mode, trace))
+        Ok(self.run_with(policy.as_mut(), mode, trace, preference))
     }
 
-    /// Play a whole episode on trace `trace` with `policy`.
-    pub fn run_with(&self, policy: &mut dyn Policy, mode: EnhanceMode, trace: usize) -> TraceResult {
+    /// Play a whole episode on trace `trace` with `policy`, at `preference`'s session settings.
+    pub fn run_with(&self, policy: &mut dyn Policy, mode: EnhanceMode, trace: usize, preference: Preference) -> TraceResult {
         let nt = &self.traces[trace % self.traces.len()];
-        let settings = self.config.settings_for(nt.network);
+        let settings = self.config.settings_for(nt.network, preference);
         nerveabr_sim::chunk::run(&self.config.ladder, &self.config.table, &nt.trace, policy, mode, &settings)
     }
 }

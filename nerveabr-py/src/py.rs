@@ -379,7 +379,7 @@ impl PyEnv {
         features.battery = battery;
         let actions = features.action().count();
         let mut ppo = Ppo::new(features, Box::new(PyActor { f: actor, actions }));
-        let r = self.env.run_with(&mut ppo, EnhanceMode::Joint, trace);
+        let r = self.env.run_with(&mut ppo, EnhanceMode::Joint, trace, Preference::of_weight(preference));
         if let Some(e) = ppo.error {
             return Err(PyRuntimeError::new_err(format!("the actor failed: {e}")));
         }

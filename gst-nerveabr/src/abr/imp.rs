@@ -56,7 +56,7 @@ use gst_base::subclass::prelude::*;
 use super::controller::{read_battery, Choice, Config, Controller, Step, DEFAULT_TABLE};
 use super::manifest::{self, ManifestInfo, Rung};
 use super::AbrPreference;
-use nerve_abr::energy::Network;
+use nerve_abr::energy::{resume_below_s, Network};
 use nerve_abr::quality::TableFile;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -330,6 +330,24 @@ impl NerveAbr {
         }
     }
 
+    /// Battery saver downloads in bursts ([`resume_below_s`], the simulator's rule): once its
+    /// buffer is full the demuxer resumes downloading only below that level (its
+    /// `low-watermark-time`, at most half its high watermark), so the radio can sleep between
+    /// bursts. Other preferences put back the demuxer's automatic low watermark (0).
+    fn apply_bursts(&self, demuxer: &gst::Element) {
+        let preference = lock(&self.settings).preference.into();
+        let high = get_prop::<u64>(demuxer, "high-watermark-time").unwrap_or(0);
+        let low = match resume_below_s(preference) {
+            Some(s) if high > 0 => ((s * 1e9) as u64).min(high / 2),
+            _ => 0,
+        };
+        if set_checked(demuxer, "low-watermark-time", low) {
+            gst::debug!(CAT, imp = self, "{}: low-watermark-time {low} ns (high {high} ns)", demuxer.name());
+        } else if low > 0 {
+            gst::warning!(CAT, imp = self, "{} has no low-watermark-time: battery saver cannot download in bursts", demuxer.name());
+        }
+    }
+
     /// Start steering `demuxer`: collect its manifest, follow its bandwidth notifications.
     fn adopt_demuxer(&self, demuxer: &gst::Element) {
         {
@@ -347,6 +365,7 @@ impl NerveAbr {
                 }
             }
         }
+        self.apply_bursts(demuxer);
         let weak = self.obj().downgrade();
         let handler = demuxer.connect_notify(Some("current-bandwidth"), move |d, _| {
             if let Some(obj) = weak.upgrade() {
@@ -536,7 +555,7 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default(PROP_PREFERENCE, d.preference)
                     .nick("Preference")
-                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1)")
+                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1). battery-saver also downloads in bursts: once the demuxer's buffer is full it resumes below 15 s (its low-watermark-time, at most half its high watermark) so the radio sleeps in between")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder(PROP_BATTERY_LEVEL)
@@ -638,6 +657,13 @@ impl ObjectImpl for NerveAbr {
             }
             PROP_MAX_BUFFERING_TIME => s.max_buffering_time = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             _ => {}
+        }
+        drop(s);
+        if pspec.name() == PROP_PREFERENCE {
+            let demuxer = lock(&self.state).demuxer.as_ref().and_then(|w| w.upgrade());
+            if let Some(d) = demuxer {
+                self.apply_bursts(&d);
+            }
         }
         gst::info!(CAT, imp = self, "{} set", pspec.name());
     }

@@ -397,7 +397,8 @@ fn do_main() -> Result<()> {
         Scenario::Chunk => None,
     };
     let (ladder, qtable) = load_table(&args, &mut settings)?;
-    let chunk_settings = ChunkSettings::default();
+    // battery saver downloads in bursts (nerve_abr::energy::resume_below_s), whatever the policy
+    let chunk_settings = ChunkSettings { resume_below_s: nerve_abr::energy::resume_below_s(args.preference), ..ChunkSettings::default() };
     let bones_settings = BonesSettings { exact_session: args.exact_session, ..BonesSettings::default() };
 
     if bones_data.is_some() && specs.iter().any(|s| s.base == "ppo") {

@@ -3,9 +3,10 @@
 PPO after imitation can drift: it raises its return on the (augmented) sessions it trains on
 while it gets worse elsewhere. So a share of each training family's traces is held out of
 imitation and PPO, and the policy is scored on them, unaugmented, at the three named
-preferences, before PPO (the imitated policy) and every `every` steps after; the best scoring
-weights are kept (early stopping). The left-out family of a leave-one-family-out fold is never
-among them: the choice looks only at families the fold trains on."""
+preferences, before PPO (the imitated policy) and every `every` steps after; the best weights
+are kept (early stopping; `KeepBest` says what "best" is). The left-out family of a
+leave-one-family-out fold is never among them: the choice looks only at families the fold
+trains on."""
 
 from __future__ import annotations
 
@@ -72,31 +73,59 @@ def score(model: PPO, vecnorm: VecNormalize, held: Sequence[Sequence[sim.Trace]]
             "rebuffer_s": mean(lambda s: s["episode"]["rebuffer_s"]), "sessions": float(len(sessions))}
 
 
+def planner_stall(held: Sequence[Sequence[sim.Trace]], planner: str = "nerve") -> float:
+    """The planner's mean stall per session on the held-out traces at the named preferences,
+    each family weighted equally (as `score` weighs them)."""
+    per_family = []
+    for g in held:
+        env = sim.make_env(list(g))
+        per_family.append(np.mean([env.run_policy(planner, i, preference=p)["rebuffer_s"]
+                                   for i in range(len(g)) for p in sim.PREFERENCE_WEIGHTS]))
+    return float(np.mean(per_family))
+
+
+# "No more stall" with a rounding allowance per session.
+STALL_EPS_S = 0.01
+
+
 class KeepBest(BaseCallback):
     """Scores the policy on the held-out traces at the start of training and every `every`
-    steps; at the end the best scoring weights are put back."""
+    steps; at the end the best weights are put back: the highest return among the checkpoints
+    that stall no more than the planner on the same sessions (issue 30's bar for PPO, "at no
+    more stall"), or the least stalling one if none does. Return alone favoured checkpoints that
+    bought quality with stalls (100 QoE points a second is the reward's own price) and those
+    stalled most on a left-out family."""
 
     def __init__(self, vecnorm: VecNormalize, held: Sequence[Sequence[sim.Trace]], every: int,
                  log: TextIO | None = None) -> None:
         super().__init__()
         self.vecnorm, self.held, self.every, self.out = vecnorm, held, every, log
+        self.stall_limit = planner_stall(held) + STALL_EPS_S
         self.best: dict[str, Any] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, float]] = []
         self._next = 0
+
+    def _better(self, row: dict[str, float]) -> bool:
+        if self.best is None:
+            return True
+        ok, best_ok = row["rebuffer_s"] <= self.stall_limit, self.best["rebuffer_s"] <= self.stall_limit
+        if ok != best_ok:
+            return ok
+        return row["return"] > self.best["return"] if ok else row["rebuffer_s"] < self.best["rebuffer_s"]
 
     def _check(self) -> None:
         t0 = time.monotonic()
         s = score(self.model, self.vecnorm, self.held)  # type: ignore[arg-type]
         row = {"steps": float(self.num_timesteps), **s, "seconds": round(time.monotonic() - t0, 1)}
         self.history.append(row)
-        if self.best is None or s["return"] > self.best["return"]:
+        if self._better(row):
             self.best = row
             self.best_state = {k: v.detach().clone() for k, v in self.model.policy.state_dict().items()}
-        if self.out is not None:
+        if self.out is not None and self.best is not None:
             print(f"[{time.strftime('%H:%M:%S')}] held-out training traces at {self.num_timesteps} steps: return "
-                  f"{s['return']:.3f}, QoE {s['qoe_quality']:.2f}, stall {s['rebuffer_s']:.3f} s "
-                  f"(best at {int(self.best['steps'])} steps)", file=self.out, flush=True)
+                  f"{s['return']:.3f}, QoE {s['qoe_quality']:.2f}, stall {s['rebuffer_s']:.3f} s (limit "
+                  f"{self.stall_limit:.3f}; kept: {int(self.best['steps'])} steps)", file=self.out, flush=True)
 
     def _on_training_start(self) -> None:
         self._check()
@@ -114,4 +143,5 @@ class KeepBest(BaseCallback):
             self.model.policy.load_state_dict(self.best_state)
 
     def summary(self) -> dict[str, Any]:
-        return {"kept_steps": int(self.best["steps"]) if self.best else None, "kept": self.best, "history": self.history}
+        return {"kept_steps": int(self.best["steps"]) if self.best else None, "kept": self.best,
+                "stall_limit_s": self.stall_limit, "history": self.history}
