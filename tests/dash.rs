@@ -277,8 +277,9 @@ fn dash_fit_mode_enacts_every_decision_at_its_fragment() {
     let (enhanced, _) = play_fit(&ladder, "nerve");
     assert!(enhanced > 0, "nerve enhanced nothing");
     // The learned policy (policy=ppo) plays too, its actor on nerve-engine: a tiny seeded actor
-    // for this 3-rung ladder (nerve-abr/tests/fixtures), every decision enacted as above.
-    let actor = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nerve-abr/tests/fixtures/tiny_actor_3rungs.onnx");
+    // for the shipped 6-row table (nerve-abr/tests/fixtures), deciding on the 3 rows this
+    // ladder's rungs take, every decision enacted as above.
+    let actor = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nerve-abr/tests/fixtures/tiny_actor.onnx");
     play_fit(&ladder, &format!("ppo ppo-model={}", actor.display()));
     let _ = std::fs::remove_dir_all(&ladder.dir);
 }

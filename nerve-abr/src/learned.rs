@@ -102,6 +102,7 @@ impl Action {
 /// | +1 | 1 | 1 on battery, 0 on mains |
 /// | +2 | 1 | preference weight 0 (quality) .. 1 (battery saver) |
 /// | +3 | 1 | 1 if an enhancer runs now |
+/// | +4 | 1 | buffer / the player's buffer cap, 0..1 (how full: a 4 s cap and a 60 s one differ) |
 #[derive(Clone, Debug)]
 pub struct Features {
     table: QualityTable,
@@ -131,7 +132,7 @@ impl Features {
     /// Length of [`vector`](Self::vector).
     pub fn dim(&self) -> usize {
         let (r, l) = (self.rungs, self.levels);
-        3 + 2 * HISTORY + r + r * l + r * (l - 1) + 4
+        3 + 2 * HISTORY + r + r * l + r * (l - 1) + 5
     }
 
     /// Forget the session (a new stream).
@@ -196,6 +197,8 @@ impl Features {
         v.push(if self.battery.is_some() { 1.0 } else { 0.0 });
         v.push(self.preference);
         v.push(if obs.enhance_available { 1.0 } else { 0.0 });
+        let cap = obs.buffer_cap.as_secs_f64();
+        v.push(if cap > 0.0 { (obs.buffer.as_secs_f64() / cap).clamp(0.0, 1.0) } else { 1.0 });
         debug_assert_eq!(v.len(), self.dim());
         v.into_iter().map(|x| if x.is_finite() { x as f32 } else { 0.0 }).collect()
     }
@@ -432,7 +435,7 @@ mod tests {
         let mut f = Features::new(table(), 2);
         f.battery = Some(0.5);
         f.preference = 1.0;
-        assert_eq!(f.dim(), 3 + 2 * HISTORY + 2 + 4 + 2 + 4);
+        assert_eq!(f.dim(), 3 + 2 * HISTORY + 2 + 4 + 2 + 5);
         let obs = |recent: &'static [f64]| Observation {
             chunk_index: 1,
             total_chunks: 10,
@@ -459,7 +462,7 @@ mod tests {
         assert_eq!(v[2 + 2 * HISTORY], 1.0);
         let speed = 3 + 2 * HISTORY + 2 + 4;
         assert_eq!(&v[speed..speed + 2], &[0.5, 4.0], "2 s per 4 s chunk; unavailable = 4");
-        assert_eq!(&v[speed + 2..], &[0.5, 1.0, 1.0, 1.0]);
+        assert_eq!(&v[speed + 2..], &[0.5, 1.0, 1.0, 1.0, 0.5], "battery, on battery, preference, enhancer, buffer 30 s of a 60 s cap");
     }
 
     #[test]
@@ -517,7 +520,7 @@ mod tests {
         assert_eq!(p.decide(&obs), Decision { rung: 1, level: 1 }, "the best action on an offered row, as the stream's rung");
         let input = seen.lock().unwrap()[0].clone(); // ok: test code
         let sizes_at = 3 + 2 * HISTORY;
-        assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 4, "the model's input has the table's 3 rows");
+        assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 5, "the model's input has the table's 3 rows");
         assert_eq!(&input[sizes_at..sizes_at + 3], &[0.44, 0.88, 1.6], "offered rows at the stream's sizes, row 2 at 4 Mbit/s x 4 s");
         // the decision is remembered in row space: row 1 of 0..2, with (row 1, level 1)'s quality
         let input = {

@@ -131,6 +131,9 @@ pub struct EnvConfig {
     pub preference: Draw,
     /// Battery level per episode; `None` = on mains.
     pub battery: Option<Draw>,
+    /// The player's buffer cap per episode, seconds (the chunk scenario's is 60; a player's
+    /// may be 4 or 30: the policy sees how full the buffer is).
+    pub buffer_cap: Draw,
     pub augment: Augment,
     /// A named policy of the simulator (`nerve`, `bones`) that advises on every step, for
     /// imitation (DAgger): its choice at each observation, whatever is played.
@@ -152,6 +155,7 @@ impl EnvConfig {
             reward: Reward::default(),
             preference: Draw::Uniform(0.0, 1.0),
             battery: None,
+            buffer_cap: Draw::Fixed(ChunkSettings::default().buffer_cap_s),
             augment: Augment::default(),
             teacher: None,
         }
@@ -254,7 +258,8 @@ impl Env {
         let battery = battery.unwrap_or_else(|| self.config.battery.map(|d| d.draw(&mut self.rng).clamp(0.0, 1.0)));
         let nt = &self.traces[idx];
         let trace = self.config.augment.apply(&nt.trace, &mut self.rng);
-        let settings = self.config.settings_for(nt.network, Preference::of_weight(preference));
+        let mut settings = self.config.settings_for(nt.network, Preference::of_weight(preference));
+        settings.buffer_cap_s = self.config.buffer_cap.draw(&mut self.rng).max(1.0);
         let mut session = Session::new(&self.config.ladder, &self.config.table, &trace, EnhanceMode::Joint, &settings);
         let first = session.first_decision();
         session.step(first);
@@ -434,7 +439,7 @@ mod tests {
         let obs = env.reset(Some(0), Some(0.0), Some(Some(0.5)));
         assert_eq!(obs.len(), env.obs_dim());
         let n = obs.len();
-        assert_eq!(&obs[n - 4..n - 1], &[0.5, 1.0, 0.0]);
+        assert_eq!(&obs[n - 5..n - 2], &[0.5, 1.0, 0.0]);
         // the same chunk choices at weight 0 and 1: rewards differ by exactly the priced energy
         let top = env.action().index(Decision { rung: 0, level: 1 });
         let a = env.step(top).unwrap(); // ok: test code
@@ -444,6 +449,14 @@ mod tests {
         assert!(a.outcome.level == 1 && a.outcome.energy_j > 0.0, "{:?}", a.outcome);
         let priced = env.config.reward.scale * env.config.reward.energy_price * a.outcome.energy_j;
         assert!((a.reward - b.reward - priced).abs() < 1e-12);
+        // the last feature is how full the buffer is: the same buffer reads fuller under a 4 s cap
+        let buffer_s = |o: &[f32]| o[0] as f64 * 60.0;
+        let at_60 = env.reset(Some(2), Some(0.0), Some(None));
+        env.config.buffer_cap = Draw::Fixed(4.0);
+        let at_4 = env.reset(Some(2), Some(0.0), Some(None));
+        assert_eq!(at_60[0], at_4[0], "the same first chunk, the same buffer");
+        assert!((at_60[n - 1] as f64 - buffer_s(&at_60) / 60.0).abs() < 1e-6, "{at_60:?}");
+        assert!((at_4[n - 1] as f64 - (buffer_s(&at_4) / 4.0).min(1.0)).abs() < 1e-6 && at_4[n - 1] > at_60[n - 1], "{at_4:?}");
     }
 
     #[test]

@@ -175,7 +175,8 @@ impl Actor for PyActor {
 /// random_start: trace augmentation per episode; energy_price: VMAF points per joule at weight
 /// 1; reward_scale: reward = reward_scale x (QoE points - weight x energy_price x joules);
 /// teacher: a named policy (`nerve`, `bones`) whose choice for the next chunk comes in every
-/// `info` as `teacher_action`, for imitation.
+/// `info` as `teacher_action`, for imitation; buffer_cap: the player's buffer cap in seconds, a
+/// number or a (lo, hi) range drawn per episode (default 60).
 #[pyclass(name = "Env", module = "nerveabr_py")]
 struct PyEnv {
     env: Env,
@@ -210,7 +211,7 @@ fn step_tuple<'py>(py: Python<'py>, out: StepOut, env: &Env) -> PyResult<(Vec<f3
 #[pymethods]
 impl PyEnv {
     #[new]
-    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None))]
+    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None, buffer_cap = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         traces: Vec<PyTrace>,
@@ -226,6 +227,7 @@ impl PyEnv {
         energy_price: Option<f64>,
         reward_scale: Option<f64>,
         teacher: Option<&str>,
+        buffer_cap: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if chunks < 2 {
             return Err(value_err("chunks: at least 2"));
@@ -240,6 +242,9 @@ impl PyEnv {
             config.preference = draw(p, "preference")?;
         }
         config.battery = battery.map(|b| draw(b, "battery")).transpose()?;
+        if let Some(c) = buffer_cap {
+            config.buffer_cap = draw(c, "buffer_cap")?;
+        }
         config.augment = Augment { scale, noise, random_start };
         if let Some(p) = energy_price {
             config.reward.energy_price = p;
@@ -304,6 +309,7 @@ impl PyEnv {
             ("on_battery", 1),
             ("preference_weight", 1),
             ("enhancer_available", 1),
+            ("buffer_fill", 1),
         ];
         let mut at = 0;
         blocks
