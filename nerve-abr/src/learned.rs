@@ -95,7 +95,7 @@ impl Action {
 /// | 1+H | H | download time of the last H downloads / chunk duration, 0 = none yet |
 /// | 1+2H | 1 | quality of the last chunk this policy chose / 100 (0 before its first) |
 /// | 2+2H | 1 | rung of that chunk / (R - 1) (0 before its first) |
-/// | 3+2H | R | next chunk size per rung, Mbit / 10 |
+/// | 3+2H | R | next chunk's bitrate per rung (its size / the chunk duration), Mbit/s / 10 |
 /// | 3+2H+R | R·L | quality per (rung, level) / 100, rung-major; 0 where the table has none |
 /// | 3+2H+R+RL | R·(L-1) | enhancement speed per (rung, level ≥ 1): compute s per video s, clipped at 4 (4 = unavailable) |
 /// | 3+2H+R+RL+R(L-1) | 1 | battery level 0..1 (1 on mains) |
@@ -178,18 +178,20 @@ impl Features {
             }
             None => v.extend([0.0, 0.0]),
         }
+        // per second of video: a 1 s and a 4 s segment of the same rung look the same (a policy
+        // trained on 4 s chunks read a 1 s ladder's sizes as four times cheaper rungs)
+        let chunk_s = obs.ladder.chunk_s().max(1e-9);
         for rung in 0..r {
-            v.push(obs.next_sizes_bits.get(rung).copied().unwrap_or(0.0) / 1e6 / MBIT_NORM);
+            v.push(obs.next_sizes_bits.get(rung).copied().unwrap_or(0.0) / chunk_s / 1e6 / MBIT_NORM);
         }
         for rung in 0..r {
             for level in 0..l {
                 v.push(self.table.get(rung, level).unwrap_or(0.0) / QUALITY_NORM);
             }
         }
-        let chunk = obs.ladder.chunk_s().max(1e-9);
         for rung in 0..r {
             for level in 1..l {
-                let speed = if self.table.get(rung, level).is_some() { self.table.cost(rung, level) / chunk } else { SPEED_CLIP };
+                let speed = if self.table.get(rung, level).is_some() { self.table.cost(rung, level) / chunk_s } else { SPEED_CLIP };
                 v.push(if speed.is_finite() { speed.clamp(0.0, SPEED_CLIP) } else { SPEED_CLIP });
             }
         }
@@ -521,7 +523,7 @@ mod tests {
         let input = seen.lock().unwrap()[0].clone(); // ok: test code
         let sizes_at = 3 + 2 * HISTORY;
         assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 5, "the model's input has the table's 3 rows");
-        assert_eq!(&input[sizes_at..sizes_at + 3], &[0.44, 0.88, 1.6], "offered rows at the stream's sizes, row 2 at 4 Mbit/s x 4 s");
+        assert_eq!(&input[sizes_at..sizes_at + 3], &[0.11, 0.22, 0.4], "offered rows at the stream's sizes, row 2 at its nominal 4 Mbit/s (per second of video)");
         // the decision is remembered in row space: row 1 of 0..2, with (row 1, level 1)'s quality
         let input = {
             p.decide(&obs);
