@@ -122,7 +122,9 @@ def test_imitation_learns_the_planners_choices_and_ppo_starts_from_them(families
 
     groups = [f.traces for f in families]
     im = ImitationConfig(rounds=2, episodes_per_round=160, epochs=10, envs=8)
-    cfg = TrainConfig(timesteps=512, n_envs=2, n_steps=256, batch_size=128, n_epochs=2, seed=5, imitation=im)
+    # the table's 4 s chunks only: a few hundred sessions spread over 1-4 s chunks teach each less
+    cfg = TrainConfig(timesteps=512, n_envs=2, n_steps=256, batch_size=128, n_epochs=2, seed=5, imitation=im,
+                      env=EnvConfig(chunk_choices=()))
     trained = train(groups, cfg)
     rounds = trained.imitation["rounds"] if trained.imitation else []
     assert [r["samples"] for r in rounds] == [160 * 47, 320 * 47]

@@ -138,6 +138,13 @@ pub struct EnvConfig {
     /// A named policy of the simulator (`nerve`, `bones`) that advises on every step, for
     /// imitation (DAgger): its choice at each observation, whatever is played.
     pub teacher: Option<PolicySpec>,
+    /// Chunk durations (s) drawn per episode, the session keeping its length in seconds (the
+    /// table's compute times rescaled, as the element rescales them to a stream's segments);
+    /// empty = the table's own. Streams come in 1-6 s segments; the chunk scenario's are 4 s.
+    pub chunk_choices: Vec<f64>,
+    /// The table file and device speed, to rebuild the table at another chunk duration.
+    file: nerve_abr::quality::TableFile,
+    device_speed: f64,
 }
 
 impl EnvConfig {
@@ -158,7 +165,24 @@ impl EnvConfig {
             buffer_cap: Draw::Fixed(ChunkSettings::default().buffer_cap_s),
             augment: Augment::default(),
             teacher: None,
+            chunk_choices: Vec::new(),
+            file: file.clone(),
+            device_speed,
         }
+    }
+
+    /// The ladder, the table and the chunk count of a session of `chunk_s` chunks, as long in
+    /// seconds as the configured one.
+    fn at_chunk(&self, chunk_s: f64) -> (Ladder, QualityTable, usize) {
+        let base = self.ladder.chunk_s();
+        if (chunk_s - base).abs() < 1e-9 {
+            return (self.ladder.clone(), self.table.clone(), self.settings.chunks);
+        }
+        let mut file = self.file.clone();
+        file.chunk_s = chunk_s;
+        let ladder = Ladder { bitrates_bps: self.ladder.bitrates_bps.clone(), chunk: std::time::Duration::from_secs_f64(chunk_s) };
+        let chunks = ((self.settings.chunks as f64 * base / chunk_s).round() as usize).max(2);
+        (ladder, QualityTable::from_file(&file, self.device_speed), chunks)
     }
 
     /// The session settings for a trace's network and the episode's preference (battery saver
@@ -260,17 +284,23 @@ impl Env {
         let trace = self.config.augment.apply(&nt.trace, &mut self.rng);
         let mut settings = self.config.settings_for(nt.network, Preference::of_weight(preference));
         settings.buffer_cap_s = self.config.buffer_cap.draw(&mut self.rng).max(1.0);
-        let mut session = Session::new(&self.config.ladder, &self.config.table, &trace, EnhanceMode::Joint, &settings);
+        let chunk_s = match self.config.chunk_choices.len() {
+            0 => self.config.ladder.chunk_s(),
+            n => self.config.chunk_choices[self.rng.below(n)],
+        };
+        let (ladder, table, chunks) = self.config.at_chunk(chunk_s);
+        settings.chunks = chunks;
+        let mut session = Session::new(&ladder, &table, &trace, EnhanceMode::Joint, &settings);
         let first = session.first_decision();
         session.step(first);
-        let mut features = self.features();
+        let mut features = Features::new(table.clone(), ladder.rungs());
         features.battery = battery;
         features.preference = preference;
         let obs = features.observe(&session.observation());
         let teacher = self.config.teacher.as_ref().map(|spec| {
             let nerve = NerveConfig { params: NerveParams::chunk(), preference: Preference::of_weight(preference), battery, ppo_model: None };
             // checked in `new`: a joint policy that builds without a model
-            chunk_policy(spec, &self.config.table, &nerve).map(|(p, _)| std::sync::Mutex::new(p))
+            chunk_policy(spec, &table, &nerve).map(|(p, _)| std::sync::Mutex::new(p))
         });
         let teacher = teacher.transpose().unwrap_or(None);
         let mut ep = Episode { session, features, trace: idx, teacher, advice: None };
@@ -348,6 +378,7 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nerve_abr::learned::HISTORY;
     use nerve_abr::quality::TableFile;
     use nerve_abr::DEFAULT_TABLE;
     use std::path::Path;
@@ -457,6 +488,21 @@ mod tests {
         assert_eq!(at_60[0], at_4[0], "the same first chunk, the same buffer");
         assert!((at_60[n - 1] as f64 - buffer_s(&at_60) / 60.0).abs() < 1e-6, "{at_60:?}");
         assert!((at_4[n - 1] as f64 - (buffer_s(&at_4) / 4.0).min(1.0)).abs() < 1e-6 && at_4[n - 1] > at_60[n - 1], "{at_4:?}");
+
+        // 1 s chunks: a session as long in seconds (4 x the chunks), the same rung read as the
+        // same bitrate, and the teacher follows along
+        env.config.chunk_choices = vec![1.0];
+        env.config.teacher = Some("nerve".parse().unwrap()); // ok: test code
+        let one = env.reset(Some(2), Some(0.0), Some(None));
+        let rates = 3 + 2 * HISTORY;
+        assert_eq!(&one[rates..rates + 6], &at_60[rates..rates + 6], "sizes per second of video do not depend on the chunk");
+        let mut steps = 0;
+        while let Some(a) = env.advice() {
+            env.step(a).unwrap(); // ok: test code
+            steps += 1;
+        }
+        assert_eq!(steps, 4 * env.config.settings.chunks - 1);
+        assert_eq!(env.result().map(|r| r.rebuffer_s), Some(0.0), "the planner does not stall on 1 s chunks of this trace");
     }
 
     #[test]

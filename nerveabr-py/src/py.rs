@@ -176,7 +176,8 @@ impl Actor for PyActor {
 /// 1; reward_scale: reward = reward_scale x (QoE points - weight x energy_price x joules);
 /// teacher: a named policy (`nerve`, `bones`) whose choice for the next chunk comes in every
 /// `info` as `teacher_action`, for imitation; buffer_cap: the player's buffer cap in seconds, a
-/// number or a (lo, hi) range drawn per episode (default 60).
+/// number or a (lo, hi) range drawn per episode (default 60); chunk_choices: chunk durations (s)
+/// drawn per episode, the session as long in seconds (default: the table's).
 #[pyclass(name = "Env", module = "nerveabr_py")]
 struct PyEnv {
     env: Env,
@@ -211,7 +212,7 @@ fn step_tuple<'py>(py: Python<'py>, out: StepOut, env: &Env) -> PyResult<(Vec<f3
 #[pymethods]
 impl PyEnv {
     #[new]
-    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None, buffer_cap = None))]
+    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None, buffer_cap = None, chunk_choices = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         traces: Vec<PyTrace>,
@@ -228,6 +229,7 @@ impl PyEnv {
         reward_scale: Option<f64>,
         teacher: Option<&str>,
         buffer_cap: Option<&Bound<'_, PyAny>>,
+        chunk_choices: Option<Vec<f64>>,
     ) -> PyResult<Self> {
         if chunks < 2 {
             return Err(value_err("chunks: at least 2"));
@@ -244,6 +246,12 @@ impl PyEnv {
         config.battery = battery.map(|b| draw(b, "battery")).transpose()?;
         if let Some(c) = buffer_cap {
             config.buffer_cap = draw(c, "buffer_cap")?;
+        }
+        if let Some(c) = chunk_choices {
+            if c.iter().any(|x| !(0.25..=30.0).contains(x)) {
+                return Err(value_err("chunk_choices: durations of 0.25-30 s"));
+            }
+            config.chunk_choices = c;
         }
         config.augment = Augment { scale, noise, random_start };
         if let Some(p) = energy_price {

@@ -50,11 +50,15 @@ class EnvConfig:
     # GStreamer player's 30 s (adaptivedemux2's default) or a low-latency 4 s. A policy trained
     # at 60 s only would read a full 4 s buffer as a start-up one (it sees the fill, 0..1).
     buffer_cap_range: tuple[float, float] = (4.0, 60.0)
+    # Chunk (segment) durations drawn per episode, the session as long in seconds: streams come
+    # in 1-6 s segments, the chunk scenario's are 4 s. () = the table's own.
+    chunk_choices: tuple[float, ...] = (1.0, 2.0, 4.0)
 
     @staticmethod
     def plain() -> EnvConfig:
         """No augmentation, on mains: how evaluation plays a trace."""
-        return EnvConfig(scale=(1.0, 1.0), noise=0.0, random_start=False, battery_share=0.0, buffer_cap_range=(60.0, 60.0))
+        return EnvConfig(scale=(1.0, 1.0), noise=0.0, random_start=False, battery_share=0.0,
+                         buffer_cap_range=(60.0, 60.0), chunk_choices=())
 
 
 class AbrEnv(gym.Env[np.ndarray, np.int64]):
@@ -73,11 +77,12 @@ class AbrEnv(gym.Env[np.ndarray, np.int64]):
         # level per episode; on mains or not is fixed per environment)
         c = self.cfg
         self._envs = [sim.make_env(g, seed=self._seed * 7919 + i, scale=c.scale, noise=c.noise,
-                                   random_start=c.random_start, teacher=teacher, buffer_cap=c.buffer_cap_range)
+                                   random_start=c.random_start, teacher=teacher, buffer_cap=c.buffer_cap_range,
+                                   chunk_choices=c.chunk_choices)
                       for i, g in enumerate(groups)]
         self._battery_envs = [sim.make_env(g, seed=self._seed * 7919 + 5000 + i, scale=c.scale, noise=c.noise,
                                            random_start=c.random_start, battery=c.battery_range, teacher=teacher,
-                                           buffer_cap=c.buffer_cap_range)
+                                           buffer_cap=c.buffer_cap_range, chunk_choices=c.chunk_choices)
                               for i, g in enumerate(groups)] if c.battery_share > 0 else []
         first = self._envs[0]
         self.rungs, self.levels, self.chunks = int(first.rungs), int(first.levels), int(first.chunks)
