@@ -280,6 +280,12 @@ impl Rows {
     fn rung_of(&self, row: usize) -> Option<usize> {
         self.of_rung.iter().rposition(|&r| r == row)
     }
+
+    /// The offered row nearest to `row` from below (a policy that wants more than the stream
+    /// offers gets the most it offers), or the lowest offered one.
+    fn nearest_offered(&self, row: usize) -> usize {
+        self.of_rung.iter().copied().filter(|&r| r <= row).max().unwrap_or(self.of_rung[0])
+    }
 }
 
 /// The learned policy: the actor's highest-scoring (rung, level) on [`Features`].
@@ -302,15 +308,13 @@ impl Ppo {
         Self { features, actor, rows: Some(rows), error: None }
     }
 
-    fn choose(&mut self, obs: &Observation<'_>, offered: impl Fn(usize) -> bool) -> Decision {
+    /// The actor's best action, placed where it can be played (`place`: the row decision the
+    /// stream can play for the one wanted), remembered as played.
+    fn choose(&mut self, obs: &Observation<'_>, place: impl Fn(Decision) -> Decision) -> Decision {
         let x = self.features.observe(obs);
         let action = self.features.action();
         let d = match self.actor.scores(&x) {
-            Ok(s) if s.len() == action.count() => {
-                // the best-scoring action on a row the stream offers
-                let best = (0..s.len()).filter(|&a| offered(action.decision(a).rung)).max_by(|&a, &b| s[a].total_cmp(&s[b]).then(b.cmp(&a)));
-                best.map_or_else(Decision::default, |a| action.decision(a))
-            }
+            Ok(s) if s.len() == action.count() => place(action.decision(argmax(&s))),
             Ok(s) => {
                 self.error = Some(format!("the actor gave {} scores for {} actions", s.len(), action.count()));
                 Decision::default()
@@ -343,7 +347,7 @@ impl Policy for Ppo {
 
     fn decide(&mut self, obs: &Observation<'_>) -> Decision {
         let Some(rows) = self.rows.clone() else {
-            return self.choose(obs, |_| true);
+            return self.choose(obs, |d| d);
         };
         // the observation in row space: offered rows at the stream's sizes, the others at
         // their nominal cost
@@ -365,7 +369,9 @@ impl Policy for Ppo {
             ladder: &ladder,
             ..*obs
         };
-        let d = self.choose(&row_obs, |row| rows.rung_of(row).is_some());
+        // The network's first choice, moved to the nearest row the stream offers: only its
+        // first choice was trained (on a ladder with every row), not its order of the others.
+        let d = self.choose(&row_obs, |d| Decision { rung: rows.nearest_offered(d.rung), level: d.level });
         Decision { rung: rows.rung_of(d.rung).unwrap_or(0), level: d.level }
     }
 }
@@ -498,7 +504,7 @@ mod tests {
             compute_s: vec![vec![0.0, 1.0], vec![0.0, 2.0], vec![0.0, f64::INFINITY]],
         };
         let rows = Rows::new(vec![0, 1], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
-        // the network likes row 2 best (absent), then (row 1, level 1), then (row 0, level 0)
+        // the network likes (row 2, level 0) best: row 2 is absent, so row 1, the most offered
         let scores = vec![5.0, 0.0, 1.0, 7.0, 9.0, 3.0];
         let seen = std::sync::Arc::default();
         let mut p = Ppo::on_rows(Features::new(table.clone(), 3), Box::new(Scripted { scores: scores.clone(), seen: std::sync::Arc::clone(&seen) }), rows);
@@ -519,18 +525,18 @@ mod tests {
             ladder: &ladder,
             enhance_available: true,
         };
-        assert_eq!(p.decide(&obs), Decision { rung: 1, level: 1 }, "the best action on an offered row, as the stream's rung");
+        assert_eq!(p.decide(&obs), Decision { rung: 1, level: 0 }, "the wanted row 2 played at the nearest offered row, as the stream's rung");
         let input = seen.lock().unwrap()[0].clone(); // ok: test code
         let sizes_at = 3 + 2 * HISTORY;
         assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 5, "the model's input has the table's 3 rows");
         assert_eq!(&input[sizes_at..sizes_at + 3], &[0.11, 0.22, 0.4], "offered rows at the stream's sizes, row 2 at its nominal 4 Mbit/s (per second of video)");
-        // the decision is remembered in row space: row 1 of 0..2, with (row 1, level 1)'s quality
+        // the decision is remembered as played, in row space: row 1 of 0..2, with (row 1, level 0)'s quality
         let input = {
             p.decide(&obs);
             seen.lock().unwrap()[1].clone() // ok: test code
         };
         assert_eq!(input[sizes_at - 1], 0.5, "last rung: the stream's rung 1 is row 1 of 0..2");
-        assert!((input[sizes_at - 2] - 0.8).abs() < 1e-6, "{}", input[sizes_at - 2]);
+        assert!((input[sizes_at - 2] - 0.7).abs() < 1e-6, "{}", input[sizes_at - 2]);
 
         // a stream that offers every row: the map changes nothing
         let full = Rows::new(vec![0, 1, 2], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
@@ -546,6 +552,9 @@ mod tests {
         assert_eq!(*a.lock().unwrap(), *b.lock().unwrap()); // ok: test code
         assert_eq!(plain.decide(&obs3), Decision { rung: 2, level: 0 });
         assert!(Rows::new(vec![1, 0], vec![1e6, 2e6]).is_err() && Rows::new(vec![3], vec![1e6]).is_err());
+        // a stream whose rungs are rows 1 and 2: a wanted row 0 is played at its lowest rung
+        let rows = Rows::new(vec![1, 2], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
+        assert_eq!((rows.nearest_offered(0), rows.nearest_offered(1), rows.nearest_offered(2)), (1, 1, 2));
     }
 
     #[test]
