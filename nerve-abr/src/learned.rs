@@ -261,17 +261,18 @@ pub trait Actor: Send {
 /// are masked). On the training ladder itself the map is the identity and changes nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rows {
-    /// The row of each rung of the stream (rungs ascending, so rows ascending).
+    /// The row of each rung of the stream.
     pub of_rung: Vec<usize>,
     /// The nominal bitrate of every row, bit/s.
     pub row_bps: Vec<f64>,
 }
 
 impl Rows {
-    /// `of_rung` must name rows of `row_bps`, in ascending order.
+    /// `of_rung` must name rows of `row_bps` (a table whose rows are not in bitrate order maps
+    /// a sorted ladder out of order: allowed, as every other policy allows it).
     pub fn new(of_rung: Vec<usize>, row_bps: Vec<f64>) -> Result<Self, String> {
-        if of_rung.is_empty() || of_rung.iter().any(|&r| r >= row_bps.len()) || of_rung.windows(2).any(|w| w[0] > w[1]) {
-            return Err(format!("rung rows {of_rung:?}: not ascending rows of a {}-row table", row_bps.len()));
+        if of_rung.is_empty() || of_rung.iter().any(|&r| r >= row_bps.len()) {
+            return Err(format!("rung rows {of_rung:?}: not rows of a {}-row table", row_bps.len()));
         }
         Ok(Self { of_rung, row_bps })
     }
@@ -346,7 +347,8 @@ impl Policy for Ppo {
     }
 
     fn decide(&mut self, obs: &Observation<'_>) -> Decision {
-        let Some(rows) = self.rows.clone() else {
+        // taken out for the decision (`choose` borrows self), put back after: no copy per decision
+        let Some(rows) = self.rows.take() else {
             return self.choose(obs, |d| d);
         };
         // the observation in row space: offered rows at the stream's sizes, the others at
@@ -372,7 +374,9 @@ impl Policy for Ppo {
         // The network's first choice, moved to the nearest row the stream offers: only its
         // first choice was trained (on a ladder with every row), not its order of the others.
         let d = self.choose(&row_obs, |d| Decision { rung: rows.nearest_offered(d.rung), level: d.level });
-        Decision { rung: rows.rung_of(d.rung).unwrap_or(0), level: d.level }
+        let played = Decision { rung: rows.rung_of(d.rung).unwrap_or(0), level: d.level };
+        self.rows = Some(rows);
+        played
     }
 }
 
@@ -551,7 +555,7 @@ mod tests {
         }
         assert_eq!(*a.lock().unwrap(), *b.lock().unwrap()); // ok: test code
         assert_eq!(plain.decide(&obs3), Decision { rung: 2, level: 0 });
-        assert!(Rows::new(vec![1, 0], vec![1e6, 2e6]).is_err() && Rows::new(vec![3], vec![1e6]).is_err());
+        assert!(Rows::new(vec![3], vec![1e6]).is_err() && Rows::new(vec![], vec![1e6]).is_err());
         // a stream whose rungs are rows 1 and 2: a wanted row 0 is played at its lowest rung
         let rows = Rows::new(vec![1, 2], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
         assert_eq!((rows.nearest_offered(0), rows.nearest_offered(1), rows.nearest_offered(2)), (1, 1, 2));

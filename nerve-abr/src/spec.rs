@@ -81,7 +81,7 @@ pub fn chunk_policy(spec: &PolicySpec, table: &QualityTable, nerve: &NerveConfig
         "robustmpc" => (Box::new(RobustMpc::new()), mode),
         "dynamic" => (Box::new(Dynamic::new(10.0, 0.9, 5.0, false)), mode),
         "bones" => (Box::new(Bones::new(table.clone(), false)), EnhanceMode::Joint),
-        "ppo" => (ppo_policy(table, nerve)?, EnhanceMode::Joint),
+        "ppo" => (ppo_policy(table, None, nerve)?, EnhanceMode::Joint),
         _ => {
             let mut n = Nerve::new(table.clone(), nerve.params.clone());
             n.preference = nerve.preference;
@@ -91,39 +91,43 @@ pub fn chunk_policy(spec: &PolicySpec, table: &QualityTable, nerve: &NerveConfig
     })
 }
 
-/// The learned policy on `table` (its rungs are the ladder's), at the preference's weight.
+/// The learned policy on `table` (every row the model was trained on), at the preference's
+/// weight; `rows`: the stream's rungs among them (`None`: the rungs are the table's rows).
 #[cfg(feature = "onnx")]
-fn ppo_policy(table: &QualityTable, nerve: &NerveConfig) -> Result<Box<dyn Policy>, String> {
+fn ppo_policy(table: &QualityTable, rows: Option<crate::learned::Rows>, nerve: &NerveConfig) -> Result<Box<dyn Policy>, String> {
     use crate::learned::{default_model, Features, OnnxActor, Ppo};
     let path = nerve.ppo_model.clone().or_else(default_model).ok_or("policy ppo: no model (give its path, or put one at models/abr/ppo.onnx)")?;
     let mut features = Features::new(table.clone(), table.rungs());
     features.preference = nerve.preference.weight();
     features.battery = nerve.battery;
-    let actor = OnnxActor::load(&path, &features).map_err(|e| format!("policy ppo: {e}"))?;
-    Ok(Box::new(Ppo::new(features, Box::new(actor))))
+    let actor = Box::new(OnnxActor::load(&path, &features).map_err(|e| format!("policy ppo: {e}"))?);
+    Ok(Box::new(match rows {
+        Some(rows) => Ppo::on_rows(features, actor, rows),
+        None => Ppo::new(features, actor),
+    }))
 }
 
 #[cfg(not(feature = "onnx"))]
-fn ppo_policy(_: &QualityTable, _: &NerveConfig) -> Result<Box<dyn Policy>, String> {
+fn ppo_policy(_: &QualityTable, _: Option<crate::learned::Rows>, _: &NerveConfig) -> Result<Box<dyn Policy>, String> {
     Err("policy ppo: nerve-abr was built without its `onnx` feature".into())
 }
 
-/// The learned policy on a stream whose rungs are `rows` of `table` (the table the model was
-/// trained on, every row): a model trained on a 6-row ladder plays a 4-rung stream on the rows
-/// its rungs match ([`crate::learned::Rows`]).
-#[cfg(feature = "onnx")]
-pub fn ppo_on_rows(table: &QualityTable, rows: crate::learned::Rows, nerve: &NerveConfig) -> Result<Box<dyn Policy>, String> {
-    use crate::learned::{default_model, Features, OnnxActor, Ppo};
-    let path = nerve.ppo_model.clone().or_else(default_model).ok_or("policy ppo: no model (give its path, or put one at models/abr/ppo.onnx)")?;
-    let mut features = Features::new(table.clone(), table.rungs());
-    features.preference = nerve.preference.weight();
-    features.battery = nerve.battery;
-    let actor = OnnxActor::load(&path, &features).map_err(|e| format!("policy ppo: {e}"))?;
-    Ok(Box::new(Ppo::on_rows(features, Box::new(actor), rows)))
-}
-
-#[cfg(not(feature = "onnx"))]
-pub fn ppo_on_rows(_: &QualityTable, _: crate::learned::Rows, _: &NerveConfig) -> Result<Box<dyn Policy>, String> {
-    Err("policy ppo: nerve-abr was built without its `onnx` feature".into())
+/// A policy for a stream (the element's case): its rungs are `rows` of `table` (the quality
+/// table's every row), and `stream_table` holds the row of each rung. The learned policy decides
+/// on the whole table (its input and actions are the rows it was trained on, so a model trained
+/// on a 6-row ladder plays a 4-rung stream, [`crate::learned::Rows`]); every other policy on the
+/// stream's own rows, as [`chunk_policy`] builds it.
+pub fn stream_policy(
+    spec: &PolicySpec,
+    table: &QualityTable,
+    rows: crate::learned::Rows,
+    stream_table: &QualityTable,
+    nerve: &NerveConfig,
+) -> Result<(Box<dyn Policy>, EnhanceMode), String> {
+    if spec.base == "ppo" {
+        Ok((ppo_policy(table, Some(rows), nerve)?, EnhanceMode::Joint))
+    } else {
+        chunk_policy(spec, stream_table, nerve)
+    }
 }
 

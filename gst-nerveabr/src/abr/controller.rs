@@ -1,6 +1,6 @@
 //! The element's decision logic without gst: the stream's ladder (from its manifest) joined to a
 //! quality table, the shared policies of `nerve_abr` built as `nerveabr-sim` builds them
-//! (`nerve_abr::spec::chunk_policy`), and one decision per downloaded fragment. `imp.rs` only feeds it
+//! (`nerve_abr::spec::stream_policy`), and one decision per downloaded fragment. `imp.rs` only feeds it
 //! what the demuxer reports and applies what it returns.
 
 use std::path::Path;
@@ -12,7 +12,7 @@ use nerve_abr::nerve::Preference;
 use nerve_abr::quality::TableFile;
 use nerve_abr::{Decision, Ladder, Observation, Policy, QualityTable};
 use nerve_abr::learned::Rows;
-use nerve_abr::spec::{chunk_policy, ppo_on_rows, EnhanceMode, NerveConfig, PolicySpec};
+use nerve_abr::spec::{stream_policy, EnhanceMode, NerveConfig, PolicySpec};
 
 /// The shipped default table (`nerve-abr/tables/make_measured.sh`), embedded in nerve-abr.
 pub use nerve_abr::DEFAULT_TABLE;
@@ -141,18 +141,11 @@ impl Controller {
             battery: config.battery,
             ppo_model: config.ppo_model.clone(),
         };
-        let (policy, mode) = if spec.base == "ppo" {
-            // the model's input and actions are the whole table's rows; the stream's rungs are
-            // some of them
-            let full = table_for_rows(file, segment, config.device_speed);
-            let rows = Rows::new(
-                rungs.iter().map(|r| nearest_row(file, r.bandwidth as f64)).collect(),
-                file.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(),
-            )?;
-            (ppo_on_rows(&full, rows, &nerve)?, EnhanceMode::Joint)
-        } else {
-            chunk_policy(&spec, &table, &nerve)?
-        };
+        let rows = Rows::new(
+            rungs.iter().map(|r| nearest_row(file, r.bandwidth as f64)).collect(),
+            file.rungs.iter().map(|r| r.bitrate_kbps * 1000.0).collect(),
+        )?;
+        let (policy, mode) = stream_policy(&spec, &table_for_rows(file, segment, config.device_speed), rows, &table, &nerve)?;
         let level_names = std::iter::once("classical".to_string())
             .chain((0..table.levels().saturating_sub(1)).map(|l| file.rungs.iter().find_map(|r| r.levels.get(l)).map_or(format!("level-{}", l + 1), |x| x.name.clone())))
             .collect();
