@@ -14,6 +14,13 @@ pub const ENCODER: &str = "enc";
 /// The payloader: `pay0` is the name the RTSP server looks for.
 pub const PAYLOADER: &str = "pay0";
 
+/// The preview's x2 model unless one is named: the int8 folded temporal model keeps two 360p -> 720p
+/// streams in real time on a 2-core machine where `nervesr`'s default x2 model keeps none
+/// (docs/preview.md), and on clips from sources no training used it gains more PSNR-Y than that
+/// default (+0.83 against +0.73 dB at CRF 23) for 0.4 VMAF less (docs/models.md). A preview has a
+/// frame's time per frame; a player with a phone's NPU can afford the default.
+pub const PREVIEW_X2_MODEL: &str = "nerve-sr-x2-s2d-temporal-int8";
+
 /// Whether frame recovery runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 pub enum Recover {
@@ -31,7 +38,8 @@ pub struct PreviewConfig {
     pub input: String,
     /// nervesr's `scale` (2: 360p -> 720p).
     pub scale: u32,
-    /// nervesr's `model` (empty: the shipped default of `scale`).
+    /// nervesr's `model` (empty: [`PREVIEW_X2_MODEL`] at scale 2, `nervesr`'s default of the
+    /// scale otherwise).
     pub model: String,
     pub recover: Recover,
     /// x264enc's target bitrate in kbit/s.
@@ -106,8 +114,9 @@ impl PreviewConfig {
             let _ = write!(d, "nerverecover name={RECOVER} mode=low-latency ! ");
         }
         let _ = write!(d, "nervesr name={SR} scale={} threads={} stats-interval=0", self.scale, self.threads);
-        if !self.model.is_empty() {
-            let _ = write!(d, " model=\"{}\"", self.model);
+        let model = if self.model.is_empty() && self.scale == 2 { PREVIEW_X2_MODEL } else { self.model.as_str() };
+        if !model.is_empty() {
+            let _ = write!(d, " model=\"{model}\"");
         }
         // zerolatency: no lookahead, no B-frames, sliced threads: a frame in, its packets out.
         let _ = write!(
@@ -158,5 +167,15 @@ mod tests {
             assert!(d.contains(&format!("name={name}")), "{name} in {d}");
         }
         assert!(d.contains("tune=zerolatency"), "{d}");
+    }
+
+    #[test]
+    fn the_preview_runs_its_real_time_model_unless_told_otherwise() {
+        let d = PreviewConfig::new("file:///a.mp4").describe().unwrap();
+        assert!(d.contains(&format!("model=\"{PREVIEW_X2_MODEL}\"")), "{d}");
+        let named = PreviewConfig { model: "nerve-sr-x2".into(), ..PreviewConfig::new("file:///a.mp4") };
+        assert!(named.describe().unwrap().contains("model=\"nerve-sr-x2\""));
+        let x4 = PreviewConfig { scale: 4, ..PreviewConfig::new("file:///a.mp4") };
+        assert!(!x4.describe().unwrap().contains("model="), "x4: nervesr's own default");
     }
 }

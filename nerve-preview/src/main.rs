@@ -17,7 +17,7 @@ struct Chain {
     /// nervesr's scale (2: 360p in, 720p out)
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=4))]
     scale: u32,
-    /// nervesr's model (a manifest name; empty: the default of the scale)
+    /// nervesr's model (a manifest name; empty: nerve-sr-x2-s2d-temporal-int8 at scale 2, the fastest that keeps quality, else nervesr's default of the scale)
     #[arg(long, default_value = "")]
     model: String,
     /// Frame recovery: auto runs it on network inputs (rtsp, srt, udp, rtp)
