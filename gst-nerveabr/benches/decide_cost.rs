@@ -34,7 +34,7 @@ fn main() {
     println!("{:<8} {:>6} {:>10} {:>10} {:>10}", "policy", "rungs", "median us", "p90 us", "p99 us");
     for policy in ["nerve", "ppo"] {
         for rungs in [&all, &four] {
-            let config = Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: Some(model.clone()) };
+            let config = Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: Some(model.clone()), ppo_shield: true };
             let mut c = match Controller::new(config, &file, rungs.clone(), file.chunk_s, None) {
                 Ok(c) => c,
                 Err(e) => {

@@ -9,6 +9,12 @@
 //! difference means the element sees the stream differently from the simulator the policy was
 //! trained in.
 //!
+//! The shield (`ppo-shield`, on by default) is off here: it is the `nerve` planner, which plans
+//! on what each side estimates of the link (the element: the demuxer's last measurement and a
+//! fixed request latency; the simulator: the harmonic mean and the trace's latency), so the two
+//! cap the same actor at different rungs by design. The shield's rule is tested in nerve-abr
+//! (`learned::tests::the_shield_caps_the_actors_rung_where_the_planner_sees_a_stall`).
+//!
 //! `cargo test --release -p gst-nerveabr --test ppo` (needs ../shared/data and ONNX Runtime,
 //! which scripts/setup.sh links into .nerve/lib).
 
@@ -59,13 +65,13 @@ fn element_decides_as_the_simulator_with_the_same_actor() {
     let mut compared = 0;
     for (pref, battery) in [(Preference::Quality, None), (Preference::BatterySaver, Some(0.4))] {
         for trace in traces.iter().take(4) {
-            let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery, ppo_model: Some(actor()) };
+            let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery, ppo_model: Some(actor()), ppo_shield: false };
             let (inner, mode) = chunk_policy(&"ppo".parse().unwrap(), &table, &nerve).expect("the tiny actor loads");
             let mut sim = Recorder { inner, log: Vec::new() };
             let result = chunk::run(&ladder, &table, trace, &mut sim, mode, &settings);
             assert_eq!(sim.log.len(), settings.chunks - 1, "one decision per chunk after the first");
 
-            let config = Config { policy: "ppo".into(), preference: pref, battery, device_speed: 1.0, target_height: 0, network: Network::Hspa3g, ppo_model: Some(actor()) };
+            let config = Config { policy: "ppo".into(), preference: pref, battery, device_speed: 1.0, target_height: 0, network: Network::Hspa3g, ppo_model: Some(actor()), ppo_shield: false };
             let mut element = Controller::new(config, &file, rungs.clone(), file.chunk_s, Some(settings.chunks)).expect("the element builds ppo");
             // the first fragment, before any measurement: fixed, as the simulator's first chunk is
             let cap = Duration::from_secs_f64(settings.buffer_cap_s);

@@ -169,7 +169,7 @@ fn check_manifest(text: &str) -> Result<Option<ManifestInfo>, TestCaseError> {
 const POLICIES: &[&str] = &["bb", "rb", "bola", "robustmpc", "dynamic", "nerve", "robustmpc+sr"];
 
 fn controller_config(policy: &str) -> Config {
-    Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None }
+    Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None, ppo_shield: true }
 }
 
 /// A few fragments' decisions by every policy: no panic, and each choice is one of the rungs.

@@ -17,7 +17,7 @@
 //! priced by the preference weight: one policy serves every preference because the weight is
 //! also an input.
 
-use crate::nerve::Preference;
+use crate::nerve::{Nerve, Preference};
 use crate::{Decision, Ladder, Observation, Policy, QualityTable};
 
 /// Throughput and download-time samples kept, newest last.
@@ -103,6 +103,7 @@ impl Action {
 /// | +2 | 1 | preference weight 0 (quality) .. 1 (battery saver) |
 /// | +3 | 1 | 1 if an enhancer runs now |
 /// | +4 | 1 | buffer / the player's buffer cap, 0..1 (how full: a 4 s cap and a 60 s one differ) |
+/// | +5 | 1 | buffer change since the previous decision / chunk duration, clipped to -4..1 (0 at the first): whether the buffer falls, which the planner's low-buffer fallback acts on |
 #[derive(Clone, Debug)]
 pub struct Features {
     table: QualityTable,
@@ -115,6 +116,9 @@ pub struct Features {
     tput_mbps: Vec<f64>,
     download_s: Vec<f64>,
     last: Option<Decision>,
+    /// Buffer at the previous decision, s, and the change since it, in chunk durations.
+    last_buffer: Option<f64>,
+    buffer_change: f64,
 }
 
 impl Features {
@@ -122,7 +126,7 @@ impl Features {
     /// beyond the ladder are ignored, missing ones count as unavailable).
     pub fn new(table: QualityTable, rungs: usize) -> Self {
         let levels = table.levels().max(1);
-        Self { table, rungs, levels, battery: None, preference: 0.5, tput_mbps: Vec::new(), download_s: Vec::new(), last: None }
+        Self { table, rungs, levels, battery: None, preference: 0.5, tput_mbps: Vec::new(), download_s: Vec::new(), last: None, last_buffer: None, buffer_change: 0.0 }
     }
 
     pub fn action(&self) -> Action {
@@ -132,7 +136,7 @@ impl Features {
     /// Length of [`vector`](Self::vector).
     pub fn dim(&self) -> usize {
         let (r, l) = (self.rungs, self.levels);
-        3 + 2 * HISTORY + r + r * l + r * (l - 1) + 5
+        3 + 2 * HISTORY + r + r * l + r * (l - 1) + 6
     }
 
     /// Forget the session (a new stream).
@@ -140,6 +144,8 @@ impl Features {
         self.tput_mbps.clear();
         self.download_s.clear();
         self.last = None;
+        self.last_buffer = None;
+        self.buffer_change = 0.0;
     }
 
     /// Take in the newest measurement of `obs` (one per decision: the download just finished)
@@ -156,6 +162,9 @@ impl Features {
             push(&mut self.tput_mbps, mbps);
             push(&mut self.download_s, dl);
         }
+        let buffer = buffered_s(obs);
+        self.buffer_change = self.last_buffer.map_or(0.0, |b| (buffer - b) / obs.ladder.chunk_s().max(1e-9));
+        self.last_buffer = Some(buffer);
         self.vector(obs)
     }
 
@@ -168,7 +177,8 @@ impl Features {
     pub fn vector(&self, obs: &Observation<'_>) -> Vec<f32> {
         let (r, l) = (self.rungs, self.levels);
         let mut v: Vec<f64> = Vec::with_capacity(self.dim());
-        v.push(obs.buffer.as_secs_f64() / BUFFER_NORM_S);
+        let buffer = buffered_s(obs);
+        v.push(buffer / BUFFER_NORM_S);
         padded(&mut v, &self.tput_mbps, 1.0 / MBIT_NORM);
         padded(&mut v, &self.download_s, 1.0);
         match self.last {
@@ -200,10 +210,20 @@ impl Features {
         v.push(self.preference);
         v.push(if obs.enhance_available { 1.0 } else { 0.0 });
         let cap = obs.buffer_cap.as_secs_f64();
-        v.push(if cap > 0.0 { (obs.buffer.as_secs_f64() / cap).clamp(0.0, 1.0) } else { 1.0 });
+        v.push(if cap > 0.0 { (buffer / cap).clamp(0.0, 1.0) } else { 1.0 });
+        v.push(self.buffer_change.clamp(-4.0, 1.0));
         debug_assert_eq!(v.len(), self.dim());
         v.into_iter().map(|x| if x.is_finite() { x as f32 } else { 0.0 }).collect()
     }
+}
+
+/// The buffer as the features read it: at most the player's cap. The simulator never decides
+/// with more buffered than its cap; a demuxer that counts a fragment still arriving can report
+/// more (4.9 s under a 4 s max-buffering-time in the live DASH test), which the policy never saw
+/// in training and read as a reason to stay on the lowest rung.
+fn buffered_s(obs: &Observation<'_>) -> f64 {
+    let (b, cap) = (obs.buffer.as_secs_f64(), obs.buffer_cap.as_secs_f64());
+    if cap > 0.0 { b.min(cap) } else { b }
 }
 
 fn push(h: &mut Vec<f64>, x: f64) {
@@ -289,33 +309,72 @@ impl Rows {
     }
 }
 
-/// The learned policy: the actor's highest-scoring (rung, level) on [`Features`].
+/// The learned policy: the actor's highest-scoring (rung, level) on [`Features`], optionally
+/// shielded by the `nerve` planner's hard stall constraint.
+///
+/// The shield (safe reinforcement learning's "shield", Alshiekh et al., AAAI 2018): a planner
+/// runs beside the actor on the same observations and names the highest rung it holds safe
+/// ([`Nerve::safe_rung`]: no planned download breaks the buffer floor or stalls at the guard
+/// throughput, more than its own choice does, and the low-buffer fallback). The actor's rung is
+/// capped there; everything below the cap, and the enhancement level, stay the actor's. The
+/// actor learnt the planner's choices by imitation, and PPO's fine-tuning on a stall price of
+/// 100 points per second left it stalling 66-178 ms more per session than the planner on the
+/// slow families it never saw: a price is learnt from the families trained on, the constraint
+/// holds on any.
 pub struct Ppo {
     pub features: Features,
     actor: Box<dyn Actor>,
     /// The stream's rungs among the training table's rows; `None`: they are the same.
     rows: Option<Rows>,
+    /// The planner whose safe set caps the actor's rung; `None`: unshielded.
+    shield: Option<Nerve>,
+    /// Decisions the shield lowered.
+    pub shielded: u64,
     /// The last error of the actor (the policy then falls back to the lowest rung).
     pub error: Option<String>,
 }
 
 impl Ppo {
     pub fn new(features: Features, actor: Box<dyn Actor>) -> Self {
-        Self { features, actor, rows: None, error: None }
+        Self { features, actor, rows: None, shield: None, shielded: 0, error: None }
     }
 
     /// The policy on a stream whose rungs are `rows` of the table `features` was built on.
     pub fn on_rows(features: Features, actor: Box<dyn Actor>, rows: Rows) -> Self {
-        Self { features, actor, rows: Some(rows), error: None }
+        Self { rows: Some(rows), ..Self::new(features, actor) }
     }
 
-    /// The actor's best action, placed where it can be played (`place`: the row decision the
-    /// stream can play for the one wanted), remembered as played.
+    /// Shielded by `planner` (its table must be the one `features` was built on: both decide in
+    /// the same row space).
+    pub fn with_shield(mut self, planner: Nerve) -> Self {
+        self.shield = Some(planner);
+        self
+    }
+
+    /// The actor's best action, capped by the shield, placed where it can be played (`place`:
+    /// the row decision the stream can play for the one wanted), remembered as played.
     fn choose(&mut self, obs: &Observation<'_>, place: impl Fn(Decision) -> Decision) -> Decision {
         let x = self.features.observe(obs);
         let action = self.features.action();
+        // the planner takes in every observation, whatever is played, so its estimators follow
+        // the session as they would if it decided
+        let cap = self.shield.as_mut().and_then(|n| {
+            n.decide(obs);
+            n.safe_rung()
+        });
         let d = match self.actor.scores(&x) {
-            Ok(s) if s.len() == action.count() => place(action.decision(argmax(&s))),
+            Ok(s) if s.len() == action.count() => {
+                let mut d = action.decision(argmax(&s));
+                if let Some(cap) = cap
+                    && d.rung > cap
+                {
+                    self.shielded += 1;
+                    // the actor's level where the table has it on the safe rung, else none
+                    let level = if self.features.table.get(cap, d.level).is_some() { d.level } else { 0 };
+                    d = Decision { rung: cap, level };
+                }
+                place(d)
+            }
             Ok(s) => {
                 self.error = Some(format!("the actor gave {} scores for {} actions", s.len(), action.count()));
                 Decision::default()
@@ -325,6 +384,9 @@ impl Ppo {
                 Decision::default()
             }
         };
+        if let Some(n) = self.shield.as_mut() {
+            n.played(d);
+        }
         self.features.record(d);
         d
     }
@@ -447,7 +509,7 @@ mod tests {
         let mut f = Features::new(table(), 2);
         f.battery = Some(0.5);
         f.preference = 1.0;
-        assert_eq!(f.dim(), 3 + 2 * HISTORY + 2 + 4 + 2 + 5);
+        assert_eq!(f.dim(), 3 + 2 * HISTORY + 2 + 4 + 2 + 6);
         let obs = |recent: &'static [f64]| Observation {
             chunk_index: 1,
             total_chunks: 10,
@@ -474,7 +536,12 @@ mod tests {
         assert_eq!(v[2 + 2 * HISTORY], 1.0);
         let speed = 3 + 2 * HISTORY + 2 + 4;
         assert_eq!(&v[speed..speed + 2], &[0.5, 4.0], "2 s per 4 s chunk; unavailable = 4");
-        assert_eq!(&v[speed + 2..], &[0.5, 1.0, 1.0, 1.0, 0.5], "battery, on battery, preference, enhancer, buffer 30 s of a 60 s cap");
+        assert_eq!(&v[speed + 2..], &[0.5, 1.0, 1.0, 1.0, 0.5, 0.0], "battery, on battery, preference, enhancer, buffer 30 s of a 60 s cap, no change since the last decision");
+        let v = f.observe(&Observation { buffer: Duration::from_secs(24), ..obs(&[2e6, 6e6, 1e6]) });
+        assert_eq!(v[v.len() - 1], -1.5, "6 s less buffer than at the last decision: 1.5 chunks of 4 s");
+        // a buffer reported above the cap (a fragment still arriving) reads as a full one
+        let over = f.vector(&Observation { buffer: Duration::from_secs(70), ..obs(&[1e6]) });
+        assert_eq!((over[0], over[over.len() - 2]), (1.0, 1.0));
     }
 
     #[test]
@@ -532,7 +599,7 @@ mod tests {
         assert_eq!(p.decide(&obs), Decision { rung: 1, level: 0 }, "the wanted row 2 played at the nearest offered row, as the stream's rung");
         let input = seen.lock().unwrap()[0].clone(); // ok: test code
         let sizes_at = 3 + 2 * HISTORY;
-        assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 5, "the model's input has the table's 3 rows");
+        assert_eq!(input.len(), 3 + 2 * HISTORY + 3 + 6 + 3 + 6, "the model's input has the table's 3 rows");
         assert_eq!(&input[sizes_at..sizes_at + 3], &[0.11, 0.22, 0.4], "offered rows at the stream's sizes, row 2 at its nominal 4 Mbit/s (per second of video)");
         // the decision is remembered as played, in row space: row 1 of 0..2, with (row 1, level 0)'s quality
         let input = {
@@ -559,6 +626,56 @@ mod tests {
         // a stream whose rungs are rows 1 and 2: a wanted row 0 is played at its lowest rung
         let rows = Rows::new(vec![1, 2], vec![1e6, 2e6, 4e6]).unwrap(); // ok: test code
         assert_eq!((rows.nearest_offered(0), rows.nearest_offered(1), rows.nearest_offered(2)), (1, 1, 2));
+    }
+
+    #[test]
+    fn the_shield_caps_the_actors_rung_where_the_planner_sees_a_stall() {
+        use crate::nerve::NerveParams;
+        // 3 rows at 1, 2, 4 Mbit/s, 4 s chunks; an actor that always wants the top row, enhanced
+        let table = QualityTable {
+            quality: vec![vec![Some(40.0), Some(60.0)], vec![Some(70.0), Some(80.0)], vec![Some(90.0), Some(95.0)]],
+            compute_s: vec![vec![0.0, 1.0], vec![0.0, 2.0], vec![0.0, 3.0]],
+        };
+        let ladder = Ladder { bitrates_bps: vec![1e6, 2e6, 4e6], chunk: Duration::from_secs(4) };
+        let sizes = [4e6, 8e6, 16e6];
+        let top = vec![0.0, 0.0, 0.0, 0.0, 0.0, 9.0];
+        let actor = || Box::new(Scripted { scores: top.clone(), seen: std::sync::Arc::default() });
+        let shielded = |t: &QualityTable| Ppo::new(Features::new(t.clone(), 3), actor()).with_shield(Nerve::new(t.clone(), NerveParams::chunk()));
+        let obs = |buffer_s: u64, recent: &'static [f64]| Observation {
+            chunk_index: 5,
+            total_chunks: 48,
+            buffer: Duration::from_secs(buffer_s),
+            buffer_cap: Duration::from_secs(60),
+            enhance_backlog: Duration::ZERO,
+            throughput_bps: recent.last().copied(),
+            latency: Duration::ZERO,
+            recent_bps: recent,
+            last_rung: Some(2),
+            next_sizes_bits: &sizes,
+            ladder: &ladder,
+            enhance_available: true,
+        };
+        // a 1.5 Mbit/s link and 6 s of buffer: a 16 Mbit chunk takes 10.7 s and would stall
+        let mut p = shielded(&table);
+        let d = p.decide(&obs(6, &[1.5e6]));
+        assert!(d.rung < 2, "the top row would stall: {d:?}");
+        assert_eq!(d.level, 1, "below the cap the actor's level stays");
+        assert_eq!(p.shielded, 1);
+        // the unshielded actor plays what it wants
+        let mut raw = Ppo::new(Features::new(table.clone(), 3), actor());
+        assert_eq!(raw.decide(&obs(6, &[1.5e6])), Decision { rung: 2, level: 1 });
+        // a 40 Mbit/s link and a full buffer: the top row is safe, the shield stays out
+        let mut p = shielded(&table);
+        for _ in 0..3 {
+            assert_eq!(p.decide(&obs(40, &[40e6])), Decision { rung: 2, level: 1 });
+        }
+        assert_eq!(p.shielded, 0);
+        // the level is dropped where the capped row has none
+        let mut bare = table.clone();
+        bare.quality[0][1] = None;
+        bare.quality[1][1] = None;
+        let mut p = shielded(&bare);
+        assert_eq!(p.decide(&obs(6, &[1.5e6])).level, 0);
     }
 
     #[test]

@@ -178,6 +178,8 @@ pub struct Nerve {
     last_buffer: Option<f64>,
     /// Every throughput measured in the session, bit/s, sorted (for `guard_quantile`).
     history: Vec<f64>,
+    /// The highest safe rung at the last decision ([`Nerve::safe_rung`]).
+    safe: Option<usize>,
 }
 
 /// What one look-ahead is planned with: fixed for the whole search of one decision.
@@ -235,14 +237,48 @@ pub fn floor_violation(floor: f64, before: f64, dt: f64, chunk: f64) -> f64 {
 /// BBA-0's rung for `buffer_s` (Pensieve's `bb.py`: lowest below 5 s, top from 15 s, linear in
 /// rung index between): the bitrate-only choice `nerve` falls back to on a low buffer.
 pub fn bba_rung(buffer_s: f64, top: usize) -> usize {
-    const RESERVOIR_S: f64 = 5.0;
-    const CUSHION_S: f64 = 10.0;
-    if buffer_s < RESERVOIR_S {
+    bba_rung_scaled(buffer_s, top, 1.0)
+}
+
+/// [`bba_rung`] with its reservoir and cushion scaled by `k` (a player whose buffer holds a
+/// fraction `k` of the 60 s BBA-0 was made for).
+pub fn bba_rung_scaled(buffer_s: f64, top: usize, k: f64) -> usize {
+    let reservoir = 5.0 * k;
+    let cushion = 10.0 * k;
+    if buffer_s < reservoir {
         0
-    } else if buffer_s >= RESERVOIR_S + CUSHION_S {
+    } else if buffer_s >= reservoir + cushion || cushion <= 0.0 {
         top
     } else {
-        ((top as f64) * (buffer_s - RESERVOIR_S) / CUSHION_S).floor() as usize
+        ((top as f64) * (buffer_s - reservoir) / cushion).floor() as usize
+    }
+}
+
+/// The buffer cap, seconds, the planner's buffer levels (floor, fallback, end-buffer target,
+/// BBA-0's reservoir and cushion) were set for: the chunk scenario's. A player that keeps less
+/// gets them scaled by its cap / this. Unscaled, a 4 s cap (a low-latency live player) sits
+/// below the 4 s floor and the 8 s fallback for good: the buffer may never shrink and every
+/// small fall sends the plan to BBA-0's lowest rung, so on a 30 Mbit/s LTE link the planner
+/// streamed the lowest rung 78% of the time in the simulator (and the learned policy, which
+/// imitates it, learnt that).
+pub const REFERENCE_CAP_S: f64 = 60.0;
+
+/// The buffer levels of one decision, seconds, for the player's cap.
+struct Levels {
+    floor: f64,
+    fallback: f64,
+    end_buffer: f64,
+    /// BBA-0's scale for the fallback rung.
+    bba: f64,
+}
+
+impl Levels {
+    /// Every level in proportion to the cap, unchanged from [`REFERENCE_CAP_S`] up. (Capping
+    /// each level at half the cap instead, which leaves a 30 s player the 60 s levels, lost 4-6
+    /// QoE points a chunk at 30 s on the slow families in the simulator, and the same at 4 s.)
+    fn of(p: &NerveParams, cap_s: f64) -> Self {
+        let k = if cap_s > 0.0 { (cap_s / REFERENCE_CAP_S).min(1.0) } else { 1.0 };
+        Self { floor: p.floor_s * k, fallback: p.fallback_s * k, end_buffer: p.end_buffer_s * k, bba: k }
     }
 }
 
@@ -259,6 +295,7 @@ impl Nerve {
             errors: Vec::new(),
             last_buffer: None,
             history: Vec::new(),
+            safe: None,
         }
     }
 
@@ -381,8 +418,10 @@ impl Nerve {
         v
     }
 
-    /// The first rung of the best plan (least violation, then best score).
-    fn plan(&self, plan: &Plan<'_>, start: Node) -> usize {
+    /// The first rung of the best plan (least violation, then best score), and the highest first
+    /// rung whose best plan breaks the constraint no more than the best plan does (the safe set's
+    /// top, for [`Nerve::safe_rung`]).
+    fn plan(&self, plan: &Plan<'_>, start: Node) -> (usize, usize) {
         let mut best = vec![Best { violation: f64::INFINITY, score: f64::NEG_INFINITY, rung: 0 }; plan.bitrates.len()];
         self.search(plan, start, 0, 0, &mut best);
         let mut top = Best { violation: f64::INFINITY, score: f64::NEG_INFINITY, rung: 0 };
@@ -391,9 +430,28 @@ impl Nerve {
                 top = *b;
             }
         }
-        top.rung
+        let safe = best.iter().rposition(|b| b.violation <= top.violation + SAFE_EPS_S).unwrap_or(top.rung);
+        (top.rung, safe.max(top.rung))
+    }
+
+    /// The highest rung the planner held safe at its last decision: as safe as its own choice
+    /// by the hard constraint (the buffer floor and survival rule at the guard throughput), and
+    /// under the low-buffer fallback. `None` before the first decision. A learned policy is
+    /// shielded with it ([`crate::learned::Ppo`]).
+    pub fn safe_rung(&self) -> Option<usize> {
+        self.safe
+    }
+
+    /// The quality actually played for the last decision, when someone else decided (the
+    /// shield's planner scores switches from what the viewer saw, not from its own advice).
+    pub fn played(&mut self, d: Decision) {
+        self.last_quality = Some(self.table.get(d.rung, d.level).unwrap_or(self.table.base(d.rung)));
     }
 }
+
+/// Seconds of constraint violation below which two plans count as equally safe (sums of
+/// floating-point download times).
+const SAFE_EPS_S: f64 = 1e-6;
 
 impl Policy for Nerve {
     fn name(&self) -> &'static str {
@@ -430,7 +488,9 @@ impl Policy for Nerve {
             let i = ((self.history.len() - 1) as f64 * p.guard_quantile.min(1.0)).floor() as usize;
             guard = guard.min(self.history[i]);
         }
-        let end_target = if p.end_buffer_err > 0.0 { p.end_buffer_s * (max_err / p.end_buffer_err).min(1.0) } else { p.end_buffer_s };
+        let levels = Levels::of(p, obs.buffer_cap.as_secs_f64());
+        let end_buffer = levels.end_buffer;
+        let end_target = if p.end_buffer_err > 0.0 { end_buffer * (max_err / p.end_buffer_err).min(1.0) } else { end_buffer };
         let horizon = p.horizon.min(obs.total_chunks.saturating_sub(obs.chunk_index)).max(1);
         let buffer0 = obs.buffer.as_secs_f64();
         let backlog0 = obs.enhance_backlog.as_secs_f64();
@@ -451,12 +511,12 @@ impl Policy for Nerve {
             horizon,
             tail: p.tail.min(obs.total_chunks.saturating_sub(obs.chunk_index + horizon)) as f64,
             end_target,
-            floor: p.floor_s,
+            floor: levels.floor,
             collapse: p.collapse,
         };
         let start = Node { b: buffer0, e: backlog0, prev: self.last_quality, score: 0.0, violation: 0.0 };
         let top = rungs - 1;
-        let planned = self.plan(&plan, start);
+        let (planned, safe) = self.plan(&plan, start);
         // The top rung is affordable when the planning estimate sustains it: each of its chunks
         // downloads within a chunk's duration, so holding it for the horizon neither drains the
         // buffer nor breaks the floor.
@@ -467,9 +527,13 @@ impl Policy for Nerve {
             })
             && self.hold_violation(&plan, buffer0, top, plan.tput) == 0.0;
         let mut rung = if affordable && self.top_is_best(rungs) { top } else { planned };
-        if p.fallback_s > 0.0 && buffer0 < p.fallback_s && falling {
-            rung = rung.min(bba_rung(buffer0, top));
+        let mut safe = safe.max(rung);
+        if p.fallback_s > 0.0 && buffer0 < levels.fallback && falling {
+            let bba = bba_rung_scaled(buffer0, top, levels.bba);
+            rung = rung.min(bba);
+            safe = safe.min(bba);
         }
+        self.safe = Some(safe);
         // The level for the chosen rung with the buffer this download is expected to leave.
         let size = obs.next_sizes_bits.get(rung).copied().unwrap_or(0.0);
         let dt = plan.lat + if tput > 0.0 { size / tput } else { 1e9 };
@@ -691,6 +755,27 @@ mod tests {
         t.quality[3][1] = Some(99.0);
         assert!(!Nerve::new(t, NerveParams::chunk()).top_is_best(6));
         assert!(Nerve::new(chunk_table(), NerveParams::chunk()).top_is_best(6));
+    }
+
+    #[test]
+    fn a_small_buffer_cap_scales_the_buffer_levels() {
+        // A 4 s cap with 1 s chunks on an 8 Mbit/s link, the buffer a little below the cap and
+        // falling by the simulator's drain steps: the top rung is safe and the planner keeps it.
+        // Unscaled (the 60 s levels), the 4 s floor and 8 s fallback sent it to the lowest rung.
+        let l = Ladder { bitrates_bps: chunk_ladder().bitrates_bps, chunk: Duration::from_secs(1) };
+        let sizes: Vec<f64> = l.bitrates_bps.clone();
+        let recent = [8e6; 5];
+        let at = |buffer: f64, cap: f64| Observation { buffer_cap: Duration::from_secs_f64(cap), ..chunk_obs(&l, &sizes, &recent, buffer, 8e6) };
+        let mut p = Nerve::new(chunk_table(), NerveParams::chunk());
+        for buffer in [3.95, 3.9, 3.85, 3.8] {
+            let d = p.decide(&at(buffer, 4.0));
+            assert_eq!(d.rung, 5, "buffer {buffer} s of a 4 s cap: {d:?}");
+        }
+        // at the chunk scenario's 60 s cap the same buffer is low and falling: BBA-0's lowest rung
+        let mut p = Nerve::new(chunk_table(), NerveParams::chunk());
+        p.decide(&at(3.95, 60.0));
+        assert_eq!(p.decide(&at(3.9, 60.0)).rung, 0);
+        assert_eq!((bba_rung_scaled(3.0, 5, 4.0 / 60.0), bba_rung_scaled(0.1, 5, 4.0 / 60.0), bba_rung_scaled(10.0, 5, 1.0)), (5, 0, 2));
     }
 
     #[test]

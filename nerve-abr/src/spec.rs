@@ -60,13 +60,22 @@ impl std::str::FromStr for PolicySpec {
 
 /// Settings of the `nerve` and `ppo` policies that come from the command line (the element's
 /// properties).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NerveConfig {
     pub params: NerveParams,
     pub preference: Preference,
     pub battery: Option<f64>,
     /// The `ppo` policy's actor (ONNX); `None`: [`crate::learned::default_model`].
     pub ppo_model: Option<std::path::PathBuf>,
+    /// Shield the `ppo` policy with the `nerve` planner's stall constraint (built with
+    /// `params`; [`crate::learned::Ppo`]). On by default.
+    pub ppo_shield: bool,
+}
+
+impl Default for NerveConfig {
+    fn default() -> Self {
+        Self { params: NerveParams::default(), preference: Preference::default(), battery: None, ppo_model: None, ppo_shield: true }
+    }
 }
 
 /// Build a policy for the chunk (Pensieve) scenario (Pensieve's parameters for its baselines).
@@ -82,12 +91,7 @@ pub fn chunk_policy(spec: &PolicySpec, table: &QualityTable, nerve: &NerveConfig
         "dynamic" => (Box::new(Dynamic::new(10.0, 0.9, 5.0, false)), mode),
         "bones" => (Box::new(Bones::new(table.clone(), false)), EnhanceMode::Joint),
         "ppo" => (ppo_policy(table, None, nerve)?, EnhanceMode::Joint),
-        _ => {
-            let mut n = Nerve::new(table.clone(), nerve.params.clone());
-            n.preference = nerve.preference;
-            n.battery = nerve.battery;
-            (Box::new(n), EnhanceMode::Joint)
-        }
+        _ => (Box::new(planner(table, nerve)), EnhanceMode::Joint),
     })
 }
 
@@ -101,10 +105,19 @@ fn ppo_policy(table: &QualityTable, rows: Option<crate::learned::Rows>, nerve: &
     features.preference = nerve.preference.weight();
     features.battery = nerve.battery;
     let actor = Box::new(OnnxActor::load(&path, &features).map_err(|e| format!("policy ppo: {e}"))?);
-    Ok(Box::new(match rows {
+    let ppo = match rows {
         Some(rows) => Ppo::on_rows(features, actor, rows),
         None => Ppo::new(features, actor),
-    }))
+    };
+    Ok(Box::new(if nerve.ppo_shield { ppo.with_shield(planner(table, nerve)) } else { ppo }))
+}
+
+/// The `nerve` planner on `table` with the configured parameters, preference and battery.
+pub fn planner(table: &QualityTable, nerve: &NerveConfig) -> Nerve {
+    let mut n = Nerve::new(table.clone(), nerve.params.clone());
+    n.preference = nerve.preference;
+    n.battery = nerve.battery;
+    n
 }
 
 #[cfg(not(feature = "onnx"))]

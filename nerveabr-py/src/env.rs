@@ -108,6 +108,8 @@ impl Rng {
 pub enum Draw {
     Fixed(f64),
     Uniform(f64, f64),
+    /// ln x uniform in [ln lo, ln hi) (both > 0): for scales, where 4 -> 8 is as far as 30 -> 60.
+    LogUniform(f64, f64),
 }
 
 impl Draw {
@@ -115,6 +117,7 @@ impl Draw {
         match self {
             Draw::Fixed(x) => x,
             Draw::Uniform(lo, hi) => lo + (hi - lo) * rng.unit(),
+            Draw::LogUniform(lo, hi) => (lo.ln() + (hi.ln() - lo.ln()) * rng.unit()).exp(),
         }
     }
 }
@@ -298,7 +301,7 @@ impl Env {
         features.preference = preference;
         let obs = features.observe(&session.observation());
         let teacher = self.config.teacher.as_ref().map(|spec| {
-            let nerve = NerveConfig { params: NerveParams::chunk(), preference: Preference::of_weight(preference), battery, ppo_model: None };
+            let nerve = NerveConfig { params: NerveParams::chunk(), preference: Preference::of_weight(preference), battery, ppo_model: None, ppo_shield: true };
             // checked in `new`: a joint policy that builds without a model
             chunk_policy(spec, &table, &nerve).map(|(p, _)| std::sync::Mutex::new(p))
         });
@@ -362,7 +365,7 @@ impl Env {
     /// settings (no augmentation): the comparison for the learned policy.
     pub fn run_policy(&self, name: &str, trace: usize, preference: Preference, battery: Option<f64>) -> Result<TraceResult, String> {
         let spec: PolicySpec = name.parse()?;
-        let nerve = NerveConfig { params: NerveParams::chunk(), preference, battery, ppo_model: None };
+        let nerve = NerveConfig { params: NerveParams::chunk(), preference, battery, ppo_model: None, ppo_shield: true };
         let (mut policy, mode) = chunk_policy(&spec, &self.config.table, &nerve)?;
         Ok(self.run_with(policy.as_mut(), mode, trace, preference))
     }
@@ -404,7 +407,7 @@ mod tests {
             for k in 0..env.traces.len() {
                 let expected = env.run_policy("nerve", k, pref, None).unwrap(); // ok: test code
                 // the same planner, deciding on the environment's session
-                let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery: None, ppo_model: None };
+                let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery: None, ppo_model: None, ppo_shield: true };
                 let (mut planner, _) = chunk_policy(&"nerve".parse().unwrap(), &env.config.table, &nerve).unwrap(); // ok: test code
                 env.reset(Some(k), Some(pref.weight()), Some(None));
                 let mut qoe = 0.0;
@@ -470,7 +473,7 @@ mod tests {
         let obs = env.reset(Some(0), Some(0.0), Some(Some(0.5)));
         assert_eq!(obs.len(), env.obs_dim());
         let n = obs.len();
-        assert_eq!(&obs[n - 5..n - 2], &[0.5, 1.0, 0.0]);
+        assert_eq!(&obs[n - 6..n - 3], &[0.5, 1.0, 0.0], "battery level, on battery, preference weight");
         // the same chunk choices at weight 0 and 1: rewards differ by exactly the priced energy
         let top = env.action().index(Decision { rung: 0, level: 1 });
         let a = env.step(top).unwrap(); // ok: test code
@@ -480,14 +483,19 @@ mod tests {
         assert!(a.outcome.level == 1 && a.outcome.energy_j > 0.0, "{:?}", a.outcome);
         let priced = env.config.reward.scale * env.config.reward.energy_price * a.outcome.energy_j;
         assert!((a.reward - b.reward - priced).abs() < 1e-12);
-        // the last feature is how full the buffer is: the same buffer reads fuller under a 4 s cap
+        // the next-to-last feature is how full the buffer is: the same buffer reads fuller under
+        // a 4 s cap; the last, its change since the previous decision (none at the first)
         let buffer_s = |o: &[f32]| o[0] as f64 * 60.0;
         let at_60 = env.reset(Some(2), Some(0.0), Some(None));
         env.config.buffer_cap = Draw::Fixed(4.0);
         let at_4 = env.reset(Some(2), Some(0.0), Some(None));
         assert_eq!(at_60[0], at_4[0], "the same first chunk, the same buffer");
-        assert!((at_60[n - 1] as f64 - buffer_s(&at_60) / 60.0).abs() < 1e-6, "{at_60:?}");
-        assert!((at_4[n - 1] as f64 - (buffer_s(&at_4) / 4.0).min(1.0)).abs() < 1e-6 && at_4[n - 1] > at_60[n - 1], "{at_4:?}");
+        assert!((at_60[n - 2] as f64 - buffer_s(&at_60) / 60.0).abs() < 1e-6, "{at_60:?}");
+        assert!((at_4[n - 2] as f64 - (buffer_s(&at_4) / 4.0).min(1.0)).abs() < 1e-6 && at_4[n - 2] > at_60[n - 2], "{at_4:?}");
+        assert_eq!(at_4[n - 1], 0.0);
+        let next = env.step(0).unwrap().obs; // ok: test code
+        let change = (buffer_s(&next) - buffer_s(&at_4)) / env.config.ladder.chunk_s();
+        assert!((next[n - 1] as f64 - change.clamp(-4.0, 1.0)).abs() < 1e-5, "{} vs {change}", next[n - 1]);
 
         // 1 s chunks: a session as long in seconds (4 x the chunks), the same rung read as the
         // same bitrate, and the teacher follows along

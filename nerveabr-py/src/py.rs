@@ -10,9 +10,9 @@ use pyo3::types::PyDict;
 
 use nerve_abr::energy::Network;
 use nerve_abr::learned::{Actor, Features, Ppo, HISTORY};
-use nerve_abr::nerve::Preference;
+use nerve_abr::nerve::{NerveParams, Preference};
 use nerve_abr::quality::TableFile;
-use nerve_abr::spec::EnhanceMode;
+use nerve_abr::spec::{planner, EnhanceMode, NerveConfig};
 use nerve_abr::{Decision, DEFAULT_TABLE};
 use nerveabr_sim::lofo;
 use nerveabr_sim::trace::{read_dir, Trace};
@@ -176,7 +176,7 @@ impl Actor for PyActor {
 /// 1; reward_scale: reward = reward_scale x (QoE points - weight x energy_price x joules);
 /// teacher: a named policy (`nerve`, `bones`) whose choice for the next chunk comes in every
 /// `info` as `teacher_action`, for imitation; buffer_cap: the player's buffer cap in seconds, a
-/// number or a (lo, hi) range drawn per episode (default 60); chunk_choices: chunk durations (s)
+/// number or a (lo, hi) range drawn per episode, log-uniformly (default 60); chunk_choices: chunk durations (s)
 /// drawn per episode, the session as long in seconds (default: the table's).
 #[pyclass(name = "Env", module = "nerveabr_py")]
 struct PyEnv {
@@ -245,7 +245,12 @@ impl PyEnv {
         }
         config.battery = battery.map(|b| draw(b, "battery")).transpose()?;
         if let Some(c) = buffer_cap {
-            config.buffer_cap = draw(c, "buffer_cap")?;
+            // a range of caps is drawn log-uniformly: small caps (a live player's 4 s) behave
+            // unlike large ones and must not be rare (uniform 4..60 s gave them 7% of sessions)
+            config.buffer_cap = match draw(c, "buffer_cap")? {
+                Draw::Uniform(lo, hi) if lo > 0.0 => Draw::LogUniform(lo, hi),
+                d => d,
+            };
         }
         if let Some(c) = chunk_choices {
             if c.iter().any(|x| !(0.25..=30.0).contains(x)) {
@@ -318,6 +323,7 @@ impl PyEnv {
             ("preference_weight", 1),
             ("enhancer_available", 1),
             ("buffer_fill", 1),
+            ("buffer_change_over_chunk", 1),
         ];
         let mut at = 0;
         blocks
@@ -385,19 +391,30 @@ impl PyEnv {
 
     /// The learned policy on trace `trace`, unaugmented, through the simulator's own `run` and
     /// the `ppo` policy of nerve-abr (the element's): `actor(obs: list[float]) -> action index`
-    /// is called once per decision with the same features as in training.
-    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None))]
-    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>) -> PyResult<Bound<'py, PyDict>> {
+    /// is called once per decision with the same features as in training. `shield`: capped by
+    /// the `nerve` planner's stall constraint, as the element plays it by default; the result
+    /// then has `shielded` (decisions the shield lowered).
+    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false))]
+    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool) -> PyResult<Bound<'py, PyDict>> {
         let mut features = Features::new(self.env.config.table.clone(), self.env.config.ladder.rungs());
         features.preference = preference.clamp(0.0, 1.0);
         features.battery = battery;
         let actions = features.action().count();
         let mut ppo = Ppo::new(features, Box::new(PyActor { f: actor, actions }));
-        let r = self.env.run_with(&mut ppo, EnhanceMode::Joint, trace, Preference::of_weight(preference));
+        let pref = Preference::of_weight(preference);
+        if shield {
+            let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery, ppo_model: None, ppo_shield: true };
+            ppo = ppo.with_shield(planner(&self.env.config.table, &nerve));
+        }
+        let r = self.env.run_with(&mut ppo, EnhanceMode::Joint, trace, pref);
         if let Some(e) = ppo.error {
             return Err(PyRuntimeError::new_err(format!("the actor failed: {e}")));
         }
-        result_dict(py, &r)
+        let d = result_dict(py, &r)?;
+        if shield {
+            d.set_item("shielded", ppo.shielded)?;
+        }
+        Ok(d)
     }
 }
 

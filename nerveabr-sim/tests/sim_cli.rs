@@ -231,5 +231,5 @@ fn ppo_runs_its_onnx_actor_and_a_model_for_another_ladder_is_refused() {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("36 features") && err.contains("6 rungs x 2 levels"), "{err}");
+    assert!(!out.status.success() && err.contains("37 features") && err.contains("6 rungs x 2 levels"), "{err}");
 }

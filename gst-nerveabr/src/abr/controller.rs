@@ -38,6 +38,8 @@ pub struct Config {
     pub network: Network,
     /// The `ppo` policy's ONNX actor; `None`: models/abr/ppo.onnx of the model directories.
     pub ppo_model: Option<std::path::PathBuf>,
+    /// Shield the `ppo` policy with the planner's stall constraint (nerve_abr::learned::Ppo).
+    pub ppo_shield: bool,
 }
 
 /// What the demuxer and the sinks report when a fragment has been downloaded.
@@ -140,6 +142,7 @@ impl Controller {
             preference: config.preference,
             battery: config.battery,
             ppo_model: config.ppo_model.clone(),
+            ppo_shield: config.ppo_shield,
         };
         let rows = Rows::new(
             rungs.iter().map(|r| nearest_row(file, r.bandwidth as f64)).collect(),
@@ -289,7 +292,7 @@ mod tests {
     }
 
     fn config(policy: &str) -> Config {
-        Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None }
+        Config { policy: policy.into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None, ppo_shield: true }
     }
 
     fn step(bw: f64, buffer_s: f64) -> Step {

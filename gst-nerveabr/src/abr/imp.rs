@@ -79,6 +79,7 @@ const PROP_DEVICE_SPEED: &str = "device-speed";
 const PROP_TARGET_HEIGHT: &str = "target-height";
 const PROP_NETWORK: &str = "network";
 const PROP_PPO_MODEL: &str = "ppo-model";
+const PROP_PPO_SHIELD: &str = "ppo-shield";
 const PROP_LAST_DECISION: &str = "last-decision";
 const PROP_MAX_BUFFERING_TIME: &str = "max-buffering-time";
 
@@ -87,6 +88,7 @@ const DEFAULT_BATTERY_LEVEL: f64 = -1.0;
 const DEFAULT_DEVICE_SPEED: f64 = 1.0;
 const DEFAULT_TARGET_HEIGHT: u32 = 0;
 const DEFAULT_MAX_BUFFERING_TIME: u64 = 0;
+const DEFAULT_PPO_SHIELD: bool = true;
 /// QoS proportion above which the device is taken as not keeping up (no enhancement planned).
 const QOS_OVERLOAD: f64 = 1.2;
 /// Most manifest bytes collected from the demuxer's sink pad.
@@ -108,6 +110,7 @@ struct Settings {
     max_buffering_time: u64,
     network: Network,
     ppo_model: String,
+    ppo_shield: bool,
 }
 
 impl Default for Settings {
@@ -125,6 +128,7 @@ impl Default for Settings {
             max_buffering_time: DEFAULT_MAX_BUFFERING_TIME,
             network: Network::Lte,
             ppo_model: String::new(),
+            ppo_shield: DEFAULT_PPO_SHIELD,
         }
     }
 }
@@ -212,6 +216,7 @@ impl NerveAbr {
             target_height: s.target_height,
             network: s.network,
             ppo_model: (!s.ppo_model.is_empty()).then(|| s.ppo_model.clone().into()),
+            ppo_shield: s.ppo_shield,
         }
     }
 
@@ -600,6 +605,12 @@ impl ObjectImpl for NerveAbr {
                     .default_value(Some(""))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder(PROP_PPO_SHIELD)
+                    .nick("PPO shield")
+                    .blurb("Cap the ppo policy's rung at the highest one the nerve planner holds safe (its hard stall constraint: buffer floor, guard throughput, low-buffer fallback), leaving the actor every choice below it; false: the actor alone")
+                    .default_value(DEFAULT_PPO_SHIELD)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder(PROP_NETWORK)
                     .nick("Network")
                     .blurb("The network the device streams over, for the energy estimate in each decision (energy-j, battery-pct): 3g, lte, 5g or wifi (radio power model of Huang et al., MobiSys 2012; docs/abr.md#energy)")
@@ -648,6 +659,7 @@ impl ObjectImpl for NerveAbr {
             PROP_DEVICE_SPEED => s.device_speed = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             PROP_TARGET_HEIGHT => s.target_height = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             PROP_PPO_MODEL => s.ppo_model = value.get::<Option<String>>().expect("type checked upstream").unwrap_or_default(), // ok: GObject type-checks property values; static templates cannot fail
+            PROP_PPO_SHIELD => s.ppo_shield = value.get().expect("type checked upstream"), // ok: GObject type-checks property values; static templates cannot fail
             PROP_NETWORK => {
                 let name = value.get::<Option<String>>().ok().flatten().unwrap_or_default();
                 match Network::parse(&name) {
@@ -692,6 +704,7 @@ impl ObjectImpl for NerveAbr {
             PROP_TARGET_HEIGHT => s.target_height.to_value(),
             PROP_NETWORK => s.network.name().to_value(),
             PROP_PPO_MODEL => s.ppo_model.to_value(),
+            PROP_PPO_SHIELD => s.ppo_shield.to_value(),
             PROP_MAX_BUFFERING_TIME => s.max_buffering_time.to_value(),
             _ => glib::Value::from_type(pspec.value_type()),
         }

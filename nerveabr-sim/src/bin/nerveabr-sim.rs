@@ -116,6 +116,9 @@ struct Args {
     /// ppo: the actor's ONNX file (default: models/abr/ppo.onnx of the model directories).
     #[arg(long)]
     ppo_model: Option<PathBuf>,
+    /// ppo: without the nerve planner's stall shield (on by default).
+    #[arg(long)]
+    ppo_unshielded: bool,
     #[arg(long)]
     nerve_safety: Option<f64>,
     #[arg(long)]
@@ -233,7 +236,7 @@ fn nerve_config(a: &Args) -> NerveConfig {
     if let Some(x) = a.nerve_guard_safety {
         p.guard_safety = x;
     }
-    NerveConfig { params: p, preference: a.preference, battery: a.battery, ppo_model: a.ppo_model.clone() }
+    NerveConfig { params: p, preference: a.preference, battery: a.battery, ppo_model: a.ppo_model.clone(), ppo_shield: !a.ppo_unshielded }
 }
 
 /// The chunk scenario's ladder and quality table (--quality-table, or the shipped default).

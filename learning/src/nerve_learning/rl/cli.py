@@ -62,14 +62,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_lofo(args: argparse.Namespace) -> int:
-    from .evaluate import LofoConfig, lofo
+    from .evaluate import LofoConfig, lofo, replay
 
     cfg = LofoConfig(root=Path(args.traces), out=Path(args.out), work=Path(args.work), train=_train_config(args),
                      preference=args.preference, families=tuple(f for f in args.families.split(",") if f),
                      limit=args.limit)
     log = _log(args.log)
     with log if log is not sys.stdout else nullcontext():
-        res = lofo(cfg, log)
+        res = replay(cfg, log) if args.replay else lofo(cfg, log)
         print(json.dumps(res["summary"], indent=1), file=log, flush=True)
     return 0
 
@@ -113,6 +113,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--out", default="learning/reports/rl")
     p.add_argument("--work", default="out/rl/lofo", help="per-fold checkpoints, ONNX graphs and per-trace results")
     p.add_argument("--preference", default="quality", choices=("quality", "balanced", "battery-saver"))
+    p.add_argument("--replay", action="store_true",
+                   help="play the finished folds' saved policies again (no training), e.g. after a change to the shield")
     p.set_defaults(func=cmd_lofo)
 
     p = rs.add_parser("report", help="gather the finished folds of a lofo run into the JSON + PNG")

@@ -49,6 +49,7 @@ class EnvConfig:
     # The player's buffer cap, seconds, drawn per episode: the chunk scenario's is 60 s, a
     # GStreamer player's 30 s (adaptivedemux2's default) or a low-latency 4 s. A policy trained
     # at 60 s only would read a full 4 s buffer as a start-up one (it sees the fill, 0..1).
+    # Drawn log-uniformly by the bindings (half the sessions below 15 s).
     buffer_cap_range: tuple[float, float] = (4.0, 60.0)
     # Chunk (segment) durations drawn per episode, the session as long in seconds: streams come
     # in 1-6 s segments, the chunk scenario's are 4 s. () = the table's own.

@@ -57,11 +57,15 @@ def actor_of(policy: OnnxPolicy) -> Callable[[list[float]], int]:
     return lambda obs: int(policy.act(np.asarray(obs, dtype=np.float32))[0])
 
 
-def play(env: Any, policy: OnnxPolicy, trace: int, preference: str) -> dict[str, float]:
+def play(env: Any, policy: OnnxPolicy, trace: int, preference: str, shield: bool = False) -> dict[str, float]:
     """One session of the exported policy on one (unaugmented) trace, through the simulator's
-    own `run` and nerve-abr's `ppo` policy (the element's code), at a named preference."""
-    r = env.run_actor(actor_of(policy), trace, preference=sim.PREFERENCE_WEIGHTS[preference])
-    return {k: float(r[k]) for k in sim.METRICS}
+    own `run` and nerve-abr's `ppo` policy (the element's code), at a named preference;
+    `shield`: capped by the planner's stall constraint, as the element plays it by default."""
+    r = env.run_actor(actor_of(policy), trace, preference=sim.PREFERENCE_WEIGHTS[preference], shield=shield)
+    out = {k: float(r[k]) for k in sim.METRICS}
+    if shield:
+        out["shielded"] = float(r["shielded"])
+    return out
 
 
 def play_named(env: Any, name: str, trace: int, preference: str) -> dict[str, float]:
@@ -72,7 +76,7 @@ def play_named(env: Any, name: str, trace: int, preference: str) -> dict[str, fl
 def summarise(rows: Sequence[dict[str, float]]) -> dict[str, float]:
     """Means and medians per session of each metric (the developers' rule: median beside mean)."""
     out: dict[str, float] = {"traces": len(rows)}
-    for k in sim.METRICS:
+    for k in (*sim.METRICS, *(["shielded"] if rows and "shielded" in rows[0] else [])):
         vals = [r[k] for r in rows]
         out[k] = float(np.mean(vals)) if vals else float("nan")
         out[f"{k}_median"] = float(statistics.median(vals)) if vals else float("nan")
@@ -90,28 +94,38 @@ def fold(cfg: LofoConfig, fams: Sequence[sim.Family], left: sim.Family, log: Tex
     probe = random_obs(trained.vecnorm, 512, rng)
     check = verify(trained.model, trained.vecnorm, onnx_path, probe)
     timing = inference_time(onnx_path, probe)
-    policy = OnnxPolicy(onnx_path)
     imitated_path = export_imitated(trained, work / "imitated.onnx")
-
-    t0 = time.monotonic()
-    prefs = (cfg.preference, *[p for p in cfg.extra_preferences if p != cfg.preference])
     result: dict[str, Any] = {
         "left_out": left.name, "traces": len(left.traces),
         "trained_on": [f.name for f in fams if f.name != left.name],
         "training": trained.summary(), "onnx": str(onnx_path),
         "onnx_check": {"samples": check.samples, "actions_equal": check.actions_equal,
                        "max_logit_diff": check.max_logit_diff, "ok": check.ok},
-        "inference": timing, "preferences": {},
+        "inference": timing,
     }
+    return play_fold(cfg, left, onnx_path, imitated_path, result)
+
+
+def play_fold(cfg: LofoConfig, left: sim.Family, onnx_path: Path, imitated_path: Path | None,
+              result: dict[str, Any]) -> dict[str, Any]:
+    """Play the fold's exported policy on every session of the left-out family at each
+    preference, shielded (as the element plays it) and not, beside the planner and the
+    baselines; fills `result`'s preferences and targets."""
+    t0 = time.monotonic()
+    policy = OnnxPolicy(onnx_path)
+    prefs = (cfg.preference, *[p for p in cfg.extra_preferences if p != cfg.preference])
+    result["preferences"] = {}
     env = sim.make_env(left.traces)  # no augmentation: the family's sessions as recorded
     count = len(left.traces)
     for pref in prefs:
-        ppo_rows = [play(env, policy, i, pref) for i in range(count)]
+        ppo_rows = [play(env, policy, i, pref, shield=True) for i in range(count)]
+        raw_rows = [play(env, policy, i, pref) for i in range(count)]
         names = [PLANNER, *BASELINES] if pref == cfg.preference else [PLANNER]
         others = {m: [play_named(env, m, i, pref) for i in range(count)] for m in names}
-        res: dict[str, Any] = {"ppo": summarise(ppo_rows), "per_trace": {"ppo": ppo_rows}}
+        res: dict[str, Any] = {"ppo": summarise(ppo_rows), "ppo_unshielded": summarise(raw_rows),
+                               "per_trace": {"ppo": ppo_rows, "ppo_unshielded": raw_rows}}
         if imitated_path is not None:
-            # the same network before PPO's fine-tuning: what imitation alone reaches
+            # the same network before PPO's fine-tuning, unshielded: what imitation alone reaches
             imitated = OnnxPolicy(imitated_path)
             rows = [play(env, imitated, i, pref) for i in range(count)]
             res["imitation_only"] = summarise(rows)
@@ -125,9 +139,37 @@ def fold(cfg: LofoConfig, fams: Sequence[sim.Family], left: sim.Family, log: Tex
     return result
 
 
+def replay(cfg: LofoConfig, log: TextIO | None = None) -> dict[str, Any]:
+    """Play every finished fold's saved policies again (after a change to how a policy is
+    played, such as the shield) without training: training summaries and export checks are
+    kept, sessions and targets are rewritten; then the report."""
+    fams = sim.families(cfg.root, limit=cfg.limit)
+    for left in fams:
+        if cfg.families and left.name not in cfg.families:
+            continue
+        work = cfg.work / slug(left.name)
+        path = work / "result.json"
+        if not (path.is_file() and (work / "ppo.onnx").is_file()):
+            continue
+        old = json.loads(path.read_text())
+        imitated = work / "imitated.onnx"
+        res = play_fold(cfg, left, work / "ppo.onnx", imitated if imitated.is_file() else None, old)
+        path.write_text(json.dumps(res, indent=1))
+        if log:
+            print(f"fold {left.name} replayed: {headline(res['targets'])}", file=log, flush=True)
+    return report(cfg, [f.name for f in fams])
+
+
+def headline(t: dict[str, Any]) -> str:
+    return (f"PPO {t['ppo_qoe']:.2f} / {t['ppo_stall_s']:.3f} s (unshielded {t['ppo_unshielded_qoe']:.2f} / "
+            f"{t['ppo_unshielded_stall_s']:.3f} s), nerve {t['nerve_qoe']:.2f} / {t['nerve_stall_s']:.3f} s "
+            f"({t['qoe_gap_pct']:+.2f}%), qoe_met={t['qoe_met']} stall_met={t['stall_met']}")
+
+
 def targets(res: dict[str, Any]) -> dict[str, Any]:
     """Issue 30's PPO target on one left-out family, and the best baseline beside it."""
     ppo, nerve = res["ppo"], res[PLANNER]
+    raw = res.get("ppo_unshielded", ppo)
     before = res.get("imitation_only")
     base = {n: res[n] for n in BASELINES if n in res}
     best = max(base, key=lambda n: base[n]["qoe_quality"]) if base else None
@@ -139,6 +181,10 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
         "best_baseline": best, "best_baseline_qoe": base[best]["qoe_quality"] if best else None,
         "best_baseline_stall_s": base[best]["rebuffer_s"] if best else None,
         "qoe_met": gap >= -QOE_TOLERANCE, "stall_met": ppo["rebuffer_s"] <= nerve["rebuffer_s"] + STALL_EPS_S,
+        "shielded_per_session": ppo.get("shielded"),
+        "ppo_unshielded_qoe": raw["qoe_quality"], "ppo_unshielded_stall_s": raw["rebuffer_s"],
+        "unshielded_qoe_met": (raw["qoe_quality"] - nerve["qoe_quality"]) / max(abs(nerve["qoe_quality"]), 1e-9) >= -QOE_TOLERANCE,
+        "unshielded_stall_met": raw["rebuffer_s"] <= nerve["rebuffer_s"] + STALL_EPS_S,
         "imitation_only_qoe": before["qoe_quality"] if before else None,
         "imitation_only_stall_s": before["rebuffer_s"] if before else None,
     }
@@ -160,10 +206,7 @@ def lofo(cfg: LofoConfig, log: TextIO | None = None) -> dict[str, Any]:
         res = fold(cfg, fams, left, log)
         path.write_text(json.dumps(res, indent=1))
         if log:
-            t = res["targets"]
-            print(f"fold {left.name}: PPO {t['ppo_qoe']:.2f} / {t['ppo_stall_s']:.3f} s, nerve {t['nerve_qoe']:.2f} / "
-                  f"{t['nerve_stall_s']:.3f} s ({t['qoe_gap_pct']:+.2f}%), qoe_met={t['qoe_met']} "
-                  f"stall_met={t['stall_met']}", file=log, flush=True)
+            print(f"fold {left.name}: {headline(res['targets'])}", file=log, flush=True)
     return report(cfg, [f.name for f in fams])
 
 
@@ -180,8 +223,9 @@ def report(cfg: LofoConfig, names: Sequence[str]) -> dict[str, Any]:
             folds[n] = r
     out = {
         "protocol": ("leave-one-family-out: PPO trained on the other families' traces (augmented), exported to "
-                     "ONNX, the ONNX graph played on every trace of the left-out family; nerve and the baselines "
-                     "through the same bindings on the same traces"),
+                     "ONNX, the ONNX graph played on every trace of the left-out family, shielded by the nerve "
+                     "planner's stall constraint as the element plays it ('ppo') and alone ('ppo_unshielded'); "
+                     "nerve and the baselines through the same bindings on the same traces"),
         "headline_preference": cfg.preference,
         "target": f"PPO qoe_quality >= nerve x (1 - {QOE_TOLERANCE}) and rebuffer_s <= nerve's, per family",
         "families": list(names), "folds_done": list(folds), "folds": folds,
