@@ -139,3 +139,18 @@ def test_imitation_learns_the_planners_choices_and_ppo_starts_from_them(families
     teacher = np.mean([env.run_policy("nerve", i, preference="quality")["qoe_quality"] for i in range(len(families))])
     random = np.mean([env.run_policy("bb", i, preference="quality")["qoe_quality"] for i in range(len(families))])
     assert mine > teacher - 0.5 * (teacher - random), (mine, teacher, random)
+
+
+def test_the_shield_holds_a_greedy_actor_to_the_planners_safe_rungs(families: list[sim.Family]) -> None:
+    # An actor that always wants the top rung on slow 3G sessions: alone it stalls; shielded
+    # (as the element plays `ppo` by default) its rung is capped where the planner sees a stall,
+    # so it stalls less, and the result counts the decisions the shield lowered.
+    slow = next(f for f in families if "3g" in f.name).traces
+    env = sim.make_env(slow)
+    rungs, levels = 6, 2
+    top = (rungs - 1) * levels  # top rung, level 0
+    alone = [env.run_actor(lambda _obs: top, i, preference=0.0) for i in range(len(slow))]
+    shielded = [env.run_actor(lambda _obs: top, i, preference=0.0, shield=True) for i in range(len(slow))]
+    assert "shielded" not in alone[0]
+    assert sum(r["shielded"] for r in shielded) > 0
+    assert sum(r["rebuffer_s"] for r in shielded) < sum(r["rebuffer_s"] for r in alone), (shielded, alone)
