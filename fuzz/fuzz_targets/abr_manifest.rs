@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let total = info.segments();
     let table: TableFile = serde_json::from_str(DEFAULT_TABLE).expect("the shipped default table");
     for policy in POLICIES {
-        let config = Config { policy: (*policy).into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None };
+        let config = Config { policy: (*policy).into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None, ppo_shield: true };
         let mut c = Controller::new(config, &table, info.rungs.clone(), info.segment_s, total).expect("a controller for a ladder");
         for (bw, buffer_s) in [(0.0, 0.0), (3e5, 1.0), (2e7, 25.0), (f64::from(u32::MAX), 3.0)] {
             let choice = c.decide(Step { bandwidth_bps: bw, buffer: Duration::from_secs_f64(buffer_s), buffer_cap: Duration::from_secs(30), enhance_available: true });

@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|i| Rung { bandwidth: 300_000 * (i as u64 + 1), width: 320 * (i as u32 + 1), height: 180 * (i as u32 + 1) })
         .collect();
     for policy in POLICIES {
-        let config = Config { policy: (*policy).into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None };
+        let config = Config { policy: (*policy).into(), preference: Preference::Balanced, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: None, ppo_shield: true };
         let Ok(mut c) = Controller::new(config, &file, rungs.clone(), 2.0, Some(30)) else { continue };
         for (bw, buffer_s) in [(0.0, 0.0), (3e5, 1.0), (2e7, 25.0), (1e6, 10.0)] {
             let choice = c.decide(Step { bandwidth_bps: bw, buffer: Duration::from_secs_f64(buffer_s), buffer_cap: Duration::from_secs(30), enhance_available: true });
