@@ -275,7 +275,7 @@ struct Levels {
 impl Levels {
     /// Every level in proportion to the cap, unchanged from [`REFERENCE_CAP_S`] up. (Capping
     /// each level at half the cap instead, which leaves a 30 s player the 60 s levels, lost 4-6
-    /// QoE points a chunk at 30 s on the slow families in the simulator, and the same at 4 s.)
+    /// QoE points a chunk at 30 s on the slow families in the simulator, and did no better at 4 s.)
     fn of(p: &NerveParams, cap_s: f64) -> Self {
         let k = if cap_s > 0.0 { (cap_s / REFERENCE_CAP_S).min(1.0) } else { 1.0 };
         Self { floor: p.floor_s * k, fallback: p.fallback_s * k, end_buffer: p.end_buffer_s * k, bba: k }
