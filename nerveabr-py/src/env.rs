@@ -122,6 +122,12 @@ impl Draw {
     }
 }
 
+/// The `nerve` planner's (and shielded `ppo`'s) settings in the chunk scenario, as the
+/// simulator's command line and the element build them.
+pub fn chunk_nerve(preference: Preference, battery: Option<f64>) -> NerveConfig {
+    NerveConfig { params: NerveParams::chunk(), preference, battery, ppo_model: None, ppo_shield: true }
+}
+
 /// Everything an environment is made of.
 #[derive(Clone, Debug)]
 pub struct EnvConfig {
@@ -301,7 +307,7 @@ impl Env {
         features.preference = preference;
         let obs = features.observe(&session.observation());
         let teacher = self.config.teacher.as_ref().map(|spec| {
-            let nerve = NerveConfig { params: NerveParams::chunk(), preference: Preference::of_weight(preference), battery, ppo_model: None, ppo_shield: true };
+            let nerve = chunk_nerve(Preference::of_weight(preference), battery);
             // checked in `new`: a joint policy that builds without a model
             chunk_policy(spec, &table, &nerve).map(|(p, _)| std::sync::Mutex::new(p))
         });
@@ -365,7 +371,7 @@ impl Env {
     /// settings (no augmentation): the comparison for the learned policy.
     pub fn run_policy(&self, name: &str, trace: usize, preference: Preference, battery: Option<f64>) -> Result<TraceResult, String> {
         let spec: PolicySpec = name.parse()?;
-        let nerve = NerveConfig { params: NerveParams::chunk(), preference, battery, ppo_model: None, ppo_shield: true };
+        let nerve = chunk_nerve(preference, battery);
         let (mut policy, mode) = chunk_policy(&spec, &self.config.table, &nerve)?;
         Ok(self.run_with(policy.as_mut(), mode, trace, preference))
     }
@@ -407,7 +413,7 @@ mod tests {
             for k in 0..env.traces.len() {
                 let expected = env.run_policy("nerve", k, pref, None).unwrap(); // ok: test code
                 // the same planner, deciding on the environment's session
-                let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery: None, ppo_model: None, ppo_shield: true };
+                let nerve = chunk_nerve(pref, None);
                 let (mut planner, _) = chunk_policy(&"nerve".parse().unwrap(), &env.config.table, &nerve).unwrap(); // ok: test code
                 env.reset(Some(k), Some(pref.weight()), Some(None));
                 let mut qoe = 0.0;

@@ -10,15 +10,15 @@ use pyo3::types::PyDict;
 
 use nerve_abr::energy::Network;
 use nerve_abr::learned::{Actor, Features, Ppo, HISTORY};
-use nerve_abr::nerve::{NerveParams, Preference};
+use nerve_abr::nerve::Preference;
 use nerve_abr::quality::TableFile;
-use nerve_abr::spec::{planner, EnhanceMode, NerveConfig};
+use nerve_abr::spec::{planner, EnhanceMode};
 use nerve_abr::{Decision, DEFAULT_TABLE};
 use nerveabr_sim::lofo;
 use nerveabr_sim::trace::{read_dir, Trace};
 use nerveabr_sim::TraceResult;
 
-use crate::env::{Augment, Draw, Env, EnvConfig, NetTrace, StepOut};
+use crate::env::{chunk_nerve, Augment, Draw, Env, EnvConfig, NetTrace, StepOut};
 
 fn value_err(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
@@ -403,8 +403,7 @@ impl PyEnv {
         let mut ppo = Ppo::new(features, Box::new(PyActor { f: actor, actions }));
         let pref = Preference::of_weight(preference);
         if shield {
-            let nerve = NerveConfig { params: NerveParams::chunk(), preference: pref, battery, ppo_model: None, ppo_shield: true };
-            ppo = ppo.with_shield(planner(&self.env.config.table, &nerve));
+            ppo = ppo.with_shield(planner(&self.env.config.table, &chunk_nerve(pref, battery)));
         }
         let r = self.env.run_with(&mut ppo, EnhanceMode::Joint, trace, pref);
         if let Some(e) = ppo.error {

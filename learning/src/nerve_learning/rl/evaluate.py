@@ -166,6 +166,11 @@ def headline(t: dict[str, Any]) -> str:
             f"({t['qoe_gap_pct']:+.2f}%), qoe_met={t['qoe_met']} stall_met={t['stall_met']}")
 
 
+def qoe_gap(policy: dict[str, float], ref: dict[str, float]) -> float:
+    """Relative QoE_vmaf difference of a policy's summary against a reference's."""
+    return (policy["qoe_quality"] - ref["qoe_quality"]) / max(abs(ref["qoe_quality"]), 1e-9)
+
+
 def targets(res: dict[str, Any]) -> dict[str, Any]:
     """Issue 30's PPO target on one left-out family, and the best baseline beside it."""
     ppo, nerve = res["ppo"], res[PLANNER]
@@ -173,7 +178,7 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
     before = res.get("imitation_only")
     base = {n: res[n] for n in BASELINES if n in res}
     best = max(base, key=lambda n: base[n]["qoe_quality"]) if base else None
-    gap = (ppo["qoe_quality"] - nerve["qoe_quality"]) / max(abs(nerve["qoe_quality"]), 1e-9)
+    gap = qoe_gap(ppo, nerve)
     return {
         "ppo_qoe": ppo["qoe_quality"], "nerve_qoe": nerve["qoe_quality"], "qoe_gap_pct": 100 * gap,
         "ppo_stall_s": ppo["rebuffer_s"], "nerve_stall_s": nerve["rebuffer_s"],
@@ -183,7 +188,7 @@ def targets(res: dict[str, Any]) -> dict[str, Any]:
         "qoe_met": gap >= -QOE_TOLERANCE, "stall_met": ppo["rebuffer_s"] <= nerve["rebuffer_s"] + STALL_EPS_S,
         "shielded_per_session": ppo.get("shielded"),
         "ppo_unshielded_qoe": raw["qoe_quality"], "ppo_unshielded_stall_s": raw["rebuffer_s"],
-        "unshielded_qoe_met": (raw["qoe_quality"] - nerve["qoe_quality"]) / max(abs(nerve["qoe_quality"]), 1e-9) >= -QOE_TOLERANCE,
+        "unshielded_qoe_met": qoe_gap(raw, nerve) >= -QOE_TOLERANCE,
         "unshielded_stall_met": raw["rebuffer_s"] <= nerve["rebuffer_s"] + STALL_EPS_S,
         "imitation_only_qoe": before["qoe_quality"] if before else None,
         "imitation_only_stall_s": before["rebuffer_s"] if before else None,
