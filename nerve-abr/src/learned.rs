@@ -326,12 +326,32 @@ pub struct Ppo {
     actor: Box<dyn Actor>,
     /// The stream's rungs among the training table's rows; `None`: they are the same.
     rows: Option<Rows>,
-    /// The planner whose safe set caps the actor's rung; `None`: unshielded.
-    shield: Option<Nerve>,
+    /// The planner that caps the actor's rung, and where; `None`: unshielded.
+    shield: Option<(Nerve, Shield)>,
     /// Decisions the shield lowered.
     pub shielded: u64,
     /// The last error of the actor (the policy then falls back to the lowest rung).
     pub error: Option<String>,
+}
+
+/// Where the shield caps the actor's rung.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shield {
+    /// At the highest rung the planner holds safe ([`Nerve::safe_rung`]).
+    #[default]
+    SafeSet,
+    /// At the rung the planner would play itself: the actor may go lower, never higher.
+    PlannerRung,
+}
+
+impl Shield {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "safe-set" => Ok(Self::SafeSet),
+            "planner-rung" => Ok(Self::PlannerRung),
+            _ => Err(format!("unknown shield {name:?} (safe-set, planner-rung)")),
+        }
+    }
 }
 
 impl Ppo {
@@ -346,8 +366,13 @@ impl Ppo {
 
     /// Shielded by `planner` (its table must be the one `features` was built on: both decide in
     /// the same row space).
-    pub fn with_shield(mut self, planner: Nerve) -> Self {
-        self.shield = Some(planner);
+    pub fn with_shield(self, planner: Nerve) -> Self {
+        self.with_shield_at(planner, Shield::default())
+    }
+
+    /// Shielded by `planner`, capped where `at` says.
+    pub fn with_shield_at(mut self, planner: Nerve, at: Shield) -> Self {
+        self.shield = Some((planner, at));
         self
     }
 
@@ -358,9 +383,12 @@ impl Ppo {
         let action = self.features.action();
         // the planner takes in every observation, whatever is played, so its estimators follow
         // the session as they would if it decided
-        let cap = self.shield.as_mut().and_then(|n| {
-            n.decide(obs);
-            n.safe_rung()
+        let cap = self.shield.as_mut().and_then(|(n, at)| {
+            let own = n.decide(obs);
+            match at {
+                Shield::SafeSet => n.safe_rung(),
+                Shield::PlannerRung => Some(own.rung),
+            }
         });
         let d = match self.actor.scores(&x) {
             Ok(s) if s.len() == action.count() => {
@@ -384,7 +412,7 @@ impl Ppo {
                 Decision::default()
             }
         };
-        if let Some(n) = self.shield.as_mut() {
+        if let Some((n, _)) = self.shield.as_mut() {
             n.played(d);
         }
         self.features.record(d);
@@ -676,6 +704,22 @@ mod tests {
         bare.quality[1][1] = None;
         let mut p = shielded(&bare);
         assert_eq!(p.decide(&obs(6, &[1.5e6])).level, 0);
+        // capped at the planner's own rung: an actor that wants the top row plays the planner's
+        // rung, at or below the safe set's cap, on every link, and below it on some
+        let mut lower = 0;
+        for (buffer_s, recent) in [(6, &[1.5e6][..]), (14, &[2.5e6][..]), (20, &[3.0e6][..]), (40, &[40e6][..])] {
+            let own = Nerve::new(table.clone(), NerveParams::chunk()).decide(&obs(buffer_s, recent));
+            let mut at_planner = Ppo::new(Features::new(table.clone(), 3), actor())
+                .with_shield_at(Nerve::new(table.clone(), NerveParams::chunk()), Shield::PlannerRung);
+            let mut at_safe = shielded(&table);
+            let (a, b) = (at_planner.decide(&obs(buffer_s, recent)), at_safe.decide(&obs(buffer_s, recent)));
+            assert_eq!(a.rung, own.rung, "{buffer_s} s, {recent:?}");
+            assert!(a.rung <= b.rung, "{buffer_s} s, {recent:?}: {a:?} vs {b:?}");
+            lower += usize::from(a.rung < b.rung);
+        }
+        assert!(lower > 0, "no case where the planner plays below its safe set");
+        assert_eq!(Shield::parse("planner-rung"), Ok(Shield::PlannerRung));
+        assert!(Shield::parse("none").is_err());
     }
 
     #[test]

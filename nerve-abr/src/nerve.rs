@@ -62,6 +62,12 @@ pub struct NerveParams {
     /// Quality points charged per megabit downloaded (0 = bits are free): trades displayed
     /// quality for bits, for data plans and radio energy.
     pub bit_price: f64,
+    /// Quality points per megabit charged on top of `bit_price` at battery-saver (and on a low
+    /// battery, as the energy price is): on a link that sustains the top rung the radio is
+    /// nearly all of the device's energy, and only fewer bits spend less of it. While the saver
+    /// prices bits the top-rung shortcut (`top_rung`) is off: it takes the top rung as if bits
+    /// were free. Chosen leave-one-family-out by scripts/abr_saver_price.py.
+    pub saver_bit_price: f64,
     /// Chunks after the horizon over which the plan's last choice is assumed to continue
     /// (bounded by the rest of the session), its quality, bits and the stall its download rate
     /// would cause counted like the horizon's. 0 = off. Without it a one-off switch penalty
@@ -120,6 +126,7 @@ impl Default for NerveParams {
             robust: 0.0,
             end_buffer_err: 0.0,
             bit_price: 0.0,
+            saver_bit_price: 0.0,
             tail: 0,
             floor_s: 0.0,
             collapse: 0.0,
@@ -143,7 +150,9 @@ impl NerveParams {
     /// `safety`; the top rung whenever the planning estimate sustains it; BBA-0's rung while
     /// the buffer falls below 8 s. Safety 0.7, floor 4 s, no bit price: what the
     /// leave-one-family-out rule picks on all six trace families together, and what it picked
-    /// in every fold (docs/research/2026-12-06-abr-generalisation.md).
+    /// in every fold (docs/research/2026-12-06-abr-generalisation.md). At battery-saver, 1
+    /// quality point per megabit (`saver_bit_price`), chosen the same way
+    /// (scripts/abr_saver_price.py).
     pub fn chunk() -> Self {
         Self {
             safety: 0.7,
@@ -158,6 +167,7 @@ impl NerveParams {
             guard_safety: 0.55,
             guard_quantile: 0.1,
             collapse: 0.5,
+            saver_bit_price: 1.0,
             ..Self::default()
         }
     }
@@ -309,6 +319,20 @@ impl Nerve {
         }
     }
 
+    /// The battery saver's price per megabit right now (0 unless saving battery).
+    fn saver_bit_price(&self) -> f64 {
+        let low_battery = self.battery.is_some_and(|b| b < 0.2);
+        match (self.preference, low_battery) {
+            (Preference::Quality | Preference::Balanced, false) => 0.0,
+            _ => self.params.saver_bit_price,
+        }
+    }
+
+    /// Quality points per megabit charged for downloads right now.
+    fn bit_price(&self) -> f64 {
+        self.params.bit_price + self.saver_bit_price()
+    }
+
     /// Best level for a chunk of `rung` that arrives with `buffer_s` of media buffered (itself
     /// included) and `backlog_s` of enhancement still queued: it must finish before the chunk
     /// plays (BONES' deadline rule) and be worth its compute and energy.
@@ -364,7 +388,7 @@ impl Nerve {
             e = (e - (b - plan.cap)).max(0.0);
             b = plan.cap;
         }
-        let score = n.score + (q - p.bit_price * size / 1e6 - p.stall_weight * stall - p.switch_weight * n.prev.map_or(0.0, |pq: f64| (q - pq).abs()));
+        let score = n.score + (q - self.bit_price() * size / 1e6 - p.stall_weight * stall - p.switch_weight * n.prev.map_or(0.0, |pq: f64| (q - pq).abs()));
         Node { b, e, prev: Some(q), score, violation: n.violation + violation }
     }
 
@@ -380,7 +404,7 @@ impl Nerve {
             let size = plan.bitrates[last] * plan.chunk;
             let dt = plan.lat + if plan.tput > 0.0 { size / plan.tput } else { 1e9 };
             let stall = ((dt - plan.chunk).max(0.0) * plan.tail - n.b).max(0.0);
-            score += plan.tail * (q - p.bit_price * size / 1e6) - p.stall_weight * stall;
+            score += plan.tail * (q - self.bit_price() * size / 1e6) - p.stall_weight * stall;
         }
         score - p.stall_weight * p.end_buffer_weight * (plan.end_target - n.b).max(0.0)
     }
@@ -521,6 +545,7 @@ impl Policy for Nerve {
         // downloads within a chunk's duration, so holding it for the horizon neither drains the
         // buffer nor breaks the floor.
         let affordable = p.top_rung
+            && self.saver_bit_price() == 0.0
             && (0..plan.horizon).all(|k| {
                 let size = if k == 0 { plan.first_sizes.get(top).copied().unwrap_or(0.0) } else { plan.bitrates[top] * chunk };
                 plan.tput > 0.0 && plan.lat + size / plan.tput <= chunk
@@ -720,6 +745,30 @@ mod tests {
         let recent = [0.2e6; 5];
         let mut p = Nerve::new(chunk_table(), NerveParams::chunk());
         assert_eq!(p.decide(&chunk_obs(&l, &sizes, &recent, 5.0, 0.2e6)).rung, 0);
+    }
+
+    #[test]
+    fn battery_saver_prices_bits_on_a_fast_link() {
+        // 30 Mbit/s sustains the top rung by far. At quality the planner takes it; the saver's
+        // price (1 point per megabit) makes the 2.85 Mbit/s rung's 5.8 Mbit less per chunk worth
+        // more than the top rung's 1.7 VMAF points, and keeps the top rung when bits are free.
+        let l = chunk_ladder();
+        let sizes: Vec<f64> = l.bitrates_bps.iter().map(|b| b * 4.0).collect();
+        let recent = [30e6; 5];
+        let at = |preference, battery, saver_bit_price| {
+            let mut p = Nerve::new(chunk_table(), NerveParams { saver_bit_price, ..NerveParams::chunk() });
+            (p.preference, p.battery) = (preference, battery);
+            p.decide(&chunk_obs(&l, &sizes, &recent, 30.0, 30e6)).rung
+        };
+        let price = NerveParams::chunk().saver_bit_price;
+        assert!(price > 0.0);
+        assert_eq!(at(Preference::Quality, None, price), 5);
+        assert_eq!(at(Preference::Balanced, None, price), 5);
+        assert_eq!(at(Preference::BatterySaver, None, price), 4);
+        assert_eq!(at(Preference::BatterySaver, None, 0.0), 5, "no price: the top-rung shortcut");
+        // a low battery saves as battery-saver does, at any preference
+        assert_eq!(at(Preference::Quality, Some(0.1), price), 4);
+        assert_eq!(at(Preference::Quality, Some(0.5), price), 5);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use nerve_abr::energy::Network;
-use nerve_abr::learned::{Actor, Features, Ppo, HISTORY};
+use nerve_abr::learned::{Actor, Features, Ppo, Shield, HISTORY};
 use nerve_abr::nerve::Preference;
 use nerve_abr::quality::TableFile;
 use nerve_abr::spec::{planner, EnhanceMode};
@@ -393,9 +393,13 @@ impl PyEnv {
     /// the `ppo` policy of nerve-abr (the element's): `actor(obs: list[float]) -> action index`
     /// is called once per decision with the same features as in training. `shield`: capped by
     /// the `nerve` planner's stall constraint, as the element plays it by default; the result
-    /// then has `shielded` (decisions the shield lowered).
-    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false))]
-    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool) -> PyResult<Bound<'py, PyDict>> {
+    /// then has `shielded` (decisions the shield lowered). `shield_at`: where the shield caps
+    /// the rung, `safe-set` (the highest rung the planner holds safe) or `planner-rung` (the
+    /// planner's own rung).
+    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false, shield_at = "safe-set"))]
+    #[allow(clippy::too_many_arguments)]
+    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool, shield_at: &str) -> PyResult<Bound<'py, PyDict>> {
+        let at = Shield::parse(shield_at).map_err(PyValueError::new_err)?;
         let mut features = Features::new(self.env.config.table.clone(), self.env.config.ladder.rungs());
         features.preference = preference.clamp(0.0, 1.0);
         features.battery = battery;
@@ -403,7 +407,7 @@ impl PyEnv {
         let mut ppo = Ppo::new(features, Box::new(PyActor { f: actor, actions }));
         let pref = Preference::of_weight(preference);
         if shield {
-            ppo = ppo.with_shield(planner(&self.env.config.table, &chunk_nerve(pref, battery)));
+            ppo = ppo.with_shield_at(planner(&self.env.config.table, &chunk_nerve(pref, battery)), at);
         }
         let r = self.env.run_with(&mut ppo, EnhanceMode::Joint, trace, pref);
         if let Some(e) = ppo.error {

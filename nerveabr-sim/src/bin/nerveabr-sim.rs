@@ -140,6 +140,10 @@ struct Args {
     /// nerve: quality points per megabit downloaded (0 = bits are free).
     #[arg(long)]
     nerve_bit_price: Option<f64>,
+    /// nerve: quality points per megabit charged on top at battery-saver (and on a low battery);
+    /// with bits priced the top-rung shortcut is off.
+    #[arg(long)]
+    nerve_saver_bit_price: Option<f64>,
     /// nerve: chunks after the horizon over which the plan's last choice is assumed to continue.
     #[arg(long)]
     nerve_tail: Option<usize>,
@@ -211,6 +215,9 @@ fn nerve_config(a: &Args) -> NerveConfig {
     }
     if let Some(x) = a.nerve_bit_price {
         p.bit_price = x;
+    }
+    if let Some(x) = a.nerve_saver_bit_price {
+        p.saver_bit_price = x;
     }
     if let Some(x) = a.nerve_tail {
         p.tail = x;
