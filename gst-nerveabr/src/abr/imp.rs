@@ -560,12 +560,12 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default(PROP_PREFERENCE, d.preference)
                     .nick("Preference")
-                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1). battery-saver also downloads in bursts: once the demuxer's buffer is full it resumes below 15 s (its low-watermark-time, at most half its high watermark) so the radio sleeps in between")
+                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1). battery-saver also downloads in bursts: once the demuxer's buffer is full it resumes below 15 s (its low-watermark-time, at most half its high watermark) so the radio sleeps in between, and nerve charges 1 quality point per megabit, so it leaves the top rung where its gain is small for its bits")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder(PROP_BATTERY_LEVEL)
                     .nick("Battery level")
-                    .blurb("Battery charge, 0 (empty) to 1 (full); -1 = read /sys/class/power_supply (mains power when no battery is discharging). Below 0.2 nerve prices enhancement energy as battery-saver does")
+                    .blurb("Battery charge, 0 (empty) to 1 (full); -1 = read /sys/class/power_supply (mains power when no battery is discharging). Below 0.2 nerve prices enhancement energy and bits as battery-saver does")
                     .minimum(-1.0)
                     .maximum(1.0)
                     .default_value(DEFAULT_BATTERY_LEVEL)

@@ -20,7 +20,7 @@ pub enum AbrPreference {
     #[default]
     #[enum_value(name = "Balanced: enhancement energy priced moderately", nick = "balanced")]
     Balanced = 1,
-    #[enum_value(name = "Battery saver: enhance only where the gain is large for its energy", nick = "battery-saver")]
+    #[enum_value(name = "Battery saver: enhance only where the gain is large for its energy, fewer bits, downloads in bursts", nick = "battery-saver")]
     BatterySaver = 2,
 }
 
