@@ -515,12 +515,12 @@ impl Policy for Nerve {
         let levels = Levels::of(p, obs.buffer_cap.as_secs_f64());
         let end_buffer = levels.end_buffer;
         let end_target = if p.end_buffer_err > 0.0 { end_buffer * (max_err / p.end_buffer_err).min(1.0) } else { end_buffer };
-        let horizon = p.horizon.min(obs.total_chunks.saturating_sub(obs.chunk_index)).max(1);
+        let rungs = l.rungs().min(self.table.rungs());
+        let horizon = crate::mpc::bounded_horizon(rungs, p.horizon.min(obs.total_chunks.saturating_sub(obs.chunk_index)).max(1));
         let buffer0 = obs.buffer.as_secs_f64();
         let backlog0 = obs.enhance_backlog.as_secs_f64();
         let falling = self.last_buffer.is_some_and(|lb| buffer0 < lb);
         self.last_buffer = Some(buffer0);
-        let rungs = l.rungs().min(self.table.rungs());
         if rungs == 0 {
             return Decision::default();
         }
