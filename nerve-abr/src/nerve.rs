@@ -12,7 +12,7 @@ pub enum Preference {
     Quality,
     #[default]
     Balanced,
-    /// Enhance only where the gain is large for its energy.
+    /// Enhance only where the gain is large for its energy, price bits, download in bursts.
     BatterySaver,
 }
 
@@ -309,23 +309,24 @@ impl Nerve {
         }
     }
 
+    /// Whether the planner saves battery now: at battery-saver, or below 20% charge at any
+    /// preference.
+    fn saving_battery(&self) -> bool {
+        self.preference == Preference::BatterySaver || self.battery.is_some_and(|b| b < 0.2)
+    }
+
     /// Quality points per joule charged for enhancement right now.
     fn energy_price(&self) -> f64 {
-        let low_battery = self.battery.is_some_and(|b| b < 0.2);
-        match (self.preference, low_battery) {
-            (Preference::Quality, false) => 0.0,
-            (Preference::Balanced, false) => self.params.energy_price,
-            _ => 10.0 * self.params.energy_price.max(0.05),
+        match self.preference {
+            _ if self.saving_battery() => 10.0 * self.params.energy_price.max(0.05),
+            Preference::Balanced => self.params.energy_price,
+            _ => 0.0,
         }
     }
 
     /// The battery saver's price per megabit right now (0 unless saving battery).
     fn saver_bit_price(&self) -> f64 {
-        let low_battery = self.battery.is_some_and(|b| b < 0.2);
-        match (self.preference, low_battery) {
-            (Preference::Quality | Preference::Balanced, false) => 0.0,
-            _ => self.params.saver_bit_price,
-        }
+        if self.saving_battery() { self.params.saver_bit_price } else { 0.0 }
     }
 
     /// Quality points per megabit charged for downloads right now.
