@@ -24,34 +24,22 @@ Writes nerveabr-sim/results/saver_price.json and saver_price.png.
 
 from __future__ import annotations
 
-import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from abr_energy import FAMILIES, ROOT, SESSION_S, TRACES  # noqa: E402
+import abr_energy as energy  # noqa: E402
+from abr_energy import FAMILIES, QOE_BUDGET, SAVING_TARGET, SESSION_S, battery_target  # noqa: E402
 
 GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0)
-QOE_BUDGET = 0.05
-SAVING_TARGET = 0.30
 
 
 def run(pref: str, price: float, limit: int) -> dict[str, dict[str, float]]:
     """nerve's per-family means at `pref`, its saver charging `price` per megabit."""
-    sim = ROOT / "target" / "release" / "nerveabr-sim"
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run.json"
-        cmd = [str(sim), "--policies", "nerve", "--preference", pref, "--json", str(out), "--quiet"]
-        cmd += ["--nerve-saver-bit-price", str(price)]
-        for rel in FAMILIES.values():
-            cmd += ["--traces", str(TRACES / rel)]
-        if limit:
-            cmd += ["--limit", str(limit)]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        report = json.loads(out.read_text())
+        report = energy.run(pref, limit, Path(tmp) / "run.json", "nerve", ("--nerve-saver-bit-price", str(price)))
     by_set = {rel: fam for fam, rel in FAMILIES.items()}
     return {
         by_set.get(name, name): {
@@ -65,14 +53,7 @@ def run(pref: str, price: float, limit: int) -> dict[str, dict[str, float]]:
 
 
 def score(quality: dict[str, float], saver: dict[str, float]) -> dict[str, float | bool]:
-    saving = 1.0 - saver["energy_j"] / quality["energy_j"]
-    loss = 1.0 - saver["qoe_vmaf"] / quality["qoe_vmaf"]
-    return {
-        "energy_saving_pct": 100 * saving,
-        "qoe_loss_pct": 100 * loss,
-        "rebuffer_s": saver["rebuffer_s"],
-        "met": saving >= SAVING_TARGET and loss <= QOE_BUDGET,
-    }
+    return {**battery_target(quality, saver), "rebuffer_s": saver["rebuffer_s"]}
 
 
 def choose(cells: dict[float, dict[str, dict]], families: list[str]) -> float:
@@ -82,11 +63,7 @@ def choose(cells: dict[float, dict[str, dict]], families: list[str]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=0, help="traces per family (0 = all)")
-    ap.add_argument("--out", type=Path, default=ROOT / "nerveabr-sim" / "results")
-    args = ap.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = energy.parse_args(__doc__)
     print("nerve at quality ...", file=sys.stderr, flush=True)
     quality = run("quality", 0.0, args.limit)
     cells: dict[float, dict[str, dict]] = {}
@@ -109,13 +86,14 @@ def main() -> None:
         "leave_one_family_out": folds,
         "chosen_on_all_families": shipped,
     }
-    (args.out / "saver_price.json").write_text(json.dumps(out, indent=2))
+    path = args.out / "saver_price.json"
+    path.write_text(json.dumps(out, indent=2))
+    plot(cells, folds, path.with_suffix(".png"))
     for fam, f in folds.items():
-        print(f"{fam:<18} price {f['price']:.1f} (chosen on the other five): {f['energy_saving_pct']:5.1f}% less energy, "
-              f"{f['qoe_loss_pct']:4.1f}% less QoE, stall {f['rebuffer_s']:.3f} s -> {'met' if f['met'] else 'NOT met'}")
-    print(f"chosen on all six families: {shipped}")
-    plot(cells, folds, args.out / "saver_price.png")
-    print(f"wrote {args.out / 'saver_price.json'} and saver_price.png")
+        verdict = "met" if f["met"] else "NOT met"
+        print(f"{fam:<18} price {f['price']:.1f} (chosen on the other five): {f['energy_saving_pct']:5.1f}% less "
+              f"energy, {f['qoe_loss_pct']:4.1f}% less QoE, stall {f['rebuffer_s']:.3f} s -> {verdict}")
+    print(f"chosen on all six families: {shipped}; wrote {path} and its PNG")
 
 
 def plot(cells: dict[float, dict[str, dict]], folds: dict[str, dict], path: Path) -> None:
@@ -135,7 +113,7 @@ def plot(cells: dict[float, dict[str, dict]], folds: dict[str, dict], path: Path
     ax.axhline(100 * QOE_BUDGET, color="k", ls="--", lw=0.8)
     ax.set_xlabel("energy saved at battery-saver vs quality (%)")
     ax.set_ylabel("QoE_vmaf lost (%)")
-    ax.set_title("nerve battery saver: bit price grid (dots, 0 at the left), held-out choice (stars)")
+    ax.set_title("nerve battery saver: bit price grid (dots joined in price order), held-out choice (stars)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
