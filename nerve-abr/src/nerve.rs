@@ -62,8 +62,9 @@ pub struct NerveParams {
     /// Quality points charged per megabit downloaded (0 = bits are free): trades displayed
     /// quality for bits, for data plans and radio energy.
     pub bit_price: f64,
-    /// Quality points per megabit charged on top of `bit_price` at battery-saver (and on a low
-    /// battery, as the energy price is): on a link that sustains the top rung the radio is
+    /// Quality points per megabit of a 4 s chunk (per 4 Mbit/s-seconds of bitrate at any chunk
+    /// length) charged on top of `bit_price` at battery-saver (and on a low battery, as the
+    /// energy price is): on a link that sustains the top rung the radio is
     /// nearly all of the device's energy, and only fewer bits spend less of it. While the saver
     /// prices bits the top-rung shortcut (`top_rung`) is off: it takes the top rung as if bits
     /// were free. Chosen leave-one-family-out by scripts/abr_saver_price.py.
@@ -329,9 +330,14 @@ impl Nerve {
         if self.saving_battery() { self.params.saver_bit_price } else { 0.0 }
     }
 
-    /// Quality points per megabit charged for downloads right now.
-    fn bit_price(&self) -> f64 {
-        self.params.bit_price + self.saver_bit_price()
+    /// Quality points charged for downloading a chunk of `size` bits and `chunk_s` seconds right
+    /// now. The saver's price is per megabit of a 4 s chunk (the scenario it was chosen in) and
+    /// scales with 4 / `chunk_s`, so that a second of video at a bitrate costs the same against
+    /// the quality it shows whatever the segment length (with 1 s segments a chunk's quality
+    /// counts four times per 4 s of video, its bits once).
+    fn bit_cost(&self, size: f64, chunk_s: f64) -> f64 {
+        let saver = self.saver_bit_price() * SAVER_PRICE_CHUNK_S / chunk_s.max(1e-3);
+        (self.params.bit_price + saver) * size / 1e6
     }
 
     /// Best level for a chunk of `rung` that arrives with `buffer_s` of media buffered (itself
@@ -389,7 +395,7 @@ impl Nerve {
             e = (e - (b - plan.cap)).max(0.0);
             b = plan.cap;
         }
-        let score = n.score + (q - self.bit_price() * size / 1e6 - p.stall_weight * stall - p.switch_weight * n.prev.map_or(0.0, |pq: f64| (q - pq).abs()));
+        let score = n.score + (q - self.bit_cost(size, plan.chunk) - p.stall_weight * stall - p.switch_weight * n.prev.map_or(0.0, |pq: f64| (q - pq).abs()));
         Node { b, e, prev: Some(q), score, violation: n.violation + violation }
     }
 
@@ -405,7 +411,7 @@ impl Nerve {
             let size = plan.bitrates[last] * plan.chunk;
             let dt = plan.lat + if plan.tput > 0.0 { size / plan.tput } else { 1e9 };
             let stall = ((dt - plan.chunk).max(0.0) * plan.tail - n.b).max(0.0);
-            score += plan.tail * (q - self.bit_price() * size / 1e6) - p.stall_weight * stall;
+            score += plan.tail * (q - self.bit_cost(size, plan.chunk)) - p.stall_weight * stall;
         }
         score - p.stall_weight * p.end_buffer_weight * (plan.end_target - n.b).max(0.0)
     }
@@ -473,6 +479,9 @@ impl Nerve {
         self.last_quality = Some(self.table.get(d.rung, d.level).unwrap_or(self.table.base(d.rung)));
     }
 }
+
+/// The chunk duration `NerveParams::saver_bit_price` is stated for (the chunk scenario's).
+const SAVER_PRICE_CHUNK_S: f64 = 4.0;
 
 /// Seconds of constraint violation below which two plans count as equally safe (sums of
 /// floating-point download times).
@@ -770,6 +779,16 @@ mod tests {
         // a low battery saves as battery-saver does, at any preference
         assert_eq!(at(Preference::Quality, Some(0.1), price), 4);
         assert_eq!(at(Preference::Quality, Some(0.5), price), 5);
+        // the same trade with 1 s segments: a quarter of the bits per chunk, charged four times
+        // the rate per megabit
+        let short = Ladder { chunk: Duration::from_secs(1), ..chunk_ladder() };
+        let short_sizes: Vec<f64> = short.bitrates_bps.clone();
+        for (preference, want) in [(Preference::Quality, 5), (Preference::BatterySaver, 4)] {
+            let mut p = Nerve::new(chunk_table(), NerveParams::chunk());
+            p.preference = preference;
+            let d = p.decide(&chunk_obs(&short, &short_sizes, &recent, 30.0, 30e6));
+            assert_eq!(d.rung, want, "1 s segments, {preference:?}");
+        }
     }
 
     #[test]
