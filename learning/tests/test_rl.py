@@ -154,3 +154,17 @@ def test_the_shield_holds_a_greedy_actor_to_the_planners_safe_rungs(families: li
     assert "shielded" not in alone[0]
     assert sum(r["shielded"] for r in shielded) > 0
     assert sum(r["rebuffer_s"] for r in shielded) < sum(r["rebuffer_s"] for r in alone), (shielded, alone)
+
+
+def test_the_shield_caps_where_it_is_told(families: list[sim.Family]) -> None:
+    # `shield_at`: the safe set (default) or the planner's own rung (scripts/ppo_shield_choice.py
+    # compares them); a greedy actor capped at the planner's rung fetches no more than the planner
+    # lets it, and a name the shield does not know is refused rather than ignored.
+    slow = next(f for f in families if "3g" in f.name).traces
+    env = sim.make_env(slow)
+    top = 5 * 2
+    at_safe = env.run_actor(lambda _obs: top, 0, preference=0.0, shield=True)
+    at_planner = env.run_actor(lambda _obs: top, 0, preference=0.0, shield=True, shield_at="planner-rung")
+    assert at_planner["shielded"] >= at_safe["shielded"] > 0
+    with pytest.raises(ValueError, match="unknown shield"):
+        env.run_actor(lambda _obs: top, 0, shield=True, shield_at="nearest")
