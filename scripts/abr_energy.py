@@ -54,6 +54,17 @@ def battery_target(quality: dict[str, float], saver: dict[str, float]) -> dict[s
             "met": saving >= SAVING_TARGET and loss <= QOE_BUDGET}
 
 
+def summary(s: dict[str, float]) -> dict[str, float]:
+    """One policy's means on one family as these scripts report them (battery per viewing hour)."""
+    return {
+        "qoe_vmaf": s["qoe_quality"],
+        "rebuffer_s": s["rebuffer_s"],
+        "energy_j": s["energy_j"],
+        "battery_pct_per_hour": s["battery_pct"] * 3600.0 / SESSION_S,
+        "enhanced_chunks": s["enhanced_chunks"],
+    }
+
+
 def run(pref: str, limit: int, out: Path, policies: str = POLICIES, extra: tuple[str, ...] = ()) -> dict:
     """`nerveabr-sim` on every family at `pref` (with `extra` options), its JSON report."""
     sim = ROOT / "target" / "release" / "nerveabr-sim"
@@ -87,13 +98,7 @@ def main() -> None:
         for set_name, pols in report["sets"].items():
             fam = by_set.get(set_name, set_name)
             for pol, s in pols.items():
-                rows.setdefault(fam, {}).setdefault(pol, {})[pref] = {
-                    "qoe_vmaf": s["qoe_quality"],
-                    "rebuffer_s": s["rebuffer_s"],
-                    "energy_j": s["energy_j"],
-                    "battery_pct_per_hour": s["battery_pct"] * 3600.0 / SESSION_S,
-                    "enhanced_chunks": s["enhanced_chunks"],
-                }
+                rows.setdefault(fam, {}).setdefault(pol, {})[pref] = summary(s)
     target = {fam: battery_target(pols["nerve"]["quality"], pols["nerve"]["battery-saver"]) for fam, pols in rows.items()}
     out = {
         "command": "python3 scripts/abr_energy.py" + (f" --limit {args.limit}" if args.limit else ""),

@@ -41,15 +41,7 @@ def run(pref: str, price: float, limit: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         report = energy.run(pref, limit, Path(tmp) / "run.json", "nerve", ("--nerve-saver-bit-price", str(price)))
     by_set = {rel: fam for fam, rel in FAMILIES.items()}
-    return {
-        by_set.get(name, name): {
-            "qoe_vmaf": s["nerve"]["qoe_quality"],
-            "rebuffer_s": s["nerve"]["rebuffer_s"],
-            "energy_j": s["nerve"]["energy_j"],
-            "battery_pct_per_hour": s["nerve"]["battery_pct"] * 3600.0 / SESSION_S,
-        }
-        for name, s in report["sets"].items()
-    }
+    return {by_set.get(name, name): energy.summary(s["nerve"]) for name, s in report["sets"].items()}
 
 
 def score(quality: dict[str, float], saver: dict[str, float]) -> dict[str, float | bool]:

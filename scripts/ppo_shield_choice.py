@@ -82,7 +82,7 @@ def main() -> None:
     a, b = summary["safe-set"], summary["planner-rung"]
     chosen = "planner-rung" if (b["qoe_within"] and b["worst_stall_excess_s"] < a["worst_stall_excess_s"] - STALL_EPS_S) \
         else "safe-set"
-    out = {"command": "python3 scripts/ppo_shield_choice.py" + (f" --limit {args.limit}" if args.limit != 40 else " --limit 40"),
+    out = {"command": f"python3 scripts/ppo_shield_choice.py --limit {args.limit}",
            "preference": PREFERENCE, "rule": __doc__.split("The rule, fixed before this ran: ")[1].split(" Writes")[0],
            "summary": summary, "chosen": chosen, "rows": rows}
     args.out.write_text(json.dumps(out, indent=1))

@@ -318,10 +318,12 @@ impl Nerve {
 
     /// Quality points per joule charged for enhancement right now.
     fn energy_price(&self) -> f64 {
-        match self.preference {
-            _ if self.saving_battery() => 10.0 * self.params.energy_price.max(0.05),
-            Preference::Balanced => self.params.energy_price,
-            _ => 0.0,
+        if self.saving_battery() {
+            10.0 * self.params.energy_price.max(0.05)
+        } else if self.preference == Preference::Balanced {
+            self.params.energy_price
+        } else {
+            0.0
         }
     }
 
