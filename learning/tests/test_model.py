@@ -167,3 +167,9 @@ def test_deepened_student_computes_the_same_function() -> None:
         torch.testing.assert_close(m.deepened(3).as_rep()(x), m(x), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="cannot deepen"):
         m.deepened(0)
+    # A folded (space-to-depth) student grows the same way, odd frame sizes included.
+    folded = Student(2, channels=8, depth=2, frames=2, block=2)
+    for p in folded.parameters():
+        p.data.normal_(std=0.2)
+    with torch.no_grad():
+        torch.testing.assert_close(folded.deepened(4).as_rep()(x), folded(x), atol=1e-5, rtol=1e-4)

@@ -7,15 +7,30 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .degrade import parse_codecs
+from .degrade import KERNELS, parse_codecs
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from .pack import PackConfig, build_pack
 
     codecs = parse_codecs(args.codecs) if args.codecs else ()
-    cfg = PackConfig(scales=(2, 3, 4) if codecs else (), codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
-                     crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale, previous=args.previous)
+    kernels = tuple(k.strip() for k in args.kernels.split(","))
+    unknown = [k for k in kernels if k not in KERNELS]
+    if unknown:
+        raise SystemExit(f"unknown downscale kernel(s) {', '.join(unknown)}: choose from {', '.join(KERNELS)}")
+    pictures: tuple = ()
+    if args.pictures:
+        from .images import find_pictures
+        from .pans import pictures_of
+
+        found = find_pictures([Path(d) for d in args.pictures], args.picture_min_bytes)
+        if not found:
+            raise SystemExit(f"no .jpg/.png picture of at least {args.picture_min_bytes} bytes under {' '.join(args.pictures)}")
+        pictures = pictures_of(found, Path(args.picture_debs) if args.picture_debs else None)
+    scales = tuple(int(s) for s in args.scales.split(",")) if codecs else ()
+    cfg = PackConfig(scales=scales, codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
+                     crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale, previous=args.previous,
+                     kernels=kernels, pictures=pictures, frames_per_picture=args.frames_per_picture)
     out = build_pack(cfg, Path(args.out))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -42,6 +57,14 @@ def add_parsers(sub: Any) -> None:
     k.add_argument("--crops", type=int, default=2, help="crops per frame")
     k.add_argument("--hr-downscale", type=int, default=1, help="shrink the originals first (BI packs)")
     k.add_argument("--previous", action="store_true", help="also store each crop's previous frame (temporal students)")
+    k.add_argument("--scales", default="2,3,4", help="scales whose low rungs are stored")
+    k.add_argument("--kernels", default="bicubic",
+                   help=f"downscale kernels taken in turn over (clip, rung), of {', '.join(KERNELS)}")
+    k.add_argument("--pictures", nargs="*", default=[],
+                   help="folders of photographs to add as pans coded like the clips (scripts/fetch_pictures.sh)")
+    k.add_argument("--picture-debs", default="", help="the .deb files the pictures came from (names their package)")
+    k.add_argument("--picture-min-bytes", type=int, default=300_000, help="smaller picture files are icons or flat art")
+    k.add_argument("--frames-per-picture", type=int, default=4, help="frames sampled from each picture's pan")
     k.set_defaults(func=cmd_pack)
     im = sub.add_parser("pack-images", help="a BI pack of crops of still pictures (shifted copies as previous frames)")
     im.add_argument("--from", dest="source", nargs="+", required=True, help="folders searched for .jpg/.png pictures")

@@ -1,5 +1,9 @@
-"""The streaming degradation, done by real codecs: downscale (bicubic) by the scale, encode,
-decode. Frames travel as raw 8-bit luma planes through ffmpeg pipes."""
+"""The streaming degradation, done by real codecs: downscale by the scale, encode, decode. Frames
+travel as raw 8-bit luma planes through ffmpeg pipes.
+
+The downscale kernel is bicubic unless told otherwise: services differ (and nerve-eval's ladder
+downscales with GStreamer's Catmull-Rom), so packs can mix kernels (`KERNELS`) and a student does
+not learn to undo one kernel only."""
 
 from __future__ import annotations
 
@@ -88,15 +92,21 @@ def read_luma(clip: Clip, root: Path, scale: int, max_frames: int, step: int = 1
     return np.frombuffer(out.stdout, np.uint8).reshape(-1, h, w)
 
 
-def degrade(hr: np.ndarray, scale: int, codec: Codec, fps: int = 25) -> np.ndarray:
-    """Downscale (bicubic) + encode + decode HR luma frames; returns LR luma (N, H/s, W/s).
+KERNELS = ("bicubic", "bilinear", "area", "lanczos")
+"""ffmpeg's swscale kernels a pack can mix (`-vf scale=...:flags=<kernel>`)."""
+
+
+def degrade(hr: np.ndarray, scale: int, codec: Codec, fps: int = 25, kernel: str = "bicubic") -> np.ndarray:
+    """Downscale (`kernel`) + encode + decode HR luma frames; returns LR luma (N, H/s, W/s).
 
     Luma is carried as the Y plane of a grey 4:2:0 video so the encoder sees a real stream."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown downscale kernel {kernel!r}: one of {', '.join(KERNELS)}")
     n, h, w = hr.shape
     lw, lh = w // scale, h // scale
     encode = [
         ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{w}x{h}", "-r", str(fps),
-        "-i", "-", "-vf", f"scale={lw}:{lh}:flags=bicubic,format=yuv420p", *codec.args(), "-f", codec.container, "-",
+        "-i", "-", "-vf", f"scale={lw}:{lh}:flags={kernel},format=yuv420p", *codec.args(), "-f", codec.container, "-",
     ]
     encoded = subprocess.run(encode, input=hr.tobytes(), capture_output=True, check=True).stdout
     decode = [ffmpeg_exe(), "-v", "error", "-i", "-", "-f", "rawvideo", "-pix_fmt", "gray", "-"]

@@ -44,6 +44,12 @@ class PackConfig:
     # sources' own compression and softness; a pack for the clean BI degradation, without rungs.
     hr_downscale: int = 1
     previous: bool = False  # also store the frame before each sampled frame (temporal students)
+    # Downscale kernels, in turn over (clip, rung): clip i's rung k uses kernels[(i + k) % n], so
+    # every rung sees every kernel across clips and the pack's rung count does not grow.
+    kernels: tuple[str, ...] = ("bicubic",)
+    # Photographs coded as pans (data/pans.py), after the clips; `frames_per_picture` sampled each.
+    pictures: tuple = ()
+    frames_per_picture: int = 4
 
 
 def rung_key(scale: int, codec: Codec) -> str:
@@ -65,16 +71,26 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
     lr_crops: dict[str, list[np.ndarray]] = {rung_key(s, c): [] for s in cfg.scales for c in cfg.codecs}
     if cfg.previous:
         lr_crops |= {prev_key(s, c): [] for s in cfg.scales for c in cfg.codecs}
-    for ci, clip in enumerate(tqdm(cfg.clips, desc="pack clips", unit="clip")):
-        w, h = probe_size(clip, root)
-        w, h = w // ALIGN * ALIGN, h // ALIGN * ALIGN
-        # read_luma crops to a multiple of 2*scale; with scale 12 that is 24, the common grid.
-        if cfg.previous:  # every frame, so the codec sees the real sequence; sampled below
-            seq = read_luma(clip, root, 12, cfg.frames_per_clip * cfg.frame_step + 1)[:, :h, :w]
-            picked = np.arange(1, len(seq), cfg.frame_step)[: cfg.frames_per_clip]
+    sources = (*cfg.clips, *cfg.pictures)
+    for ci, clip in enumerate(tqdm(sources, desc="pack clips and pictures", unit="clip")):
+        if clip.content == "picture":
+            from .pans import pan  # (pans imports this module)
+
+            sampled = cfg.frames_per_picture
+            # Every frame is coded, so the codec predicts across the pan; sampled below.
+            seq = pan(clip, sampled * cfg.frame_step + 1, rng)
+            h, w = seq.shape[1:]
+            picked = np.arange(1, len(seq), cfg.frame_step)[:sampled]
         else:
-            seq = read_luma(clip, root, 12, cfg.frames_per_clip, cfg.frame_step)[:, :h, :w]
-            picked = np.arange(len(seq))
+            w, h = probe_size(clip, root)
+            w, h = w // ALIGN * ALIGN, h // ALIGN * ALIGN
+            # read_luma crops to a multiple of 2*scale; with scale 12 that is 24, the common grid.
+            if cfg.previous:  # every frame, so the codec sees the real sequence; sampled below
+                seq = read_luma(clip, root, 12, cfg.frames_per_clip * cfg.frame_step + 1)[:, :h, :w]
+                picked = np.arange(1, len(seq), cfg.frame_step)[: cfg.frames_per_clip]
+            else:
+                seq = read_luma(clip, root, 12, cfg.frames_per_clip, cfg.frame_step)[:, :h, :w]
+                picked = np.arange(len(seq))
         if cfg.hr_downscale > 1:
             d = cfg.hr_downscale
             small = matlab_downscale(torch.from_numpy(seq).float(), d).numpy().astype(np.uint8)
@@ -90,8 +106,8 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
             clip_of.append(ci)
             valid.append(crop)
         for s in cfg.scales:
-            for codec in cfg.codecs:
-                lr = degrade(seq, s, codec, clip.fps)
+            for k, codec in enumerate(cfg.codecs):
+                lr = degrade(seq, s, codec, clip.fps, cfg.kernels[(ci + k) % len(cfg.kernels)])
                 for f, y, x in spots:
                     region = (slice(y // s, (y + crop) // s), slice(x // s, (x + crop) // s))
                     lr_crops[rung_key(s, codec)].append(_fit(lr[f][region], cfg.crop // s))
@@ -100,13 +116,22 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
     arrays = {k: np.stack(v) for k, v in lr_crops.items()}
     if cfg.previous:
         arrays["hr_prev"] = np.stack(prev_crops)
-    meta = {"config": asdict(cfg), "clips": [c.path for c in cfg.clips], "contents": [c.content for c in cfg.clips]}
+    meta = {"config": asdict(cfg) | {"pictures": len(cfg.pictures)}, "clips": [_label(c) for c in sources],
+            "contents": [c.content for c in sources], "sources": [c.source for c in sources]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez_compressed(tmp, hr=np.stack(hr_crops), clip=np.array(clip_of, np.int16), valid=np.array(valid, np.int16),
                         meta=np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8), **arrays)
     tmp.replace(out)
     return out
+
+
+def _label(clip: object) -> str:
+    if getattr(clip, "content", "") == "picture":
+        from .pans import picture_label
+
+        return picture_label(clip)  # type: ignore[arg-type]
+    return clip.path  # type: ignore[attr-defined]
 
 
 def _fit(a: np.ndarray, size: int) -> np.ndarray:

@@ -50,11 +50,35 @@ def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: Pair
     return "\n".join(lines)
 
 
+def training_sources(clips: list[str]) -> str:
+    """The card's list of what a model learnt from: each video clip by path; photographs (many)
+    counted per Debian package (`pictures/<package>/<picture>` in a pack)."""
+    videos = [c for c in clips if not c.startswith("pictures/")]
+    per_package: dict[str, int] = {}
+    for c in clips:
+        if c.startswith("pictures/"):
+            parts = c.split("/")
+            package = parts[1] if len(parts) > 2 else "pictures"
+            per_package[package] = per_package.get(package, 0) + 1
+    text = ", ".join(videos)
+    if per_package:
+        listed = ", ".join(f"{n} from {p}" for p, n in sorted(per_package.items()))
+        text += ("; " if text else "") + f"{sum(per_package.values())} photographs of Debian wallpaper packages ({listed})"
+    return text
+
+
 def pack_description(cfg: dict) -> str:
     """One part of a (possibly merged) pack's configuration, as a model card says it."""
     if cfg.get("kind") == "pictures":
         return (f"still pictures shrunk by {', '.join(map(str, cfg['factors']))}, crops of {cfg['crop']} px every "
                 f"{cfg['stride']} px with detail >= {cfg['min_detail']}, each with a copy shifted by up to {cfg['shift']} px "
                 "as its previous frame")
-    return (f"{cfg['frames_per_clip']} frames per clip, every {cfg['frame_step']}th, "
+    text = (f"{cfg['frames_per_clip']} frames per clip, every {cfg['frame_step']}th, "
             f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
+    if cfg.get("pictures"):
+        text += (f"; each photograph shrunk by 2 and coded as a pan of a 768x432 window (up to 4 px per frame), "
+                 f"{cfg['frames_per_picture']} frames of it")
+    kernels = cfg.get("kernels", ["bicubic"])
+    if list(kernels) != ["bicubic"]:
+        text += f"; downscale kernels {', '.join(kernels)} in turn over clip and rung"
+    return text

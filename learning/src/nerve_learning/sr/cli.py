@@ -14,7 +14,7 @@ from ..data.dataset import PairConfig, build_pairs
 from ..data.degrade import DEFAULT_CODECS, Codec, parse_codecs
 from ..manifest import manifest_entry, next_version, upsert_manifest
 from ..paths import CACHE, MODELS
-from .card import card, metrics_table, pack_description
+from .card import card, metrics_table, pack_description, training_sources
 from .export import export_onnx
 from .model import Student, Teacher
 from .train import TrainConfig, evaluate, train
@@ -204,7 +204,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in model.parameters())
     s = record["student"]
     rungs = ("MATLAB bicubic downscale only (the BI degradation of Vid4/Set5)" if cfg["rungs"] == "bi" else
-             "bicubic downscale, then " + ", ".join(f"{c['name']} CRF {c['crf']}" for c in record["pack"]["codecs"]) + ", decoded")
+             f"{'/'.join(record['pack'].get('kernels', ['bicubic']))} downscale, then " + ", ".join(f"{c['name']} CRF {c['crf']}" for c in record["pack"]["codecs"]) + ", decoded")
     kd = f" + {cfg['distill']} x L1 to the teacher (distillation)" if "teacher" in record else ""
     lines = [
         f"# {name}", "",
@@ -218,7 +218,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
            if cfg.get("rep") else ""),
         f"- Parameters: {params}",
         f"- MACs per input (LR) pixel: {model.macs_per_pixel()}",
-        f"- Training data: {', '.join(record['clips'])}",
+        f"- Training data: {training_sources(record['clips'])}",
         f"  ({'; '.join(pack_description(p) for p in record['pack'].get('merged', [record['pack']]))}; "
         f"patches of {cfg['patch_lr']} LR px drawn at random)",
         *([f"- Fine-tuned from: {Path(record['init']['path']).name}"] if "init" in record else []),

@@ -192,11 +192,10 @@ class Student(nn.Module):
         is an identity 3x3 conv (centre tap 1 on its own channel, no bias) placed before the
         tail, where its input has just passed a ReLU and so is left unchanged by the next one.
         Growing a trained student this way keeps everything it learnt (function-preserving, as
-        in Net2Net) and gives fine-tuning new capacity to use."""
+        in Net2Net) and gives fine-tuning new capacity to use. A folded (`block` 2) student grows
+        the same way: its middle layers are `channels` wide like any other's."""
         if depth < self.depth:
             raise ValueError(f"cannot deepen a depth-{self.depth} student to {depth}")
-        if self.block != 1:
-            raise ValueError("deepening is for block-1 students")
         src = self.plain()
         out = Student(**{**self.shape(), "depth": depth})
         convs = [m for m in src.body if isinstance(m, nn.Conv2d)]
