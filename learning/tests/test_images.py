@@ -66,7 +66,14 @@ def test_merge_packs_renumbers_clips_and_keeps_exclusions_working() -> None:
     photos = small_pack(3, 48, ["pictures/p.jpg"])
     merged = merge_packs([video, photos])
     assert merged.clips() == ["videos/a.mp4", "videos/calendar.264", "pictures/p.jpg"]
-    assert merged.clip.tolist() == [0, 1, 0, 1, 2, 2, 2] and merged.lr == {}
+    assert merged.clip.tolist() == [0, 1, 0, 1, 2, 2, 2]
+    # The same codec rungs in both (clips and pictures' pans): kept, crop for crop.
+    assert set(merged.lr) == {"lr/x4/x264-23"}
+    assert np.array_equal(merged.lr["lr/x4/x264-23"], np.concatenate([video.lr["lr/x4/x264-23"], photos.lr["lr/x4/x264-23"]]))
+    # Other rungs (an image pack has none): dropped, the merge serves BI training only.
+    photos_bi = small_pack(3, 48, ["pictures/p.jpg"])
+    photos_bi.lr = {}
+    assert merge_packs([video, photos_bi]).lr == {}
     assert merged.hr_prev is not None and np.array_equal(merged.hr_prev[4:], photos.hr_prev)
     sampler = PatchSampler(merged, PackTrainConfig(scale=4, rungs="bi", frames=2, exclude=("calendar",), patch_lr=6,
                                                    device="cpu"), torch.device("cpu"))

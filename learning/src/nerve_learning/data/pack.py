@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .clips import TRAIN, Clip, data_root
 from .degrade import Codec, degrade, probe_size, read_luma
 
+PICTURE_CANDIDATES = 4  # random crop spots per picture crop, the most detailed kept
 ALIGN = 24  # lcm of 2 x every scale (2, 3, 4): crops land on whole low-rung pixels at each scale
 
 
@@ -97,7 +98,18 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
             h, w = h // d // ALIGN * ALIGN, w // d // ALIGN * ALIGN
             seq = np.ascontiguousarray(small[:, :h, :w])
         crop = min(cfg.crop, h // ALIGN * ALIGN, w // ALIGN * ALIGN)
-        spots = [(int(f), int(rng.integers(0, (h - crop) // ALIGN + 1)) * ALIGN, int(rng.integers(0, (w - crop) // ALIGN + 1)) * ALIGN)
+        def spot(f: int) -> tuple[int, int, int]:
+            return (f, int(rng.integers(0, (h - crop) // ALIGN + 1)) * ALIGN, int(rng.integers(0, (w - crop) // ALIGN + 1)) * ALIGN)
+
+        def detail_at(s: tuple[int, int, int]) -> float:
+            f, y, x = s
+            c = seq[f, y : y + crop, x : x + crop].astype(np.float32)
+            return float(np.abs(np.diff(c, axis=1)).mean() + np.abs(np.diff(c, axis=0)).mean())
+
+        # A photograph's sky or blurred background teaches nothing: of PICTURE_CANDIDATES random
+        # spots the most detailed is kept (a clip's crops stay random: its flat parts are real video).
+        tries = PICTURE_CANDIDATES if clip.content == "picture" else 1
+        spots = [max((spot(int(f)) for _ in range(tries)), key=detail_at) if tries > 1 else spot(int(f))
                  for f in picked for _ in range(cfg.crops_per_frame)]
         for f, y, x in spots:
             hr_crops.append(_fit(seq[f, y : y + crop, x : x + crop], cfg.crop))
@@ -166,8 +178,10 @@ def load_pack(path: Path) -> Pack:
 
 
 def merge_packs(packs: list[Pack]) -> Pack:
-    """One pack of the crops of several (a video BI pack and an image pack, say), for the clean
-    BI degradation: the low rungs are computed from `hr`, so stored codec rungs are dropped."""
+    """One pack of the crops of several (a video BI pack and an image pack, say). Stored codec
+    rungs are kept when every pack holds the same ones (packs of clips and of pictures' pans made
+    with the same `--codecs` and `--scales`); otherwise they are dropped and the pack serves the
+    clean BI degradation only, whose low rungs are computed from `hr`."""
     if len({p.hr.shape[1:] for p in packs}) != 1:
         raise ValueError(f"packs of different crop sizes: {[p.hr.shape[1:] for p in packs]}")
     with_prev = [p.hr_prev is not None for p in packs]
@@ -180,9 +194,12 @@ def merge_packs(packs: list[Pack]) -> Pack:
         names += p.clips()
     meta = {"config": {"merged": [p.meta.get("config", {}) for p in packs]}, "clips": names,
             "contents": [c for p in packs for c in p.meta.get("contents", [""] * len(p.clips()))]}
+    same_rungs = len({(tuple(sorted(p.lr)), tuple(sorted(p.prev))) for p in packs}) == 1
+    lr = {k: np.concatenate([p.lr[k] for p in packs]) for k in packs[0].lr} if same_rungs else {}
+    prev = {k: np.concatenate([p.prev[k] for p in packs]) for k in packs[0].prev} if same_rungs else {}
     return Pack(hr=np.concatenate([p.hr for p in packs]), clip=np.concatenate(clip),
-                valid=np.concatenate([p.valid for p in packs]), lr={}, meta=meta,
-                hr_prev=np.concatenate([p.hr_prev for p in packs]) if all(with_prev) else None)
+                valid=np.concatenate([p.valid for p in packs]), lr=lr, meta=meta,
+                hr_prev=np.concatenate([p.hr_prev for p in packs]) if all(with_prev) else None, prev=prev)
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ rungs are what the student must learn to undo. A pan is the simplest real motion
 over the picture by a whole number of original pixels per frame (half a pixel and more at the x2
 low rung: sub-pixel motion there), the frames go through x264, x265, VP9 or AV1 like every clip,
 and the frame before each sampled frame is the window one step back (what a temporal student
-sees). The picture is first shrunk by 2 (MATLAB bicubic) to clean away its JPEG coding.
+sees). The picture is first shrunk (by 2 or more, `shrink_factor`) to clean away its JPEG coding.
 """
 
 from __future__ import annotations
@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from .images import luma, picture_key
-from .pack import matlab_downscale
+from .images import detail, luma, picture_key
 
 WINDOW = (768, 432)
 """The pan's frame (width, height): 16:9, a multiple of the pack's 24-pixel grid."""
@@ -68,15 +66,18 @@ def source_of(path: Path, owner: dict[str, str]) -> str:
     return path.parent.name
 
 
-def pictures_of(paths: list[Path], debs: Path | None = None, window: tuple[int, int] = WINDOW) -> tuple[Picture, ...]:
-    """The pictures a pan fits in (shrunk by 2, at least the window), named by their package."""
+def pictures_of(paths: list[Path], debs: Path | None = None, window: tuple[int, int] = WINDOW,
+                min_detail: float = 1.0) -> tuple[Picture, ...]:
+    """The photographs to pan over, named by their package: those a window fits in once shrunk,
+    and not flat (gradients and logos on a plain ground, which the wallpaper packages also hold,
+    measure below 1 on the image packs' detail measure; photographs with much sky or a blurred
+    background measure 1-5, so the pack picks detailed crops of them instead)."""
     owner = deb_contents(debs) if debs is not None and debs.is_dir() else {}
-    Image.MAX_IMAGE_PIXELS = None
     fits = []
     for p in paths:
-        with Image.open(p) as im:
-            if im.size[0] // 2 >= window[0] and im.size[1] // 2 >= window[1]:
-                fits.append(Picture(str(p), source_of(p, owner)))
+        small = shrunk_luma(Path(p))
+        if small.shape[1] >= window[0] and small.shape[0] >= window[1] and detail(small) >= min_detail:
+            fits.append(Picture(str(p), source_of(p, owner)))
     return tuple(fits)
 
 
@@ -85,17 +86,32 @@ def picture_label(p: Picture) -> str:
     return f"pictures/{p.source}/{Path(picture_key(Path(p.path))).name}"
 
 
-def pan(picture: Picture, frames: int, rng: np.random.Generator, window: tuple[int, int] = WINDOW) -> np.ndarray:
-    """`frames` luma frames (N, H, W) uint8 of a window moving in a straight line over the picture
-    shrunk by 2; the speed and direction are drawn from `rng`, slower where the picture is small."""
+def shrink_factor(size: tuple[int, int]) -> int:
+    """How much a picture is shrunk before the pan: at least 2 (cleans its JPEG coding), more for
+    big photographs, so the frame shows about as much of the scene as a 1080p video frame does."""
+    return max(2, min(size[0] // 1600, size[1] // 900))
+
+
+def shrunk_luma(path: Path) -> np.ndarray:
+    """The picture's luma (uint8) shrunk by `shrink_factor`. Pillow's bicubic resize widens its
+    kernel by the factor (antialiased, as MATLAB's is) and is fast on 24-megapixel photographs,
+    where a dense matrix product is not."""
     Image.MAX_IMAGE_PIXELS = None  # wallpapers go up to 6000x4000
-    with Image.open(picture.path) as im:
-        y = torch.from_numpy(luma(np.asarray(im.convert("RGB"), dtype=np.float64)))[None]
-    small = matlab_downscale(y, 2)[0].numpy().astype(np.uint8)
+    with Image.open(path) as im:
+        y = luma(np.asarray(im.convert("RGB"), dtype=np.float64)).astype(np.float32)
+    f = shrink_factor((y.shape[1], y.shape[0]))
+    shrunk = Image.fromarray(y, mode="F").resize((y.shape[1] // f, y.shape[0] // f), Image.BICUBIC)
+    return np.clip(np.rint(np.asarray(shrunk)), 0, 255).astype(np.uint8)
+
+
+def pan(picture: Picture, frames: int, rng: np.random.Generator, window: tuple[int, int] = WINDOW) -> np.ndarray:
+    """`frames` luma frames (N, H, W) uint8 of a window moving in a straight line over the shrunk
+    picture; the speed and direction are drawn from `rng`, slower where the picture is small."""
+    small = shrunk_luma(Path(picture.path))
     h, w = small.shape
     ww, wh = window
     if w < ww or h < wh:
-        raise ValueError(f"{picture.path}: {w}x{h} after shrinking by 2 is smaller than the {ww}x{wh} window")
+        raise ValueError(f"{picture.path}: {w}x{h} once shrunk is smaller than the {ww}x{wh} window")
     steps = max(frames - 1, 1)
     room_x, room_y = (w - ww) // steps, (h - wh) // steps
     vx = int(rng.integers(-min(MAX_SPEED, room_x), min(MAX_SPEED, room_x) + 1))

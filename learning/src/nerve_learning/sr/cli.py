@@ -175,9 +175,10 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           threads=args.threads, seed=args.seed, init=args.init, lr=args.lr, loss=args.loss)
     pack = load_pack(Path(args.pack))
     if args.extra_pack:
-        if args.rungs != "bi":
-            raise SystemExit("--extra-pack merges crops for the clean BI degradation only (--rungs bi)")
         pack = merge_packs([pack] + [load_pack(Path(p)) for p in args.extra_pack])
+        if args.rungs != "bi" and not pack.lr:
+            raise SystemExit("--extra-pack with codec rungs needs packs of the same --codecs and --scales "
+                             "(a pack of pictures' pans, say); packs of other rungs merge for --rungs bi only")
     out = train_from_pack(pack, cfg, Path(args.out))
     print(f"wrote {out}")
     return 0
@@ -313,7 +314,7 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: temporal student (pack made with --previous)")
     t.add_argument("--rep", action="store_true", help="re-parameterisable (ECB) blocks in training, plain convs deployed")
     t.add_argument("--block", type=int, default=1, choices=(1, 2), help="2: space-to-depth student (int8-friendly)")
-    t.add_argument("--extra-pack", action="append", default=[], help="another pack (e.g. from pack-images) to draw from too; BI only")
+    t.add_argument("--extra-pack", action="append", default=[], help="another pack to draw from too: of the same codec rungs (pictures' pans), or any for --rungs bi")
     t.add_argument("--init", default="", help="start from this train-pack weights file (same architecture) or exported student (.onnx; a shallower one is grown with identity layers): fine-tuning")
     t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (cosine schedule to 0)")
     t.add_argument("--loss", default="l1", choices=("l1", "l2"), help="l2: mean squared error (PSNR's measure)")
