@@ -139,3 +139,16 @@ def test_fine_tuning_starts_from_an_exported_student_grown_deeper(tmp_path: Path
     for wrong in ({"channels": 8}, {"frames": 1}, {"depth": 0}):
         with pytest.raises(ValueError, match="different student"):
             _init_state(PackTrainConfig(**{**cfg.__dict__, **wrong}))
+
+
+def test_edge_loss_sees_blur_that_the_pixel_loss_barely_sees() -> None:
+    from nerve_learning.sr.packtrain import edge_loss
+
+    y = torch.zeros(1, 1, 16, 16)
+    y[..., ::2] = 1.0  # fine stripes
+    blurred = torch.full_like(y, 0.5)  # the pixel loss's safe answer when unsure
+    shifted = y.roll(2, dims=-1)  # the same stripes (a period away): no edge error
+    assert edge_loss(y, y) == 0 and edge_loss(shifted, y) == 0
+    assert edge_loss(blurred, y) >= 1.9 * torch.nn.functional.l1_loss(blurred, y)
+    with pytest.raises(ValueError, match="edge weight"):
+        train_from_pack(synthetic_pack(), PackTrainConfig(scale=2, edge=-1.0, device="cpu"), Path("/nonexistent/w.pt"))

@@ -11,6 +11,7 @@ from .degrade import KERNELS, parse_codecs
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    from .clips import TRAIN
     from .pack import PackConfig, build_pack
 
     codecs = parse_codecs(args.codecs) if args.codecs else ()
@@ -30,7 +31,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     scales = tuple(int(s) for s in args.scales.split(",")) if codecs else ()
     cfg = PackConfig(scales=scales, codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
                      crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale, previous=args.previous,
-                     kernels=kernels, pictures=pictures, frames_per_picture=args.frames_per_picture)
+                     kernels=kernels, pictures=pictures, frames_per_picture=args.frames_per_picture,
+                     clips=() if args.pictures_only else TRAIN)
+    if not cfg.clips and not cfg.pictures:
+        raise SystemExit("--pictures-only needs --pictures")
     out = build_pack(cfg, Path(args.out))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -65,6 +69,8 @@ def add_parsers(sub: Any) -> None:
     k.add_argument("--picture-debs", default="", help="the .deb files the pictures came from (names their package)")
     k.add_argument("--picture-min-bytes", type=int, default=300_000, help="smaller picture files are icons or flat art")
     k.add_argument("--frames-per-picture", type=int, default=4, help="frames sampled from each picture's pan")
+    k.add_argument("--pictures-only", action="store_true",
+                   help="no training clips: a pack of pictures' pans to merge with a clips pack (train-pack --extra-pack)")
     k.set_defaults(func=cmd_pack)
     im = sub.add_parser("pack-images", help="a BI pack of crops of still pictures (shifted copies as previous frames)")
     im.add_argument("--from", dest="source", nargs="+", required=True, help="folders searched for .jpg/.png pictures")

@@ -172,7 +172,8 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           teacher_channels=args.teacher_channels, teacher_blocks=args.teacher_blocks,
                           teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
                           distill=args.distill, frames=args.frames_in, rep=args.rep, block=args.block, device=args.device,
-                          threads=args.threads, seed=args.seed, init=args.init, lr=args.lr, loss=args.loss)
+                          threads=args.threads, seed=args.seed, init=args.init, lr=args.lr, loss=args.loss,
+                          edge=args.edge)
     pack = load_pack(Path(args.pack))
     if args.extra_pack:
         pack = merge_packs([pack] + [load_pack(Path(p)) for p in args.extra_pack])
@@ -225,7 +226,8 @@ def cmd_finish(args: argparse.Namespace) -> int:
         *([f"- Fine-tuned from: {Path(record['init']['path']).name}"] if "init" in record else []),
         *([f"- Left out of training: {', '.join(cfg['exclude'])}"] if cfg["exclude"] else []),
         f"- Degradation: {rungs}",
-        f"- Training: {cfg.get('loss', 'l1').upper()}{kd}, "
+        f"- Training: {cfg.get('loss', 'l1').upper()}"
+        f"{f' + {edge} x L1 on neighbour differences (edges)' if (edge := cfg.get('edge', 0.0)) else ''}{kd}, "
         f"Adam {cfg['lr']}, cosine schedule, {s['steps']} steps of {cfg['batch']} on {s['device']} ({s['seconds'] / 60:.1f} min)",
         *([f"- Teacher: {cfg['teacher_blocks']} residual blocks of {cfg['teacher_channels']} channels, "
            f"{record['teacher']['steps']} steps on {record['teacher']['device']}"] if "teacher" in record else []),
@@ -318,6 +320,8 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--init", default="", help="start from this train-pack weights file (same architecture) or exported student (.onnx; a shallower one is grown with identity layers): fine-tuning")
     t.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate (cosine schedule to 0)")
     t.add_argument("--loss", default="l1", choices=("l1", "l2"), help="l2: mean squared error (PSNR's measure)")
+    t.add_argument("--edge", type=float, default=0.0,
+                   help="weight of an L1 term on neighbour differences (edges), beside the pixel loss; 0: off")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)

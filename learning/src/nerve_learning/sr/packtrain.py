@@ -43,6 +43,10 @@ class PackTrainConfig:
     rep: bool = False  # train each conv as a re-parameterisable EdgeConv (deployed plain)
     block: int = 1  # 2: space-to-depth student (see model.Student)
     loss: str = "l1"  # "l2": mean squared error, PSNR's own measure (a last fine-tuning stage)
+    # Weight of an L1 term on the differences between neighbouring pixels (horizontal and
+    # vertical): the pixel loss alone averages detail it is unsure of into blur, which VMAF's
+    # detail features (and VMAF NEG's) score as loss; 0 turns it off.
+    edge: float = 0.0
     init: str = ""  # a train-pack weights file of the same architecture to start from (fine-tuning)
     seed: int = 0
     device: str = "auto"
@@ -151,6 +155,8 @@ def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: 
             x, y = x.transpose(-1, -2), y.transpose(-1, -2)
         out = model(x)
         loss = nn.functional.mse_loss(out, y) if cfg.loss == "l2" else nn.functional.l1_loss(out, y)
+        if cfg.edge > 0:
+            loss = loss + cfg.edge * edge_loss(out, y)
         if teacher is not None and cfg.distill > 0:
             with torch.no_grad():
                 target = teacher(x[:, -1:])
@@ -166,6 +172,13 @@ def _loop(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: 
     return loss_value
 
 
+def edge_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L1 between the horizontal and between the vertical neighbour differences of two images."""
+    dx = nn.functional.l1_loss(out[..., :, 1:] - out[..., :, :-1], y[..., :, 1:] - y[..., :, :-1])
+    dy = nn.functional.l1_loss(out[..., 1:, :] - out[..., :-1, :], y[..., 1:, :] - y[..., :-1, :])
+    return dx + dy
+
+
 def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
     """Teacher (optional) then student; writes a weights file with its configuration."""
     torch.manual_seed(cfg.seed)
@@ -173,6 +186,8 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
     dev = pick_device(cfg.device)
     if cfg.loss not in ("l1", "l2"):
         raise ValueError(f"loss {cfg.loss!r}: l1 or l2")
+    if cfg.edge < 0:
+        raise ValueError(f"edge weight {cfg.edge}: 0 (off) or more")
     start = _init_state(cfg) if cfg.init else None  # checked before any training
     sampler = PatchSampler(pack, cfg, dev)
     record: dict = {"config": asdict(cfg), "pack": pack.meta["config"], "clips": [c for c in pack.clips() if not any(e in c for e in cfg.exclude)]}
