@@ -87,3 +87,19 @@ def test_a_pack_of_pictures_holds_coded_pans_with_their_previous_frames(tmp_path
     sampler = PatchSampler(pack, PackTrainConfig(scale=2, frames=2, patch_lr=16, device="cpu"), __import__("torch").device("cpu"))
     x, y = sampler.draw(4, 16)
     assert x.shape == (4, 2, 16, 16) and y.shape == (4, 1, 32, 32)
+
+
+def test_model_card_names_every_source_and_the_pans() -> None:
+    from nerve_learning.sr.card import pack_description, training_sources
+
+    clips = {"frames_per_clip": 32, "frame_step": 3, "crops_per_frame": 3, "crop": 384, "clips": [{"path": "v"}],
+             "kernels": ["bicubic", "area"], "pictures": 0}
+    pans = {**clips, "clips": [], "pictures": 2, "frames_per_picture": 4, "crops_per_frame": 2}
+    assert pack_description(clips) == ("32 frames per clip, every 3rd, 3 crops of 384 px per frame; "
+                                       "downscale kernels bicubic, area in turn over clip and rung")
+    described = pack_description(pans)
+    assert "frames per clip" not in described and "768x432" in described and "4 frames of it (every 3rd)" in described
+    sources = training_sources(["videos/a.mp4", "pictures/mate-backgrounds/Wood", "pictures/mate-backgrounds/Dune",
+                                "pictures/ukui-wallpapers/x"])
+    assert sources == ("videos/a.mp4; 3 photographs of Debian wallpaper packages "
+                       "(2 from mate-backgrounds, 1 from ukui-wallpapers)")

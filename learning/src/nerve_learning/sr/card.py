@@ -67,18 +67,26 @@ def training_sources(clips: list[str]) -> str:
     return text
 
 
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def pack_description(cfg: dict) -> str:
     """One part of a (possibly merged) pack's configuration, as a model card says it."""
     if cfg.get("kind") == "pictures":
         return (f"still pictures shrunk by {', '.join(map(str, cfg['factors']))}, crops of {cfg['crop']} px every "
                 f"{cfg['stride']} px with detail >= {cfg['min_detail']}, each with a copy shifted by up to {cfg['shift']} px "
                 "as its previous frame")
-    text = (f"{cfg['frames_per_clip']} frames per clip, every {cfg['frame_step']}th, "
-            f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
+    parts = []
+    if cfg.get("clips", True):  # a pictures-only pack has no clips
+        parts.append(f"{cfg['frames_per_clip']} frames per clip, every {ordinal(cfg['frame_step'])}, "
+                     f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
     if cfg.get("pictures"):
-        text += (f"; each photograph shrunk by 2 and coded as a pan of a 768x432 window (up to 4 px per frame), "
-                 f"{cfg['frames_per_picture']} frames of it")
+        parts.append(f"each photograph shrunk by 2 or more and coded as a pan of a 768x432 window (up to 4 px per "
+                     f"frame), {cfg['frames_per_picture']} frames of it (every {ordinal(cfg['frame_step'])}), "
+                     f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame, each the most detailed of 4 spots")
     kernels = cfg.get("kernels", ["bicubic"])
     if list(kernels) != ["bicubic"]:
-        text += f"; downscale kernels {', '.join(kernels)} in turn over clip and rung"
+        parts.append(f"downscale kernels {', '.join(kernels)} in turn over clip and rung")
+    text = "; ".join(parts)
     return text

@@ -205,8 +205,11 @@ def cmd_finish(args: argparse.Namespace) -> int:
     fps = 1 / seconds_per_frame(onnx_path, lw, lh, frames=model.frames)
     params = sum(p.numel() for p in model.parameters())
     s = record["student"]
+    # A merged pack of codec rungs holds the same rungs in every part (data.pack.merge_packs).
+    first_pack = record["pack"].get("merged", [record["pack"]])[0]
     rungs = ("MATLAB bicubic downscale only (the BI degradation of Vid4/Set5)" if cfg["rungs"] == "bi" else
-             f"{'/'.join(record['pack'].get('kernels', ['bicubic']))} downscale, then " + ", ".join(f"{c['name']} CRF {c['crf']}" for c in record["pack"]["codecs"]) + ", decoded")
+             f"{'/'.join(first_pack.get('kernels', ['bicubic']))} downscale, then "
+             + ", ".join(f"{c['name']} CRF {c['crf']}" for c in first_pack["codecs"]) + ", decoded")
     kd = f" + {cfg['distill']} x L1 to the teacher (distillation)" if "teacher" in record else ""
     lines = [
         f"# {name}", "",
