@@ -19,6 +19,11 @@
 #                                                # layers and fine-tuned: L1 12,000 steps, L2 5,000 (1.4 h)
 #   scripts/train_pack_models.sh finish-d4 OUTDIR # nerve-sr-x4-bi version 5
 #   scripts/train_pack_models.sh x4-bi OUTDIR    # all of nerve-sr-x4-bi's stages in order, pack to finish-d4
+#   scripts/train_pack_models.sh pans            # x2 packs: the training clips and 73 photographs coded
+#                                                # as pans, every codec, four downscale kernels (3 min)
+#   scripts/train_pack_models.sh train-x2d4 OUTDIR # nerve-sr-x2-s2d-temporal grown to four middle
+#                                                # layers, fine-tuned on the pans packs (1 h on 2 cores)
+#   scripts/train_pack_models.sh finish-x2d4 OUTDIR # nerve-sr-x2-s2d-temporal-d4 and its int8 variant
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../learning"
@@ -119,5 +124,19 @@ case "${1:-}" in
   finish-p)
     # Version 3 of nerve-sr-x4-bi: that student fine-tuned with pictures (train-p).
     finish_bi "$2/x4-bi-t24r-pic.pt" --note "Fine-tuned from train-t's student (x4-bi-t24r) on the video BI pack plus crops of 37 still pictures (Debian wallpaper packages, scripts/fetch_pictures.sh): scripts/train_pack_models.sh pictures, train-p" ;;
-  *) echo "usage: $0 pack | pictures | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
+  pans) bash ../scripts/fetch_pictures.sh
+    k=(--scales 2 --previous --step 3 --kernels bicubic,bilinear,area,lanczos)
+    learn pack --out cache/pack-x2-clips.npz "${k[@]}" --frames 32 --crops 3
+    learn pack --out cache/pack-x2-pans.npz "${k[@]}" --crops 2 --frames-per-picture 4 --pictures-only \
+      --pictures cache/pictures/root --picture-debs cache/pictures/debs ;;
+  train-x2d4)
+    # The shipped run was sized by time (--minutes 50), which came to 86,019 steps on 2 cores.
+    out=$2; mkdir -p "$out"
+    learn train-pack --pack cache/pack-x2-clips.npz --extra-pack cache/pack-x2-pans.npz --scale 2 --frames-in 2 \
+      --block 2 --channels 32 --depth 4 --rep --init ../models/nerve-sr-x2-s2d-temporal.onnx --lr 3e-4 --batch 32 \
+      --patch 48 --steps "${STEPS:-86019}" --out "$out/x2-s2d-t-d4.pt" > "$out/x2-s2d-t-d4.log" 2>&1 ;;
+  finish-x2d4)
+    learn finish --weights "$2/x2-s2d-t-d4.pt" --name nerve-sr-x2-s2d-temporal-d4 --default
+    learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4.onnx --frames-in 2 ;;
+  *) echo "usage: $0 pack | pictures | pans | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
 esac

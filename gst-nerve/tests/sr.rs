@@ -91,7 +91,14 @@ fn folded_models_run_at_odd_sizes_as_onnx_runtime_runs_them() {
     // Space-to-depth students fold the frame 2x2 inside their graph; an odd frame is padded and
     // the output cropped there, so the element feeds them like any other model. int8 and
     // temporal (two frames folded into eight channels) too.
-    for model in ["nerve-sr-x2-s2d", "nerve-sr-x2-s2d-int8", "nerve-sr-x2-s2d-temporal", "nerve-sr-x2-s2d-temporal-int8"] {
+    for model in [
+        "nerve-sr-x2-s2d",
+        "nerve-sr-x2-s2d-int8",
+        "nerve-sr-x2-s2d-temporal",
+        "nerve-sr-x2-s2d-temporal-int8",
+        "nerve-sr-x2-s2d-temporal-d4",
+        "nerve-sr-x2-s2d-temporal-d4-int8",
+    ] {
         assert_matches_onnx_runtime(model, 95, 63);
     }
 }
