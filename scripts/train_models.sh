@@ -11,8 +11,9 @@ learn train-sr --scale 3 --steps 10000 --default
 learn train-sr --scale 4 --steps 10000 --default
 # nerve-sr-x4-bi, the x4 model for clean (bicubic-only, "BI") input (Vid4), is pack-trained and
 # fine-tuned in stages: scripts/train_pack_models.sh x4-bi OUTDIR.
-# The default x2: temporal student (current + previous frame); and a student distilled from a teacher.
-learn train-sr --scale 2 --frames-in 2 --steps 10000 --name nerve-sr-x2-temporal --default
+# The temporal student (current + previous frame; the default x2 until 2026-12-07, now
+# scripts/train_pack_models.sh finish-x2d4); and a student distilled from a teacher.
+learn train-sr --scale 2 --frames-in 2 --steps 10000 --name nerve-sr-x2-temporal
 learn train-sr --scale 2 --steps 10000 --teacher-steps 1500 --teacher-channels 32 --teacher-blocks 3 --distill 0.5 --name nerve-sr-x2-kd
 # The folded (space-to-depth) student and its int8 variant: the fast end of the x2 frontier (17 min).
 learn train-sr --scale 2 --block 2 --channels 32 --depth 2 --steps 40000 --int8 --name nerve-sr-x2-s2d

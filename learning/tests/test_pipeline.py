@@ -53,3 +53,12 @@ def test_tiny_training_exports_a_model_the_manifest_describes(tmp_path: Path) ->
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     out = session.run(None, {"lr": np.random.rand(1, 1, 21, 35).astype(np.float32)})[0]
     assert out.shape == (1, 1, 42, 70)
+
+
+def test_a_new_default_takes_the_old_ones_place(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.toml"
+    upsert_manifest(manifest, "old", manifest_entry("old", "old.onnx", 2, 1, "a" * 64, True, None))
+    upsert_manifest(manifest, "x4", manifest_entry("x4", "x4.onnx", 4, 1, "b" * 64, True, None))
+    upsert_manifest(manifest, "new", manifest_entry("new", "new.onnx", 2, 2, "c" * 64, True, None, parent="p"))
+    defaults = {m["name"]: m["default"] for m in tomllib.loads(manifest.read_text())["model"]}
+    assert defaults == {"old": False, "x4": True, "new": True}  # another scale keeps its default

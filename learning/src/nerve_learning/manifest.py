@@ -40,9 +40,20 @@ def next_version(manifest: Path, name: str, sha256: str) -> str:
     return found.group(1) if f'sha256 = "{sha256}"' in table else str(int(found.group(1)) + 1)
 
 
+def _field(table: str, key: str) -> str | None:
+    found = re.search(rf'(?m)^{key} = "?([^"\n]*)"?$', table)
+    return found.group(1) if found else None
+
+
 def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
-    """Replaces the `[[model]]` table called `name` in the manifest, or appends it."""
+    """Replaces the `[[model]]` table called `name` in the manifest, or appends it. A new default
+    takes the place of the old one: other entries of its task and scale stop being the default
+    (the element takes the first default it finds, so two would make the choice the file's order)."""
     text = manifest.read_text() if manifest.exists() else "# nerve model manifest: see models/README.md\n\n"
     tables = re.split(r"(?m)^(?=\[\[model\]\])", text)
     kept = [t for t in tables if f'name = "{name}"' not in t]
+    if _field(entry, "default") == "true":
+        same = (_field(entry, "task"), _field(entry, "scale"))
+        kept = [t.replace("default = true", "default = false")
+                if t.startswith("[[model]]") and (_field(t, "task"), _field(t, "scale")) == same else t for t in kept]
     manifest.write_text("".join(kept).rstrip("\n") + "\n\n" + entry)

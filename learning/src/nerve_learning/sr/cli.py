@@ -66,7 +66,7 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, frames: int = 1) -> str:
+def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, frames: int = 1, default: bool = False) -> str:
     """Quantizes a float model (calibrated on training patches), measures its speed and its
     PSNR-Y loss on held-out frames at x264 CRF 23, registers it in the manifest beside the float
     model (not as a default) and returns the model-card line."""
@@ -91,7 +91,7 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, fra
     loss = -sum(deltas) / len(deltas)
     sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()
     upsert_manifest(out / "manifest.toml", int8_name,
-                    manifest_entry(int8_name, int8_path.name, pairs.scale, frames, sha, False, f"{parent}.md", parent=parent))
+                    manifest_entry(int8_name, int8_path.name, pairs.scale, frames, sha, default, f"{parent}.md", parent=parent))
     return (f"- int8 variant `{int8_name}` (static QDQ, per-channel weights, calibrated on 64 training patches): "
             f"{1 / int8_s:.1f} fps vs {1 / float_s:.1f} fps float ({float_s / int8_s:.2f}x), "
             f"{loss:+.3f} dB PSNR-Y lost at CRF 23 on the held-out clips (model only, ONNX Runtime CPU, 2 threads)")
@@ -101,7 +101,7 @@ def cmd_int8(args: argparse.Namespace) -> int:
     name = Path(args.model).stem
     pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches,
                        temporal=args.frames_in > 1)
-    line = make_int8(Path(args.model), pairs, Path(args.cache), name, args.frames_in)
+    line = make_int8(Path(args.model), pairs, Path(args.cache), name, args.frames_in, args.default)
     card_path = Path(args.model).with_suffix(".md")
     if card_path.exists():
         text = card_path.read_text()
@@ -282,6 +282,7 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--patches", type=int, default=24)
     q.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: a temporal model (previous frame too)")
     q.add_argument("--cache", default=str(CACHE))
+    q.add_argument("--default", action="store_true", help="make the int8 variant the default model for its scale")
     q.set_defaults(func=cmd_int8)
     q = sub.add_parser("int8-profile", help="time per node of float and int8 models (ONNX Runtime's profiler)")
     q.add_argument("--model", action="append", required=True, help="an .onnx file; repeat to compare")
