@@ -74,12 +74,10 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
         lr_crops |= {prev_key(s, c): [] for s in cfg.scales for c in cfg.codecs}
     sources = (*cfg.clips, *cfg.pictures)
     for ci, clip in enumerate(tqdm(sources, desc="pack clips and pictures", unit="clip")):
-        if clip.content == "picture":
-            from .pans import pan  # (pans imports this module)
-
+        if hasattr(clip, "pan"):  # a photograph (data.pans.Picture): its frames are made, not read
             sampled = cfg.frames_per_picture
             # Every frame is coded, so the codec predicts across the pan; sampled below.
-            seq = pan(clip, sampled * cfg.frame_step + 1, rng)
+            seq = clip.pan(sampled * cfg.frame_step + 1, rng)
             h, w = seq.shape[1:]
             picked = np.arange(1, len(seq), cfg.frame_step)[:sampled]
         else:
@@ -108,7 +106,7 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
 
         # A photograph's sky or blurred background teaches nothing: of PICTURE_CANDIDATES random
         # spots the most detailed is kept (a clip's crops stay random: its flat parts are real video).
-        tries = PICTURE_CANDIDATES if clip.content == "picture" else 1
+        tries = PICTURE_CANDIDATES if hasattr(clip, "pan") else 1
         spots = [max((spot(int(f)) for _ in range(tries)), key=detail_at) if tries > 1 else spot(int(f))
                  for f in picked for _ in range(cfg.crops_per_frame)]
         for f, y, x in spots:
@@ -139,11 +137,8 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
 
 
 def _label(clip: object) -> str:
-    if getattr(clip, "content", "") == "picture":
-        from .pans import picture_label
-
-        return picture_label(clip)  # type: ignore[arg-type]
-    return clip.path  # type: ignore[attr-defined]
+    """What the pack (and a model card) calls a clip: its path, or a picture's own label."""
+    return str(getattr(clip, "label", None) or clip.path)  # type: ignore[attr-defined]
 
 
 def _fit(a: np.ndarray, size: int) -> np.ndarray:

@@ -39,6 +39,14 @@ class Picture:
     fps: int = 25
     raw_size: None = None
 
+    @property
+    def label(self) -> str:
+        return picture_label(self)
+
+    def pan(self, frames: int, rng: np.random.Generator) -> np.ndarray:
+        """The frames of a pan over this picture (what `pack.build_pack` codes for it)."""
+        return pan(self, frames, rng)
+
 
 def deb_contents(debs: Path) -> dict[str, str]:
     """File path (as under the unpacked root, `usr/share/...`) -> Debian package, from the .deb
