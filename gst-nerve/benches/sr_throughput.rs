@@ -3,7 +3,7 @@
 //! the pipeline's peak resident memory; and x4 (320x180 -> 1280x720) with the default x4 model
 //! and with the Vid4 one; then every x2 model of the shipped manifest (the quality/speed
 //! frontier's speed axis); then the sizes phones show: 960x540 -> 1920x1080 and 1280x720 ->
-//! 2560x1440 with the default x2 model and every int8 one of the manifest. Run with `cargo bench -p gst-nerve`
+//! 2560x1440 with the default x2 model and every int8 variant of the manifest. Run with `cargo bench -p gst-nerve`
 //! (the 1-minute load average is printed: a loaded machine gives lower figures).
 //!
 //! Frames are real video (the bundled talking-head sample, downscaled to 640x360), decoded once
@@ -119,9 +119,9 @@ fn main() {
     for (w, h) in [(960, 540), (1280, 720)] {
         let frames = sample_frames(w, h);
         println!("  x2 models, {w}x{h} -> {}x{}:", 2 * w, 2 * h);
-        // The default and the int8 models: the only ones near real time at these sizes.
+        // The default and the int8 variants (entries with a parent): the only ones near real time here.
         let int8 = manifest.models.iter().filter(|m| {
-            m.task == gstnerve::engine::manifest::Task::SuperResolution && m.scale == 2 && m.name.ends_with("-int8") && !m.default
+            m.task == gstnerve::engine::manifest::Task::SuperResolution && m.scale == 2 && m.parent.is_some() && !m.default
         });
         for model in std::iter::once("").chain(int8.map(|m| m.name.as_str())) {
             let fps = run(&format!("nervesr model=\"{model}\""), &frames, (w, h));

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nerve_learning.data.degrade import KERNELS, Codec, degrade
 from nerve_learning.data.pack import PackConfig, build_pack, load_pack
-from nerve_learning.data.pans import WINDOW, Picture, pan, picture_label, source_of
+from nerve_learning.data.pans import WINDOW, Picture, pan, source_of
 from nerve_learning.sr.packtrain import PackTrainConfig, PatchSampler
 
 
@@ -55,7 +55,7 @@ def test_picture_sources_are_their_debian_packages(tmp_path: Path) -> None:
     assert source_of(Path("/c/root/usr/share/backgrounds/mate/nature/Wood.jpg"), owner) == "mate-backgrounds"
     assert source_of(Path("/c/root/usr/share/enlightenment/photos/Lake.png"), owner) == "enlightenment-data"
     assert source_of(Path("/elsewhere/mine/x.jpg"), owner) == "mine"
-    assert picture_label(Picture("/c/root/usr/share/wallpapers/Kite/contents/images/3840x2160.jpg", "plasma")) == "pictures/plasma/Kite"
+    assert Picture("/c/root/usr/share/wallpapers/Kite/contents/images/3840x2160.jpg", "plasma").label == "pictures/plasma/Kite"
 
 
 def test_downscale_kernels_differ_and_an_unknown_one_is_refused() -> None:
@@ -101,5 +101,4 @@ def test_model_card_names_every_source_and_the_pans() -> None:
     assert "frames per clip" not in described and "768x432" in described and "4 frames of it (every 3rd)" in described
     sources = training_sources(["videos/a.mp4", "pictures/mate-backgrounds/Wood", "pictures/mate-backgrounds/Dune",
                                 "pictures/ukui-wallpapers/x"])
-    assert sources == ("videos/a.mp4; 3 photographs of Debian wallpaper packages "
-                       "(2 from mate-backgrounds, 1 from ukui-wallpapers)")
+    assert sources == "videos/a.mp4; 3 photographs coded as pans (2 from mate-backgrounds, 1 from ukui-wallpapers)"

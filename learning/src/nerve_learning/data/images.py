@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from .pack import matlab_downscale
+from .pack import detail, matlab_downscale
 
 SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -46,11 +46,6 @@ class ImagePackConfig:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """BT.601 studio-swing luma of 8-bit RGB, the Vid4 convention (nerve-eval vid4)."""
     return 16.0 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0
-
-
-def detail(crop: np.ndarray) -> float:
-    c = crop.astype(np.float32)
-    return float(np.abs(np.diff(c, axis=1)).mean() + np.abs(np.diff(c, axis=0)).mean())
 
 
 def picture_key(path: Path) -> str:

@@ -101,14 +101,12 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
 
         def detail_at(s: tuple[int, int, int]) -> float:
             f, y, x = s
-            c = seq[f, y : y + crop, x : x + crop].astype(np.float32)
-            return float(np.abs(np.diff(c, axis=1)).mean() + np.abs(np.diff(c, axis=0)).mean())
+            return detail(seq[f, y : y + crop, x : x + crop])
 
         # A photograph's sky or blurred background teaches nothing: of PICTURE_CANDIDATES random
         # spots the most detailed is kept (a clip's crops stay random: its flat parts are real video).
         tries = PICTURE_CANDIDATES if hasattr(clip, "pan") else 1
-        spots = [max((spot(int(f)) for _ in range(tries)), key=detail_at) if tries > 1 else spot(int(f))
-                 for f in picked for _ in range(cfg.crops_per_frame)]
+        spots = [max((spot(int(f)) for _ in range(tries)), key=detail_at) for f in picked for _ in range(cfg.crops_per_frame)]
         for f, y, x in spots:
             hr_crops.append(_fit(seq[f, y : y + crop, x : x + crop], cfg.crop))
             if cfg.previous:
@@ -134,6 +132,12 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
                         meta=np.frombuffer(json.dumps(meta, default=str).encode(), np.uint8), **arrays)
     tmp.replace(out)
     return out
+
+
+def detail(crop: np.ndarray) -> float:
+    """Mean absolute horizontal + vertical luma step: how much detail a crop holds."""
+    c = crop.astype(np.float32)
+    return float(np.abs(np.diff(c, axis=1)).mean() + np.abs(np.diff(c, axis=0)).mean())
 
 
 def _label(clip: object) -> str:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .images import detail, luma, picture_key
+from .images import luma, picture_key
+from .pack import detail
 
 WINDOW = (768, 432)
 """The pan's frame (width, height): 16:9, a multiple of the pack's 24-pixel grid."""
@@ -41,7 +42,8 @@ class Picture:
 
     @property
     def label(self) -> str:
-        return picture_label(self)
+        """The name a pack (and a model card) gives it: pictures/<source>/<picture>."""
+        return f"pictures/{self.source}/{Path(picture_key(Path(self.path))).name}"
 
     def pan(self, frames: int, rng: np.random.Generator) -> np.ndarray:
         """The frames of a pan over this picture (what `pack.build_pack` codes for it)."""
@@ -87,11 +89,6 @@ def pictures_of(paths: list[Path], debs: Path | None = None, window: tuple[int, 
         if small.shape[1] >= window[0] and small.shape[0] >= window[1] and detail(small) >= min_detail:
             fits.append(Picture(str(p), source_of(p, owner)))
     return tuple(fits)
-
-
-def picture_label(p: Picture) -> str:
-    """The name a pack (and a model card) gives a picture: pictures/<source>/<picture>."""
-    return f"pictures/{p.source}/{Path(picture_key(Path(p.path))).name}"
 
 
 def shrink_factor(size: tuple[int, int]) -> int:

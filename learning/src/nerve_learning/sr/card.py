@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from ..data.clips import EVAL, TRAIN
 from ..data.dataset import PairConfig
+from ..data.pack import PICTURE_CANDIDATES
+from ..data.pans import MAX_SPEED, WINDOW
 from .model import Student
 from .train import TrainConfig
 
@@ -52,7 +54,7 @@ def card(name: str, cfg: TrainConfig, model: Student, metrics: dict, pairs: Pair
 
 def training_sources(clips: list[str]) -> str:
     """The card's list of what a model learnt from: each video clip by path; photographs (many)
-    counted per Debian package (`pictures/<package>/<picture>` in a pack)."""
+    counted per source, their Debian package (`pictures/<package>/<picture>` in a pack)."""
     videos = [c for c in clips if not c.startswith("pictures/")]
     per_package: dict[str, int] = {}
     for c in clips:
@@ -63,7 +65,7 @@ def training_sources(clips: list[str]) -> str:
     text = ", ".join(videos)
     if per_package:
         listed = ", ".join(f"{n} from {p}" for p, n in sorted(per_package.items()))
-        text += ("; " if text else "") + f"{sum(per_package.values())} photographs of Debian wallpaper packages ({listed})"
+        text += ("; " if text else "") + f"{sum(per_package.values())} photographs coded as pans ({listed})"
     return text
 
 
@@ -82,11 +84,11 @@ def pack_description(cfg: dict) -> str:
         parts.append(f"{cfg['frames_per_clip']} frames per clip, every {ordinal(cfg['frame_step'])}, "
                      f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame")
     if cfg.get("pictures"):
-        parts.append(f"each photograph shrunk by 2 or more and coded as a pan of a 768x432 window (up to 4 px per "
-                     f"frame), {cfg['frames_per_picture']} frames of it (every {ordinal(cfg['frame_step'])}), "
-                     f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame, each the most detailed of 4 spots")
+        parts.append(f"each photograph shrunk by 2 or more and coded as a pan of a {WINDOW[0]}x{WINDOW[1]} window (up to "
+                     f"{MAX_SPEED} px per frame), {cfg['frames_per_picture']} frames of it (every {ordinal(cfg['frame_step'])}), "
+                     f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame, each the most detailed of "
+                     f"{PICTURE_CANDIDATES} spots")
     kernels = cfg.get("kernels", ["bicubic"])
     if list(kernels) != ["bicubic"]:
         parts.append(f"downscale kernels {', '.join(kernels)} in turn over clip and rung")
-    text = "; ".join(parts)
-    return text
+    return "; ".join(parts)

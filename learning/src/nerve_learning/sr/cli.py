@@ -69,7 +69,7 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
 def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, frames: int = 1, default: bool = False) -> str:
     """Quantizes a float model (calibrated on training patches), measures its speed and its
     PSNR-Y loss on held-out frames at x264 CRF 23, registers it in the manifest beside the float
-    model (not as a default) and returns the model-card line."""
+    model (the default for its scale only with `default`) and returns the model-card line."""
     import hashlib
 
     from ..data.dataset import eval_frames
