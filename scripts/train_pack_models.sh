@@ -24,6 +24,10 @@
 #   scripts/train_pack_models.sh train-x2d4 OUTDIR # nerve-sr-x2-s2d-temporal grown to four middle
 #                                                # layers, fine-tuned on the pans packs (1 h on 2 cores)
 #   scripts/train_pack_models.sh finish-x2d4 OUTDIR # nerve-sr-x2-s2d-temporal-d4 and its int8 variant
+#   scripts/train_pack_models.sh pans-only         # the photographs' pans alone, a larger pack
+#   scripts/train_pack_models.sh train-x2pans OUTDIR # the default's architecture from random weights on
+#                                                # it: no library sample clip (50 min on 2 cores)
+#   scripts/train_pack_models.sh finish-x2pans OUTDIR # nerve-sr-x2-s2d-temporal-d4-pans and its int8 variant
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../learning"
@@ -139,5 +143,23 @@ case "${1:-}" in
     # The int8 variant is the default (the float model runs under 30 fps in the benchmark).
     learn finish --weights "$2/x2-s2d-t-d4.pt" --name nerve-sr-x2-s2d-temporal-d4
     learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4.onnx --frames-in 2 --default ;;
-  *) echo "usage: $0 pack | pictures | pans | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
+  pans-only)
+    # The photographs' pans alone, larger (8 frames of each pan, 3 crops per frame): the training
+    # set of a student that never saw a library's sample clip.
+    bash ../scripts/fetch_pictures.sh
+    learn pack --out cache/pack-x2-pans-big.npz --scales 2 --previous --step 3 --crops 3 --frames-per-picture 8 \
+      --kernels bicubic,bilinear,area,lanczos --pictures cache/pictures/root --picture-debs cache/pictures/debs \
+      --pictures-only ;;
+  train-x2pans)
+    # From random weights (every shipped student's weights learnt from the library clips). The
+    # run was sized by time (--minutes 50), which came to 51,770 steps on 2 cores.
+    out=$2; mkdir -p "$out"
+    learn train-pack --pack cache/pack-x2-pans-big.npz --scale 2 --frames-in 2 --block 2 --channels 32 --depth 4 \
+      --rep --lr 5e-4 --batch 32 --patch 48 --steps "${STEPS:-51770}" --out "$out/x2-s2d-t-d4-pans.pt" \
+      > "$out/x2-s2d-t-d4-pans.log" 2>&1 ;;
+  finish-x2pans)
+    learn finish --weights "$2/x2-s2d-t-d4-pans.pt" --name nerve-sr-x2-s2d-temporal-d4-pans
+    learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4-pans.onnx --frames-in 2 \
+      --calibration-pack cache/pack-x2-pans-big.npz ;;
+  *) echo "usage: $0 pack | pictures | pans | pans-only | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
 esac

@@ -152,3 +152,25 @@ def test_edge_loss_sees_blur_that_the_pixel_loss_barely_sees() -> None:
     assert edge_loss(blurred, y) >= 1.9 * torch.nn.functional.l1_loss(blurred, y)
     with pytest.raises(ValueError, match="edge weight"):
         train_from_pack(synthetic_pack(), PackTrainConfig(scale=2, edge=-1.0, device="cpu"), Path("/nonexistent/w.pt"))
+
+
+def test_calibration_patches_come_from_the_packs_rungs_with_their_previous_frame() -> None:
+    from nerve_learning.sr.quantize import pack_patches
+
+    pack = synthetic_pack()
+    with pytest.raises(ValueError, match="previous frames"):
+        pack_patches(pack, 2, frames=2, side=8)
+    single = pack_patches(pack, 2, frames=1, count=10, side=8)
+    assert single.shape == (10, 8, 8) and single.dtype == np.uint8
+    pack.hr_prev = 255 - pack.hr
+    pack.prev = {"prev/x2/x264-23": pack.hr_prev[:, ::2, ::2].copy()}
+    stacks = pack_patches(pack, 2, frames=2, count=10, side=8)
+    assert stacks.shape == (10, 2, 8, 8)
+    # previous first, the same rung and region: the synthetic previous frame is the negative
+    assert np.array_equal(stacks[:, 0], 255 - stacks[:, 1])
+    # every patch is a window of some crop's x2 rung
+    lr = pack.lr["lr/x2/x264-23"]
+    for patch in stacks[:, 1]:
+        assert any((lr[i, y : y + 8, x : x + 8] == patch).all() for i in range(len(lr)) for y in range(17) for x in range(17))
+    with pytest.raises(ValueError, match="x3 rungs"):
+        pack_patches(pack, 3, frames=1)

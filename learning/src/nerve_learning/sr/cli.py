@@ -66,21 +66,29 @@ def cmd_train_sr(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, frames: int = 1, default: bool = False) -> str:
-    """Quantizes a float model (calibrated on training patches), measures its speed and its
-    PSNR-Y loss on held-out frames at x264 CRF 23, registers it in the manifest beside the float
-    model (the default for its scale only with `default`) and returns the model-card line."""
+def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, frames: int = 1, default: bool = False,
+              calibration_pack: Path | None = None) -> str:
+    """Quantizes a float model (calibrated on training patches: the training clips', or those of
+    `calibration_pack`), measures its speed and its PSNR-Y loss on held-out frames at x264 CRF 23,
+    registers it in the manifest beside the float model (the default for its scale only with
+    `default`) and returns the model-card line."""
     import hashlib
 
     from ..data.dataset import eval_frames
     from ..metrics import psnr
-    from .quantize import quantize, seconds_per_frame, upscale_onnx
+    from ..data.pack import load_pack
+    from .quantize import pack_patches, quantize, seconds_per_frame, upscale_onnx
     from .train import stacked
 
     out = float_path.parent
     int8_name = f"{parent}-int8"
     int8_path = out / f"{int8_name}.onnx"
-    lr_np, _ = build_pairs(pairs, cache)
+    if calibration_pack is not None:
+        lr_np = pack_patches(load_pack(calibration_pack), pairs.scale, frames)
+        calibrated_on = f"64 patches of its training pack ({calibration_pack.name})"
+    else:
+        lr_np, _ = build_pairs(pairs, cache)
+        calibrated_on = "64 training patches"
     quantize(float_path, int8_path, lr_np)
     lw, lh = 1280 // pairs.scale, 720 // pairs.scale
     float_s, int8_s = seconds_per_frame(float_path, lw, lh, frames=frames), seconds_per_frame(int8_path, lw, lh, frames=frames)
@@ -92,7 +100,7 @@ def make_int8(float_path: Path, pairs: PairConfig, cache: Path, parent: str, fra
     sha = hashlib.sha256(int8_path.read_bytes()).hexdigest()
     upsert_manifest(out / "manifest.toml", int8_name,
                     manifest_entry(int8_name, int8_path.name, pairs.scale, frames, sha, default, f"{parent}.md", parent=parent))
-    return (f"- int8 variant `{int8_name}` (static QDQ, per-channel weights, calibrated on 64 training patches): "
+    return (f"- int8 variant `{int8_name}` (static QDQ, per-channel weights, calibrated on {calibrated_on}): "
             f"{1 / int8_s:.1f} fps vs {1 / float_s:.1f} fps float ({float_s / int8_s:.2f}x), "
             f"{loss:+.3f} dB PSNR-Y lost at CRF 23 on the held-out clips (model only, ONNX Runtime CPU, 2 threads)")
 
@@ -101,7 +109,8 @@ def cmd_int8(args: argparse.Namespace) -> int:
     name = Path(args.model).stem
     pairs = PairConfig(scale=args.scale, frames_per_clip=args.frames, patches_per_frame=args.patches,
                        temporal=args.frames_in > 1)
-    line = make_int8(Path(args.model), pairs, Path(args.cache), name, args.frames_in, args.default)
+    pack = Path(args.calibration_pack) if args.calibration_pack else None
+    line = make_int8(Path(args.model), pairs, Path(args.cache), name, args.frames_in, args.default, pack)
     card_path = Path(args.model).with_suffix(".md")
     if card_path.exists():
         text = card_path.read_text()
@@ -283,6 +292,9 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--frames-in", type=int, default=1, choices=(1, 2), help="2: a temporal model (previous frame too)")
     q.add_argument("--cache", default=str(CACHE))
     q.add_argument("--default", action="store_true", help="make the int8 variant the default model for its scale")
+    q.add_argument("--calibration-pack", default="",
+                   help="calibrate on this training pack's rungs instead of the training clips (a model trained "
+                        "on a pack alone)")
     q.set_defaults(func=cmd_int8)
     q = sub.add_parser("int8-profile", help="time per node of float and int8 models (ONNX Runtime's profiler)")
     q.add_argument("--model", action="append", required=True, help="an .onnx file; repeat to compare")

@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+from ..data.pack import Pack
+
 
 class PatchReader(CalibrationDataReader):
     """Feeds training LR patches (never evaluation clips) to the calibrator: (N,h,w) patches, or
@@ -23,6 +25,34 @@ class PatchReader(CalibrationDataReader):
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.items, None)
+
+
+def pack_patches(pack: Pack, scale: int, frames: int, count: int = 64, side: int = 64, seed: int = 0) -> np.ndarray:
+    """Calibration patches from a training pack (`nerve-learn pack`): `count` LR crops of `side`
+    px, each from a random crop and rung, as (N,side,side), or (N,2,side,side) with the previous
+    frame's same rung and region for a temporal model. A model trained on a pack alone (pictures'
+    pans) is then calibrated on what it learnt from, not on clips it never saw."""
+    prefix = f"lr/x{scale}/"
+    rungs = sorted(k for k in pack.lr if k.startswith(prefix))
+    if not rungs:
+        raise ValueError(f"the pack has no x{scale} rungs")
+    if frames == 2 and not pack.prev:
+        raise ValueError("the pack has no previous frames (pack --previous): it cannot calibrate a temporal model")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(count):
+        rung, i = rungs[rng.integers(len(rungs))], int(rng.integers(len(pack.hr)))
+        room = int(pack.valid[i]) // scale - side
+        if room < 0:
+            raise ValueError(f"the pack's crops are smaller than {side} px at x{scale}")
+        y, x = (int(v) for v in rng.integers(0, room + 1, size=2))
+        cur = pack.lr[rung][i, y : y + side, x : x + side]
+        if frames == 2:
+            prev = pack.prev["prev" + rung[len("lr"):]][i, y : y + side, x : x + side]
+            out.append(np.stack([prev, cur]))
+        else:
+            out.append(cur)
+    return np.stack(out)
 
 
 def quantize(float_path: Path, int8_path: Path, calibration_lr: np.ndarray) -> None:
