@@ -330,6 +330,8 @@ pub struct Ppo {
     shield: Option<(Nerve, Shield)>,
     /// Decisions the shield lowered.
     pub shielded: u64,
+    /// The rung of the last decision (row space), for [`Shield::PlannerClimb`].
+    last_rung: Option<usize>,
     /// The last error of the actor (the policy then falls back to the lowest rung).
     pub error: Option<String>,
 }
@@ -342,6 +344,11 @@ pub enum Shield {
     SafeSet,
     /// At the rung the planner would play itself: the actor may go lower, never higher.
     PlannerRung,
+    /// Climbing needs the planner's consent: the actor may hold the rung last played or go lower,
+    /// and climb only as far as the planner would play, never above the safe set. An early climb
+    /// is where a policy that meets the QoE stalls more than the planner (it meets an outage with
+    /// less buffer); holding a rung the planner has left stays the actor's choice.
+    PlannerClimb,
 }
 
 impl Shield {
@@ -349,14 +356,15 @@ impl Shield {
         match name {
             "safe-set" => Ok(Self::SafeSet),
             "planner-rung" => Ok(Self::PlannerRung),
-            _ => Err(format!("unknown shield {name:?} (safe-set, planner-rung)")),
+            "planner-climb" => Ok(Self::PlannerClimb),
+            _ => Err(format!("unknown shield {name:?} (safe-set, planner-rung, planner-climb)")),
         }
     }
 }
 
 impl Ppo {
     pub fn new(features: Features, actor: Box<dyn Actor>) -> Self {
-        Self { features, actor, rows: None, shield: None, shielded: 0, error: None }
+        Self { features, actor, rows: None, shield: None, shielded: 0, last_rung: None, error: None }
     }
 
     /// The policy on a stream whose rungs are `rows` of the table `features` was built on.
@@ -388,6 +396,10 @@ impl Ppo {
             match at {
                 Shield::SafeSet => n.safe_rung(),
                 Shield::PlannerRung => Some(own.rung),
+                Shield::PlannerClimb => {
+                    let climb = own.rung.max(self.last_rung.unwrap_or(0));
+                    Some(n.safe_rung().map_or(climb, |safe| safe.min(climb)))
+                }
             }
         });
         let d = match self.actor.scores(&x) {
@@ -415,6 +427,7 @@ impl Ppo {
         if let Some((n, _)) = self.shield.as_mut() {
             n.played(d);
         }
+        self.last_rung = Some(d.rung);
         self.features.record(d);
         d
     }
@@ -718,6 +731,25 @@ mod tests {
             lower += usize::from(a.rung < b.rung);
         }
         assert!(lower > 0, "no case where the planner plays below its safe set");
+        // climbing with the planner's consent: from the lowest rung it climbs no higher than the
+        // planner; after the top row was played it holds what the safe set allows
+        let climb = |table: &QualityTable| {
+            Ppo::new(Features::new(table.clone(), 3), actor())
+                .with_shield_at(Nerve::new(table.clone(), NerveParams::chunk()), Shield::PlannerClimb)
+        };
+        let mut held = 0;
+        for (buffer_s, recent) in [(6, &[1.5e6][..]), (14, &[2.5e6][..]), (20, &[3.0e6][..]), (40, &[40e6][..])] {
+            let own = Nerve::new(table.clone(), NerveParams::chunk()).decide(&obs(buffer_s, recent));
+            assert_eq!(climb(&table).decide(&obs(buffer_s, recent)).rung, own.rung, "{buffer_s} s, {recent:?}");
+            let mut after_top = climb(&table);
+            assert_eq!(after_top.decide(&obs(40, &[40e6])).rung, 2);
+            let safe_cap = shielded(&table).decide(&obs(buffer_s, recent)).rung;
+            let d = after_top.decide(&obs(buffer_s, recent));
+            assert!(d.rung >= own.rung.min(safe_cap) && d.rung <= safe_cap, "{buffer_s} s, {recent:?}: {d:?}");
+            held += usize::from(d.rung > own.rung);
+        }
+        assert!(held > 0, "no case where the actor holds a rung the planner left");
+        assert_eq!(Shield::parse("planner-climb"), Ok(Shield::PlannerClimb));
         assert_eq!(Shield::parse("planner-rung"), Ok(Shield::PlannerRung));
         assert!(Shield::parse("none").is_err());
     }
