@@ -26,7 +26,7 @@
 #   scripts/train_pack_models.sh finish-x2d4 OUTDIR # nerve-sr-x2-s2d-temporal-d4 and its int8 variant
 #   scripts/train_pack_models.sh pans-only         # the photographs' pans alone, a larger pack
 #   scripts/train_pack_models.sh train-x2pans OUTDIR # the default's architecture from random weights on
-#                                                # it: no library sample clip (50 min on 2 cores)
+#                                                # it: no library sample clip (30 min on 2 cores)
 #   scripts/train_pack_models.sh finish-x2pans OUTDIR # nerve-sr-x2-s2d-temporal-d4-pans and its int8 variant
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -151,11 +151,11 @@ case "${1:-}" in
       --kernels bicubic,bilinear,area,lanczos --pictures cache/pictures/root --picture-debs cache/pictures/debs \
       --pictures-only ;;
   train-x2pans)
-    # From random weights (every shipped student's weights learnt from the library clips). The
-    # run was sized by time (--minutes 50), which came to 51,770 steps on 2 cores.
+    # From random weights (every shipped student's weights learnt from the library clips), with
+    # warm-up (30 min on 2 cores).
     out=$2; mkdir -p "$out"
     learn train-pack --pack cache/pack-x2-pans-big.npz --scale 2 --frames-in 2 --block 2 --channels 32 --depth 4 \
-      --rep --lr 5e-4 --batch 32 --patch 48 --steps "${STEPS:-51770}" --out "$out/x2-s2d-t-d4-pans.pt" \
+      --rep --lr 5e-4 --warmup 2000 --batch 32 --patch 48 --steps "${STEPS:-30000}" --out "$out/x2-s2d-t-d4-pans.pt" \
       > "$out/x2-s2d-t-d4-pans.log" 2>&1 ;;
   finish-x2pans)
     learn finish --weights "$2/x2-s2d-t-d4-pans.pt" --name nerve-sr-x2-s2d-temporal-d4-pans

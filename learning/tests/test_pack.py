@@ -174,3 +174,35 @@ def test_calibration_patches_come_from_the_packs_rungs_with_their_previous_frame
         assert any((lr[i, y : y + 8, x : x + 8] == patch).all() for i in range(len(lr)) for y in range(17) for x in range(17))
     with pytest.raises(ValueError, match="x3 rungs"):
         pack_patches(pack, 3, frames=1)
+
+
+def test_a_student_from_random_weights_keeps_its_relus_alive_and_learns() -> None:
+    from torch import nn
+
+    from nerve_learning.sr.model import Student
+    from nerve_learning.sr.packtrain import fit
+
+    # a learnable degradation: LR = HR box-averaged 2x2, so the bicubic upscale leaves residual
+    rng = np.random.default_rng(1)
+    hr = np.kron(rng.integers(0, 256, (8, 12, 12)), np.ones((4, 4))).astype(np.uint8)  # blocky: edges
+    lr = hr.reshape(8, 24, 2, 24, 2).mean(axis=(2, 4)).round().astype(np.uint8)
+    pack = Pack(hr=hr, clip=np.zeros(8, np.int16), valid=np.full(8, 48, np.int16), lr={"lr/x2/x264-23": lr},
+                meta={"config": {"crop": 48}, "clips": ["a/clip.mp4"], "contents": ["x"]})
+    cfg = PackTrainConfig(scale=2, channels=16, depth=4, block=2, rep=True, patch_lr=12, batch=16, lr=5e-4, warmup=50,
+                          device="cpu")
+    torch.manual_seed(0)
+    sampler = PatchSampler(pack, cfg, torch.device("cpu"))
+    x, y = sampler.draw(64, 12)
+    model = Student(2, 16, 4, 1, True, 2)
+    with torch.no_grad():
+        before = nn.functional.l1_loss(model(x), y).item()
+    model, record = fit(model, sampler, cfg, 300, 0.0, "test")
+    with torch.no_grad():
+        after = nn.functional.l1_loss(model(x), y).item()
+        h = nn.functional.pixel_unshuffle(x, 2)
+        for layer in list(model.body)[:-1]:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU):
+                assert (h.flatten(2).amax(-1) > 0).any(0).sum() >= 8, "a hidden layer lost most of its units"
+    assert record["steps"] == 300
+    assert after < 0.95 * before, (before, after)

@@ -182,7 +182,7 @@ def cmd_train_pack(args: argparse.Namespace) -> int:
                           teacher_steps=args.teacher_steps, teacher_minutes=args.teacher_minutes,
                           distill=args.distill, frames=args.frames_in, rep=args.rep, block=args.block, device=args.device,
                           threads=args.threads, seed=args.seed, init=args.init, lr=args.lr, loss=args.loss,
-                          edge=args.edge)
+                          edge=args.edge, warmup=args.warmup)
     pack = load_pack(Path(args.pack))
     if args.extra_pack:
         pack = merge_packs([pack] + [load_pack(Path(p)) for p in args.extra_pack])
@@ -338,6 +338,9 @@ def add_parsers(sub: Any) -> None:
     t.add_argument("--loss", default="l1", choices=("l1", "l2"), help="l2: mean squared error (PSNR's measure)")
     t.add_argument("--edge", type=float, default=0.0,
                    help="weight of an L1 term on neighbour differences (edges), beside the pixel loss; 0: off")
+    t.add_argument("--warmup", type=int, default=0,
+                   help="steps of linear learning-rate warm-up before the cosine schedule (training from random "
+                        "weights: 2000)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--seed", type=int, default=0)

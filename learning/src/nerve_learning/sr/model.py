@@ -159,6 +159,18 @@ class Student(nn.Module):
             self.register_buffer(FOLDED_BASE, space_to_depth_kernel(scale, block))
         self.zero_tail()
 
+    def relu_init(self) -> None:
+        """He initialisation for the layers before a ReLU, biases slightly positive. PyTorch's
+        default halves the activations at each layer, and with the zero tail the first updates
+        see almost no signal: a four-layer folded student trained from it on 2026-12-07 lost
+        every unit of its last hidden layer to the ReLU within the run and stayed the bicubic
+        upscale (+0.00 dB after 51,770 steps); from this one all layers stayed alive."""
+        for layer in list(self.body)[:-1]:
+            conv = layer.conv if isinstance(layer, EdgeConv) else layer
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                nn.init.constant_(conv.bias, 0.01)
+
     def zero_tail(self) -> None:
         """Start as the bicubic upscale: the correction branch begins at zero."""
         last = self.body[-1]

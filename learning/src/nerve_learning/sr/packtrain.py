@@ -9,6 +9,7 @@ export, evaluate and register the model where ffmpeg is available.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +49,9 @@ class PackTrainConfig:
     # detail features (and VMAF NEG's) score as loss; 0 turns it off.
     edge: float = 0.0
     init: str = ""  # a train-pack weights file of the same architecture to start from (fine-tuning)
+    # Steps of linear learning-rate warm-up before the cosine schedule: Adam's first steps on a
+    # student that starts as the bicubic upscale push its ReLUs off (see `Student.relu_init`).
+    warmup: int = 0
     seed: int = 0
     device: str = "auto"
     threads: int = 2
@@ -131,8 +135,12 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
             model.zero_tail()
     if start is not None:
         model.load_state_dict(start)
+    elif isinstance(model, Student):  # from random weights
+        model.relu_init()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    warm = min(cfg.warmup, steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / warm if warm else 1.0) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
     started = time.time()
     loss = _loop(model, sampler, cfg, steps, steps, teacher, (opt, sched), desc)
     return model, {"steps": steps, "seconds": time.time() - started, "final_loss": loss, "device": str(dev)}
