@@ -236,11 +236,13 @@ def cmd_finish(args: argparse.Namespace) -> int:
         f"  ({'; '.join(pack_description(p) for p in record['pack'].get('merged', [record['pack']]))}; "
         f"patches of {cfg['patch_lr']} LR px drawn at random)",
         *([f"- Fine-tuned from: {Path(record['init']['path']).name}"] if "init" in record else []),
+        *([f"- Started from: {record['start']}"] if "start" in record else []),
         *([f"- Left out of training: {', '.join(cfg['exclude'])}"] if cfg["exclude"] else []),
         f"- Degradation: {rungs}",
         f"- Training: {cfg.get('loss', 'l1').upper()}"
         f"{f' + {edge} x L1 on neighbour differences (edges)' if (edge := cfg.get('edge', 0.0)) else ''}{kd}, "
-        f"Adam {cfg['lr']}, cosine schedule, {s['steps']} steps of {cfg['batch']} on {s['device']} ({s['seconds'] / 60:.1f} min)",
+        f"Adam {cfg['lr']}, {f'{warm} steps of linear warm-up, ' if (warm := cfg.get('warmup', 0)) else ''}cosine schedule, "
+        f"{s['steps']} steps of {cfg['batch']} on {s['device']} ({s['seconds'] / 60:.1f} min)",
         *([f"- Teacher: {cfg['teacher_blocks']} residual blocks of {cfg['teacher_channels']} channels, "
            f"{record['teacher']['steps']} steps on {record['teacher']['device']}"] if "teacher" in record else []),
         f"- Speed (ONNX Runtime CPU, 2 threads, model only, {lw}x{lh} -> 1280x720): {fps:.1f} fps "

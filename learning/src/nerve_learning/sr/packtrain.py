@@ -210,6 +210,8 @@ def train_from_pack(pack: Pack, cfg: PackTrainConfig, out: Path) -> Path:
         record["teacher_state"] = {k: v.cpu() for k, v in teacher.state_dict().items()}
     if cfg.init:
         record["init"] = {"path": cfg.init}
+    else:
+        record["start"] = "random weights, hidden layers He-initialised (Student.relu_init)"
     student, s_rec = fit(Student(cfg.scale, cfg.channels, cfg.depth, cfg.frames, cfg.rep, cfg.block), sampler, cfg, cfg.steps, cfg.minutes,
                          f"student x{cfg.scale}", teacher, start)
     record["student"] = s_rec
