@@ -138,9 +138,9 @@ def fit(model: nn.Module, sampler: PatchSampler, cfg: PackTrainConfig, steps: in
     elif isinstance(model, Student):  # from random weights
         model.relu_init()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    warm = min(cfg.warmup, steps)
+    warm, span = min(cfg.warmup, steps), max(steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / warm if warm else 1.0) * 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps)))
+        opt, lambda i: min(1.0, (i + 1) / warm if warm else 1.0) * 0.5 * (1 + math.cos(math.pi * min(i, span) / span)))
     started = time.time()
     loss = _loop(model, sampler, cfg, steps, steps, teacher, (opt, sched), desc)
     return model, {"steps": steps, "seconds": time.time() - started, "final_loss": loss, "device": str(dev)}
