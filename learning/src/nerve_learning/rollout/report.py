@@ -77,11 +77,18 @@ def drift_data(work: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], 
     if len(after) == 0:
         for i, clip in enumerate((BBB, SINTEL)):
             harvest_clip(after, clip, max_frames=40, frame_step=1 if clip is SINTEL else 9, patches_per_frame=6, seed=10 + i)
+    def arrival(mem: EpisodicMemory, seed: int) -> list[dict[str, Any]]:
+        # The memory's ids are random (uuid4), so their order changed from run to run, and with
+        # it which patches share a window and how many windows alarm. A fixed order instead:
+        # each patch by clip, frame and place, then one seeded shuffle (a fleet's patches arrive
+        # mixed across viewers and clips).
+        metas = sorted((mem.meta(i) for i in mem.ids()), key=lambda m: (m["source"], int(m["frame"]), m["y"], m["x"]))
+        return [metas[k] for k in np.random.default_rng(seed).permutation(len(metas))]
+
     ref, same = [], []
-    for i in before.ids():
-        m = before.meta(i)
+    for m in arrival(before, 0):
         (ref if (int(m["frame"]) // 3) % 2 == 0 else same).append(m)  # alternate sampled frames
-    return ref, same, [after.meta(i) for i in after.ids()], (before, after)
+    return ref, same, arrival(after, 1), (before, after)
 
 
 def quality_monitor(memories: Any, champion: Path) -> dict[str, Any]:
