@@ -330,8 +330,6 @@ pub struct Ppo {
     shield: Option<(Nerve, Shield)>,
     /// Decisions the shield lowered.
     pub shielded: u64,
-    /// The rung of the last decision (row space), for [`Shield::PlannerClimb`].
-    last_rung: Option<usize>,
     /// The last error of the actor (the policy then falls back to the lowest rung).
     pub error: Option<String>,
 }
@@ -364,7 +362,7 @@ impl Shield {
 
 impl Ppo {
     pub fn new(features: Features, actor: Box<dyn Actor>) -> Self {
-        Self { features, actor, rows: None, shield: None, shielded: 0, last_rung: None, error: None }
+        Self { features, actor, rows: None, shield: None, shielded: 0, error: None }
     }
 
     /// The policy on a stream whose rungs are `rows` of the table `features` was built on.
@@ -397,7 +395,8 @@ impl Ppo {
                 Shield::SafeSet => n.safe_rung(),
                 Shield::PlannerRung => Some(own.rung),
                 Shield::PlannerClimb => {
-                    let climb = own.rung.max(self.last_rung.unwrap_or(0));
+                    // the rung last played, as the features remember it (reset with them)
+                    let climb = own.rung.max(self.features.last.map_or(0, |d| d.rung));
                     Some(n.safe_rung().map_or(climb, |safe| safe.min(climb)))
                 }
             }
@@ -427,7 +426,6 @@ impl Ppo {
         if let Some((n, _)) = self.shield.as_mut() {
             n.played(d);
         }
-        self.last_rung = Some(d.rung);
         self.features.record(d);
         d
     }

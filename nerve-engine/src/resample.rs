@@ -12,6 +12,34 @@ struct Tap {
     w: [f32; 4],
 }
 
+impl Tap {
+    /// The weighted sum of the four samples `px` gives for the tap's indices (in one order, so
+    /// every pass that uses it gives bit-identical results).
+    fn apply(&self, px: impl Fn(usize) -> f32) -> f32 {
+        self.w[0] * px(self.idx[0]) + self.w[1] * px(self.idx[1]) + self.w[2] * px(self.idx[2]) + self.w[3] * px(self.idx[3])
+    }
+}
+
+/// The horizontal pass of one source row when the destination is exactly twice as wide and has
+/// one component: the generic pass gathers four samples per destination sample through its tap
+/// table; here the row is converted to floats once and each source window of five gives two
+/// samples, with the same products summed in the same order (bit-identical). `pairs`: the even
+/// and odd samples' taps away from the clamped edges, where they repeat.
+fn twice_wide(src: &[u8], row: &mut [f32], tx: &[Tap], line: &mut [f32], (even, odd): (Tap, Tap)) {
+    for (d, &s) in line.iter_mut().zip(src) {
+        *d = s as f32;
+    }
+    let n = line.len();
+    // edges: source samples 0, 1 and n-2, n-1 (their taps are clamped)
+    for x in (0..4).chain(2 * n - 4..2 * n) {
+        row[x] = tx[x].apply(|i| line[i]);
+    }
+    for (pair, w) in row[4..2 * n - 4].chunks_exact_mut(2).zip(line.windows(5)) {
+        pair[0] = even.apply(|i| w[i]);
+        pair[1] = odd.apply(|i| w[i]);
+    }
+}
+
 /// Catmull-Rom kernel (a = -0.5), the same kernel the models' built-in upscale uses.
 fn cubic(x: f32) -> f32 {
     let a = -0.5f32;
@@ -64,8 +92,8 @@ pub struct Resampler {
     /// Horizontally filtered source rows, `src.height` x `dst.width * comps`.
     rows: Vec<f32>,
     /// Exactly twice as wide, one component (I420's chroma, luma): the taps of even and odd
-    /// destination samples away from the edges, which repeat (see [`Resampler::twice_wide`]).
-    x2: Option<([f32; 4], [f32; 4])>,
+    /// destination samples away from the edges, which repeat (see [`twice_wide`]).
+    x2: Option<(Tap, Tap)>,
     /// A source row as floats, for the x2 pass.
     line: Vec<f32>,
 }
@@ -76,7 +104,9 @@ impl Resampler {
         let tx = taps(src.width, dst.width);
         // Destination sample 2i sits at source i - 1/4 (taps i-2..=i+1), 2i+1 at i + 1/4 (taps
         // i-1..=i+2); away from the clamped edges every pair has the same weights.
-        let x2 = (src.comps == 1 && dst.width == 2 * src.width && src.width >= 8).then(|| (tx[4].w, tx[5].w));
+        // Relative to a window of five starting at source i-2: even taps 0..=3, odd taps 1..=4.
+        let x2 = (src.comps == 1 && dst.width == 2 * src.width && src.width >= 8)
+            .then(|| (Tap { idx: [0, 1, 2, 3], w: tx[4].w }, Tap { idx: [1, 2, 3, 4], w: tx[5].w }));
         Self {
             tx,
             ty: taps(src.height, dst.height),
@@ -85,30 +115,6 @@ impl Resampler {
             line: vec![0.0; if x2.is_some() { src.width } else { 0 }],
             src,
             dst,
-        }
-    }
-
-    /// The horizontal pass of one source row when the destination is exactly twice as wide:
-    /// the generic pass gathers four samples per destination sample through its tap table; here
-    /// the row is converted to floats once and each source window of five gives two samples, the
-    /// same products summed in the same order (bit-identical to the generic pass).
-    fn twice_wide(&mut self, src: &[u8], row: &mut [f32], (even, odd): ([f32; 4], [f32; 4])) {
-        for (d, &s) in self.line.iter_mut().zip(src) {
-            *d = s as f32;
-        }
-        let n = self.src.width;
-        let generic = |row: &mut [f32], x: usize, line: &[f32]| {
-            let tap = &self.tx[x];
-            row[x] = tap.w[0] * line[tap.idx[0]] + tap.w[1] * line[tap.idx[1]] + tap.w[2] * line[tap.idx[2]]
-                + tap.w[3] * line[tap.idx[3]];
-        };
-        // edges: source samples 0, 1 and n-2, n-1 (their taps are clamped)
-        for x in (0..4).chain(2 * n - 4..2 * n) {
-            generic(row, x, &self.line);
-        }
-        for (pair, w) in row[4..2 * n - 4].chunks_exact_mut(2).zip(self.line.windows(5)) {
-            pair[0] = even[0] * w[0] + even[1] * w[1] + even[2] * w[2] + even[3] * w[3];
-            pair[1] = odd[0] * w[1] + odd[1] * w[2] + odd[2] * w[3] + odd[3] * w[4];
         }
     }
 
@@ -124,20 +130,15 @@ impl Resampler {
     pub fn run(&mut self, src: &[u8], src_stride: usize, dst: &mut [u8], dst_stride: usize) {
         let c = self.src.comps;
         let row_len = self.dst.width * c;
-        if let Some(weights) = self.x2 {
-            let mut rows = std::mem::take(&mut self.rows);
-            for (y, row) in rows.chunks_exact_mut(row_len).enumerate() {
-                self.twice_wide(&src[y * src_stride..y * src_stride + self.src.width], row, weights);
-            }
-            self.rows = rows;
-        } else {
-            for (y, row) in self.rows.chunks_exact_mut(row_len).enumerate() {
-                let line = &src[y * src_stride..y * src_stride + self.src.width * c];
-                for (x, tap) in self.tx.iter().enumerate() {
-                    for k in 0..c {
-                        let px = |i: usize| line[tap.idx[i] * c + k] as f32;
-                        row[x * c + k] =
-                            tap.w[0] * px(0) + tap.w[1] * px(1) + tap.w[2] * px(2) + tap.w[3] * px(3);
+        for (y, row) in self.rows.chunks_exact_mut(row_len).enumerate() {
+            let line = &src[y * src_stride..y * src_stride + self.src.width * c];
+            match self.x2 {
+                Some(pairs) => twice_wide(line, row, &self.tx, &mut self.line, pairs),
+                None => {
+                    for (x, tap) in self.tx.iter().enumerate() {
+                        for k in 0..c {
+                            row[x * c + k] = tap.apply(|i| line[i * c + k] as f32);
+                        }
                     }
                 }
             }
@@ -157,6 +158,10 @@ impl Resampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn geom(width: usize, height: usize, comps: usize) -> PlaneGeometry {
+        PlaneGeometry { width, height, comps }
+    }
 
     #[test]
     fn the_x2_pass_equals_the_generic_one_bit_for_bit() {
@@ -184,29 +189,6 @@ mod tests {
         assert!(Resampler::new(geom(7, 4, 1), geom(14, 8, 1)).x2.is_none());
         assert!(Resampler::new(geom(16, 4, 1), geom(48, 8, 1)).x2.is_none());
         assert!(Resampler::new(geom(16, 4, 2), geom(32, 8, 2)).x2.is_none());
-    }
-
-    #[test]
-    #[ignore = "timing, run by hand: cargo test --release -p nerve-engine -- --ignored --nocapture"]
-    fn x2_chroma_timing() {
-        let (w, h) = (480, 270);
-        let src: Vec<u8> = (0..w * h).map(|i| (i * 37 % 251) as u8).collect();
-        let mut dst = vec![0u8; 4 * w * h];
-        for fast in [true, false] {
-            let mut r = Resampler::new(geom(w, h, 1), geom(2 * w, 2 * h, 1));
-            if !fast {
-                r.x2 = None;
-            }
-            let started = std::time::Instant::now();
-            for _ in 0..200 {
-                r.run(&src, w, &mut dst, 2 * w);
-            }
-            eprintln!("{}: {:.3} ms per 480x270 plane", if fast { "x2" } else { "generic" }, started.elapsed().as_secs_f64() * 5.0);
-        }
-    }
-
-    fn geom(width: usize, height: usize, comps: usize) -> PlaneGeometry {
-        PlaneGeometry { width, height, comps }
     }
 
     #[test]

@@ -28,31 +28,18 @@ class PatchReader(CalibrationDataReader):
 
 
 def pack_patches(pack: Pack, scale: int, frames: int, count: int = 64, side: int = 64, seed: int = 0) -> np.ndarray:
-    """Calibration patches from a training pack (`nerve-learn pack`): `count` LR crops of `side`
-    px, each from a random crop and rung, as (N,side,side), or (N,2,side,side) with the previous
-    frame's same rung and region for a temporal model. A model trained on a pack alone (pictures'
-    pans) is then calibrated on what it learnt from, not on clips it never saw."""
-    prefix = f"lr/x{scale}/"
-    rungs = sorted(k for k in pack.lr if k.startswith(prefix))
-    if not rungs:
-        raise ValueError(f"the pack has no x{scale} rungs")
-    if frames == 2 and not pack.prev:
-        raise ValueError("the pack has no previous frames (pack --previous): it cannot calibrate a temporal model")
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        rung, i = rungs[rng.integers(len(rungs))], int(rng.integers(len(pack.hr)))
-        room = int(pack.valid[i]) // scale - side
-        if room < 0:
-            raise ValueError(f"the pack's crops are smaller than {side} px at x{scale}")
-        y, x = (int(v) for v in rng.integers(0, room + 1, size=2))
-        cur = pack.lr[rung][i, y : y + side, x : x + side]
-        if frames == 2:
-            prev = pack.prev["prev" + rung[len("lr"):]][i, y : y + side, x : x + side]
-            out.append(np.stack([prev, cur]))
-        else:
-            out.append(cur)
-    return np.stack(out)
+    """Calibration patches from a training pack (`nerve-learn pack`), drawn as training draws them
+    (`PatchSampler`: a random crop, rung and place): (N,side,side) uint8, or (N,2,side,side) with
+    the previous frame for a temporal model. A model trained on a pack alone (pictures' pans) is
+    then calibrated on what it learnt from, not on clips it never saw."""
+    import torch
+
+    from .packtrain import PackTrainConfig, PatchSampler
+
+    cfg = PackTrainConfig(scale=scale, frames=frames, patch_lr=side, seed=seed, device="cpu")
+    x, _ = PatchSampler(pack, cfg, torch.device("cpu")).draw(count, side)
+    patches = (x * 255).round().to(torch.uint8).numpy()
+    return patches[:, 0] if frames == 1 else patches
 
 
 def quantize(float_path: Path, int8_path: Path, calibration_lr: np.ndarray) -> None:
