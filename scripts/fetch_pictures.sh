@@ -10,6 +10,10 @@ set -euo pipefail
 out="$(cd "$(dirname "$0")/.." && pwd)/learning/cache/pictures"
 PACKAGES=(lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds plasma-workspace-wallpapers
   ukui-wallpapers lxqt-themes enlightenment-data)
+# Unpacking and taking the Edje photographs out takes minutes: done once, then remembered.
+if [ -f "$out/root/.fetched" ]; then
+  echo "pictures in $out/root: already fetched (remove $out/root to fetch again)"; exit 0
+fi
 if ! command -v edje_decc >/dev/null; then
   echo "edje_decc is missing: installing libedje-bin" >&2
   $([ "$(id -u)" = 0 ] || echo sudo) apt-get install -y -q libedje-bin
@@ -38,4 +42,5 @@ rm -rf "$out/root/usr/share/enlightenment/data" "$out/root/usr/share/lxqt/themes
 rm -rf "$out/root/usr/share/backgrounds/mate/desktop" "$out/root/usr/share/backgrounds/mate/abstract/"{Flow,Gulp}.png
 rm -f "$photos/"{Dunes,Flat-Fan,Sunset-Hills}.png
 rm -f "$out/root/usr/share/lxqt/wallpapers/"{kde-plasma,lxqt-origami-green,origami-*,plasma-logo-*,plasma_arch,simple_blue_widescreen,triangles*,waves*}.*
+touch "$out/root/.fetched"
 echo "pictures in $out/root: $(find "$out/root" -type f \( -iname '*.jpg' -o -iname '*.png' \) | wc -l) files"

@@ -161,5 +161,23 @@ case "${1:-}" in
     learn finish --weights "$2/x2-s2d-t-d4-pans.pt" --name nerve-sr-x2-s2d-temporal-d4-pans
     learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4-pans.onnx --frames-in 2 \
       --calibration-pack cache/pack-x2-pans-big.npz ;;
-  *) echo "usage: $0 pack | pictures | pans | pans-only | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
+  pans-filmed)
+    # The same pans filmed with a shutter: each pan's exposure drawn up to one frame interval, the
+    # motion blur a camera records (docs/research/2026-12-07-sr-filmed-pans.md).
+    bash ../scripts/fetch_pictures.sh
+    learn pack --out cache/pack-x2-pans-filmed.npz --scales 2 --previous --step 3 --crops 3 --frames-per-picture 8 \
+      --kernels bicubic,bilinear,area,lanczos --pictures cache/pictures/root --picture-debs cache/pictures/debs \
+      --pictures-only --shutter 1 ;;
+  tune-x2filmed)
+    # The pans-only student fine-tuned on the filmed pans; EDGE=0.3 adds the edge term (~10 min;
+    # THREADS=1 to run both side by side).
+    out=$2; mkdir -p "$out"; tag=filmed${EDGE:+-edge}
+    learn train-pack --pack cache/pack-x2-pans-filmed.npz --scale 2 --frames-in 2 --block 2 --channels 32 --depth 4 \
+      --rep --init ../models/nerve-sr-x2-s2d-temporal-d4-pans.onnx --lr 2e-4 --warmup 500 --edge "${EDGE:-0}" \
+      --batch 32 --patch 48 --steps "${STEPS:-12000}" --threads "${THREADS:-2}" --out "$out/x2-s2d-t-d4-$tag.pt" > "$out/x2-s2d-t-d4-$tag.log" 2>&1 ;;
+  finish-x2filmed)
+    # finish-x2filmed OUTDIR TAG NAME: export, card and int8 (calibrated on the filmed pans).
+    learn finish --weights "$2/x2-s2d-t-d4-$3.pt" --name "$4"
+    learn int8 --model "../models/$4.onnx" --frames-in 2 --calibration-pack cache/pack-x2-pans-filmed.npz ;;
+  *) echo "usage: $0 pack | pictures | pans | pans-only | pans-filmed | tune-x2filmed OUTDIR | finish-x2filmed OUTDIR TAG NAME | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
 esac

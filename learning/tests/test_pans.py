@@ -11,7 +11,7 @@ from PIL import Image
 
 from nerve_learning.data.degrade import KERNELS, Codec, degrade
 from nerve_learning.data.pack import PackConfig, build_pack, load_pack
-from nerve_learning.data.pans import WINDOW, Picture, pan, source_of
+from nerve_learning.data.pans import WINDOW, Picture, motion_blur, pan, source_of
 from nerve_learning.sr.packtrain import PackTrainConfig, PatchSampler
 
 
@@ -42,6 +42,31 @@ def test_a_pan_moves_a_window_in_a_straight_line(tmp_path: Path) -> None:
 def _shifted(a: np.ndarray, d: tuple[int, int], m: int = 8) -> np.ndarray:
     dy, dx = d
     return a[m + dy : a.shape[0] - m + dy, m + dx : a.shape[1] - m + dx].astype(int)
+
+
+def test_motion_blur_smears_along_the_motion_only() -> None:
+    edge = np.zeros((40, 40), np.uint8)
+    edge[:, 20:] = 200  # a vertical edge
+    across = motion_blur(edge, 6.0, 0.0)  # moving sideways: the edge becomes a ramp 6 pixels wide
+    ramp = across[20, 14:27].astype(int)
+    assert ramp[0] == 0 and ramp[-1] == 200 and np.all(np.diff(ramp) >= 0)
+    assert 4 <= int(((across[20] > 10) & (across[20] < 190)).sum()) <= 7
+    assert abs(int(across[20, 19]) + int(across[20, 20]) - 200) <= 2  # centred on the edge
+    assert np.array_equal(motion_blur(edge, 0.0, 6.0), edge)  # moving along it: nothing changes
+    assert motion_blur(edge, 0.1, 0.0) is edge  # under a quarter pixel: no blur
+
+
+def test_a_filmed_pan_is_blurred_and_a_sampled_one_rebuilds_as_before(tmp_path: Path) -> None:
+    pic = Picture(str(photo(tmp_path / "p.png", (1700, 1000))), "test-backgrounds")
+    sharp = pan(pic, 3, np.random.default_rng(5))
+    assert np.array_equal(sharp, pan(pic, 3, np.random.default_rng(5), shutter=0.0))
+    filmed = pan(pic, 3, np.random.default_rng(5), shutter=1.0)
+    assert filmed.shape == sharp.shape
+
+    def sharpness(a: np.ndarray) -> float:
+        return float(np.abs(np.diff(a.astype(int), axis=1)).mean() + np.abs(np.diff(a.astype(int), axis=0)).mean())
+
+    assert sharpness(filmed[1]) < 0.95 * sharpness(sharp[1])
 
 
 def test_a_picture_too_small_for_the_window_is_refused(tmp_path: Path) -> None:

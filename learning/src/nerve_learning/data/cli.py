@@ -32,6 +32,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     cfg = PackConfig(scales=scales, codecs=codecs, frames_per_clip=args.frames, frame_step=args.step,
                      crop=args.crop, crops_per_frame=args.crops, hr_downscale=args.hr_downscale, previous=args.previous,
                      kernels=kernels, pictures=pictures, frames_per_picture=args.frames_per_picture,
+                     shutter=args.shutter,
                      clips=() if args.pictures_only else TRAIN)
     if not cfg.clips and not cfg.pictures:
         raise SystemExit("--pictures-only needs --pictures")
@@ -69,6 +70,9 @@ def add_parsers(sub: Any) -> None:
     k.add_argument("--picture-debs", default="", help="the .deb files the pictures came from (names their package)")
     k.add_argument("--picture-min-bytes", type=int, default=300_000, help="smaller picture files are icons or flat art")
     k.add_argument("--frames-per-picture", type=int, default=4, help="frames sampled from each picture's pan")
+    k.add_argument("--shutter", type=float, default=0.0,
+                   help="pans with camera motion blur: each pan's exposure drawn up to this many frame intervals "
+                        "(0.5: a 180-degree shutter; 0: sharp pans)")
     k.add_argument("--pictures-only", action="store_true",
                    help="no training clips: a pack of pictures' pans to merge with a clips pack (train-pack --extra-pack)")
     k.set_defaults(func=cmd_pack)

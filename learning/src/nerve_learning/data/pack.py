@@ -51,6 +51,9 @@ class PackConfig:
     # Photographs coded as pans (data/pans.py), after the clips; `frames_per_picture` sampled each.
     pictures: tuple = ()
     frames_per_picture: int = 4
+    # > 0: the pans carry camera motion blur, each with an exposure drawn up to this many frame
+    # intervals (data.pans.pan).
+    shutter: float = 0.0
 
 
 def rung_key(scale: int, codec: Codec) -> str:
@@ -77,7 +80,7 @@ def build_pack(cfg: PackConfig, out: Path, root: Path | None = None) -> Path:
         if hasattr(clip, "pan"):  # a photograph (data.pans.Picture): its frames are made, not read
             sampled = cfg.frames_per_picture
             # Every frame is coded, so the codec predicts across the pan; sampled below.
-            seq = clip.pan(sampled * cfg.frame_step + 1, rng)
+            seq = clip.pan(sampled * cfg.frame_step + 1, rng, shutter=cfg.shutter)
             h, w = seq.shape[1:]
             picked = np.arange(1, len(seq), cfg.frame_step)[:sampled]
         else:
