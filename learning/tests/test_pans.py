@@ -124,6 +124,8 @@ def test_model_card_names_every_source_and_the_pans() -> None:
                                        "downscale kernels bicubic, area in turn over clip and rung")
     described = pack_description(pans)
     assert "frames per clip" not in described and "768x432" in described and "4 frames of it (every 3rd)" in described
+    assert "motion blur" not in described
+    assert "exposure drawn up to 1 frame interval" in pack_description({**pans, "shutter": 1.0})
     sources = training_sources(["videos/a.mp4", "pictures/mate-backgrounds/Wood", "pictures/mate-backgrounds/Dune",
                                 "pictures/ukui-wallpapers/x"])
     assert sources == "videos/a.mp4; 3 photographs coded as pans (2 from mate-backgrounds, 1 from ukui-wallpapers)"

@@ -88,6 +88,9 @@ def pack_description(cfg: dict) -> str:
                      f"{MAX_SPEED} px per frame), {cfg['frames_per_picture']} frames of it (every {ordinal(cfg['frame_step'])}), "
                      f"{cfg['crops_per_frame']} crops of {cfg['crop']} px per frame, each the most detailed of "
                      f"{PICTURE_CANDIDATES} spots")
+        if cfg.get("shutter", 0.0) > 0:
+            parts.append(f"the pans filmed with motion blur: each pan's exposure drawn up to {cfg['shutter']:g} frame "
+                         "interval(s)")
     kernels = cfg.get("kernels", ["bicubic"])
     if list(kernels) != ["bicubic"]:
         parts.append(f"downscale kernels {', '.join(kernels)} in turn over clip and rung")
