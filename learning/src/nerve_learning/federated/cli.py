@@ -57,6 +57,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bound(args: argparse.Namespace) -> int:
+    from .bound import write_bound
+
+    write_bound(Path(args.cache), Path(args.out))
+    return 0
+
+
 def cmd_qoe(args: argparse.Namespace) -> int:
     from .qoe import add_qoe
 
@@ -97,6 +104,10 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--cache", default=str(CACHE))
     r.add_argument("--only", default="", help="comma-separated runs to (re)do; others are read back")
     r.set_defaults(func=cmd_report)
+    b = fs.add_parser("bound", help="upper bound of personalisation: each viewer type's whole harvest, central fine-tuning")
+    b.add_argument("--out", default=str(REPO / "learning" / "reports" / "federated"))
+    b.add_argument("--cache", default=str(CACHE))
+    b.set_defaults(func=cmd_bound)
     q = fs.add_parser("qoe", help="the streaming QoE change per viewer type of a report, through nerveabr-sim's planner")
     q.add_argument("--report", default=str(REPO / "learning" / "reports" / "federated" / "federated.json"))
     q.set_defaults(func=cmd_qoe)
