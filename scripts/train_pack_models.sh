@@ -140,7 +140,7 @@ case "${1:-}" in
       --block 2 --channels 32 --depth 4 --rep --init ../models/nerve-sr-x2-s2d-temporal.onnx --lr 3e-4 --batch 32 \
       --patch 48 --steps "${STEPS:-86019}" --out "$out/x2-s2d-t-d4.pt" > "$out/x2-s2d-t-d4.log" 2>&1 ;;
   finish-x2d4)
-    # The int8 variant is the default (the float model runs under 30 fps in the benchmark).
+    # The int8 variant was the default until the filmed mix (finish-x2mix) took its place.
     learn finish --weights "$2/x2-s2d-t-d4.pt" --name nerve-sr-x2-s2d-temporal-d4
     learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4.onnx --frames-in 2 --default ;;
   pans-only)
@@ -179,5 +179,17 @@ case "${1:-}" in
     # finish-x2filmed OUTDIR TAG NAME: export, card and int8 (calibrated on the filmed pans).
     learn finish --weights "$2/x2-s2d-t-d4-$3.pt" --name "$4"
     learn int8 --model "../models/$4.onnx" --frames-in 2 --calibration-pack cache/pack-x2-pans-filmed.npz ;;
-  *) echo "usage: $0 pack | pictures | pans | pans-only | pans-filmed | tune-x2filmed OUTDIR | finish-x2filmed OUTDIR TAG NAME | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
+  tune-x2mix)
+    # The default x2 model: nerve-sr-x2-s2d-temporal-d4 fine-tuned on the clips pack (of `pans`) and
+    # the filmed pans (5 min on 2 cores); docs/research/2026-12-07-sr-filmed-pans.md.
+    out=$2; mkdir -p "$out"
+    learn train-pack --pack cache/pack-x2-clips.npz --extra-pack cache/pack-x2-pans-filmed.npz --scale 2 --frames-in 2 \
+      --block 2 --channels 32 --depth 4 --rep --init ../models/nerve-sr-x2-s2d-temporal-d4.onnx --lr 1e-4 --warmup 500 \
+      --batch 32 --patch 48 --steps "${STEPS:-8000}" --out "$out/x2-s2d-t-d4-mix.pt" > "$out/x2-s2d-t-d4-mix.log" 2>&1 ;;
+  finish-x2mix)
+    # Its int8 variant is the default (calibrated on the filmed pans).
+    learn finish --weights "$2/x2-s2d-t-d4-mix.pt" --name nerve-sr-x2-s2d-temporal-d4-filmed-mix
+    learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx --frames-in 2 --default \
+      --calibration-pack cache/pack-x2-pans-filmed.npz ;;
+  *) echo "usage: $0 pack | pictures | pans | pans-only | pans-filmed | tune-x2mix OUTDIR | finish-x2mix OUTDIR | tune-x2filmed OUTDIR | finish-x2filmed OUTDIR TAG NAME | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
 esac
