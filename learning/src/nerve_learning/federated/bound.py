@@ -84,10 +84,10 @@ def plot(bound: dict[str, Any], path: Path, target_db: float = 0.3) -> None:
 
     names = list(bound["viewers"])
     fig, ax = plt.subplots(figsize=(8, 4))
-    for k, r in enumerate(range(len(bound["grid"]))):
+    middle = (len(bound["grid"]) - 1) / 2
+    for r, g in enumerate(bound["grid"]):
         vals = [bound["viewers"][v]["runs"][r]["own_minus_shipped_db"] for v in names]
-        g = bound["grid"][r]
-        ax.bar(np.arange(len(names)) + (k - (len(bound["grid"]) - 1) / 2) * 0.2, vals, 0.2, label=f"lr {g['lr']:g}, {g['steps']} steps")
+        ax.bar(np.arange(len(names)) + (r - middle) * 0.2, vals, 0.2, label=f"lr {g['lr']:g}, {g['steps']} steps")
     ax.axhline(target_db, color="red", ls="--", lw=1, label=f"target +{target_db} dB (over the global model)")
     ax.axhline(0, color="grey", lw=0.5)
     ax.set_xticks(np.arange(len(names)), names)
