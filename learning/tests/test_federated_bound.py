@@ -58,6 +58,9 @@ def test_the_bound_pools_each_type_alone_and_picks_its_best_grid_point(tmp_path:
         assert v not in b["best"]["other_minus_shipped_db"]
         assert set(b["best"]["own_per_clip_db"]) == {f"{v}-clip"}
 
+    one = bound.personalisation_bound(tmp_path, grid=grid[:1], batch=4, log=lambda *_: None, only=("screen",))
+    assert list(one["viewers"]) == ["screen"]
+
     monkeypatch.setattr(bound, "personalisation_bound", lambda cache, log=print: result)
     bound.write_bound(tmp_path, tmp_path / "out", log=lambda *_: None)
     assert json.loads((tmp_path / "out" / "personalisation_bound.json").read_text())["viewers"].keys() == result["viewers"].keys()

@@ -58,9 +58,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bound(args: argparse.Namespace) -> int:
-    from .bound import write_bound
+    from .bound import BATCH, GRID, write_bound
 
-    write_bound(Path(args.cache), Path(args.out))
+    grid = tuple((float(r), int(n)) for r, n in (g.split(":") for g in args.grid.split(","))) if args.grid else GRID
+    viewers = tuple(v for v in args.viewers.split(",") if v)
+    write_bound(Path(args.cache), Path(args.out), grid=grid, batch=args.batch or BATCH, only=viewers)
     return 0
 
 
@@ -107,6 +109,9 @@ def add_parser(sub: Any) -> None:
     b = fs.add_parser("bound", help="upper bound of personalisation: each viewer type's whole harvest, central fine-tuning")
     b.add_argument("--out", default=str(REPO / "learning" / "reports" / "federated"))
     b.add_argument("--cache", default=str(CACHE))
+    b.add_argument("--grid", default="", help="lr:steps,... (default: the four settings of bound.GRID)")
+    b.add_argument("--batch", type=int, default=0, help="patches per step (default bound.BATCH)")
+    b.add_argument("--viewers", default="", help="comma-separated viewer types (default: all)")
     b.set_defaults(func=cmd_bound)
     q = fs.add_parser("qoe", help="the streaming QoE change per viewer type of a report, through nerveabr-sim's planner")
     q.add_argument("--report", default=str(REPO / "learning" / "reports" / "federated" / "federated.json"))
