@@ -6,7 +6,11 @@ stalling 39 ms more per session than the planner with the shield capping at the 
 planner holds safe (`safe-set`). The other caps: the planner's own rung (`planner-rung`: the
 actor may go lower, never higher), and climbing with the planner's consent (`planner-climb`: the
 actor may hold the rung it played or go lower, and climb no higher than the planner would play,
-never above the safe set). That result is a held-out one, so the choice is made here on data each
+never above the safe set), and (added 2026-12-07, after the first choice kept the safe set)
+the shadow session (`shadow`: a second planner plays its own session beside the actor's on the
+throughputs the actor's downloads measure; while the actor holds less buffer than that session
+would, the planner's decision is played whole, otherwise the actor's, capped at the safe set).
+That result is a held-out one, so the choice is made here on data each
 fold's policy was trained on: every fold's saved policy (out/rl/lofo/<fold>/ppo.onnx) plays the
 sessions of the five families it was trained on, at the quality preference, with each cap, beside
 the planner.
@@ -14,8 +18,8 @@ the planner.
 The rule, fixed before this ran: among the caps whose QoE_vmaf stays within 2% of the planner's
 on every fold and training family, the one with the smallest worst stall excess over the planner
 (seconds per session, over all of them) wins; caps within 1 ms of the smallest tie, and a tie
-goes to the cap that leaves the actor more room (safe set, then planner-climb, then
-planner-rung); with none within 2%, the safe set stays. Writes
+goes to the cap that leaves the actor more room (safe set, then shadow, then planner-climb,
+then planner-rung); with none within 2%, the safe set stays. Writes
 learning/reports/rl/shield_choice.json.
 
     python3 scripts/ppo_shield_choice.py --limit 40   # 40 sessions per family (about 10 min)
@@ -36,7 +40,7 @@ from nerve_learning.rl.evaluate import (QOE_TOLERANCE, STALL_EPS_S, actor_of, pl
                                         slug, summarise)
 from nerve_learning.rl.export import OnnxPolicy  # noqa: E402
 
-CAPS = ("safe-set", "planner-climb", "planner-rung")  # most room for the actor first
+CAPS = ("safe-set", "shadow", "planner-climb", "planner-rung")  # most room for the actor first
 PREFERENCE = "quality"
 
 

@@ -328,6 +328,8 @@ pub struct Ppo {
     rows: Option<Rows>,
     /// The planner that caps the actor's rung, and where; `None`: unshielded.
     shield: Option<(Nerve, Shield)>,
+    /// The planner's own session played beside the actor's ([`Shield::Shadow`]).
+    shadow: Option<ShadowSession>,
     /// Decisions the shield lowered.
     pub shielded: u64,
     /// The last error of the actor (the policy then falls back to the lowest rung).
@@ -347,6 +349,50 @@ pub enum Shield {
     /// is where a policy that meets the QoE stalls more than the planner (it meets an outage with
     /// less buffer); holding a rung the planner has left stays the actor's choice.
     PlannerClimb,
+    /// The actor may not fall behind the planner's buffer: a second planner plays its own
+    /// session beside the actor's on the throughputs the actor's downloads measure, and while
+    /// the actor holds less buffer than that session would, the planner's decision is played
+    /// whole (rung and level); with as much or more, the actor plays, capped at the safe set.
+    /// Stalls come from meeting an outage with less buffer than the planner would have had; a
+    /// cap on the rung alone cannot see that, the buffer itself can.
+    Shadow,
+}
+
+/// Seconds of buffer below which the two sessions count as level (sums of floating-point
+/// download times: the same chunk at the same measured throughput takes the same time).
+const SHADOW_EPS_S: f64 = 1e-6;
+
+/// The planner's session as it would have gone had it decided every chunk: its buffer, moved by
+/// the download time its own choice would have taken at the throughput the actor's last download
+/// measured (the same link, as near as the session knows it).
+struct ShadowSession {
+    planner: Nerve,
+    buffer_s: Option<f64>,
+    /// Size of the chunk the shadow planner chose last, bits (downloaded before the next decision).
+    pending_bits: Option<f64>,
+}
+
+impl ShadowSession {
+    /// The shadow's buffer at this decision (the actor's at the first one).
+    fn advance(&mut self, obs: &Observation<'_>) -> f64 {
+        let actual = obs.buffer.as_secs_f64();
+        let b = match (self.buffer_s, self.pending_bits, obs.recent_bps.last()) {
+            (Some(b), Some(bits), Some(&bps)) if bps > 0.0 && bps.is_finite() => {
+                let dt = obs.latency.as_secs_f64() + bits / bps;
+                ((b - dt).max(0.0) + obs.ladder.chunk_s()).min(obs.buffer_cap.as_secs_f64())
+            }
+            _ => actual,
+        };
+        // A player waits with a full buffer and resumes a little below its cap (in steps the
+        // policy does not know): within a chunk of the cap, both sessions count as full.
+        let full = obs.buffer_cap.as_secs_f64() - obs.ladder.chunk_s();
+        let b = if actual >= full { b.min(actual) } else { b };
+        self.buffer_s = Some(b);
+        let at = Observation { buffer: std::time::Duration::from_secs_f64(b), ..*obs };
+        let d = self.planner.decide(&at);
+        self.pending_bits = obs.next_sizes_bits.get(d.rung).copied();
+        b
+    }
 }
 
 impl Shield {
@@ -355,14 +401,15 @@ impl Shield {
             "safe-set" => Ok(Self::SafeSet),
             "planner-rung" => Ok(Self::PlannerRung),
             "planner-climb" => Ok(Self::PlannerClimb),
-            _ => Err(format!("unknown shield {name:?} (safe-set, planner-rung, planner-climb)")),
+            "shadow" => Ok(Self::Shadow),
+            _ => Err(format!("unknown shield {name:?} (safe-set, planner-rung, planner-climb, shadow)")),
         }
     }
 }
 
 impl Ppo {
     pub fn new(features: Features, actor: Box<dyn Actor>) -> Self {
-        Self { features, actor, rows: None, shield: None, shielded: 0, error: None }
+        Self { features, actor, rows: None, shield: None, shadow: None, shielded: 0, error: None }
     }
 
     /// The policy on a stream whose rungs are `rows` of the table `features` was built on.
@@ -378,6 +425,7 @@ impl Ppo {
 
     /// Shielded by `planner`, capped where `at` says.
     pub fn with_shield_at(mut self, planner: Nerve, at: Shield) -> Self {
+        self.shadow = (at == Shield::Shadow).then(|| ShadowSession { planner: planner.clone(), buffer_s: None, pending_bits: None });
         self.shield = Some((planner, at));
         self
     }
@@ -389,10 +437,16 @@ impl Ppo {
         let action = self.features.action();
         // the planner takes in every observation, whatever is played, so its estimators follow
         // the session as they would if it decided
+        // behind the shadow session's buffer: the planner's decision, whole
+        let behind = self.shadow.as_mut().is_some_and(|s| obs.buffer.as_secs_f64() < s.advance(obs) - SHADOW_EPS_S);
+        let mut planner_whole = None;
         let cap = self.shield.as_mut().and_then(|(n, at)| {
             let own = n.decide(obs);
+            if behind {
+                planner_whole = Some(own);
+            }
             match at {
-                Shield::SafeSet => n.safe_rung(),
+                Shield::SafeSet | Shield::Shadow => n.safe_rung(),
                 Shield::PlannerRung => Some(own.rung),
                 Shield::PlannerClimb => {
                     // the rung last played, as the features remember it (reset with them)
@@ -404,7 +458,10 @@ impl Ppo {
         let d = match self.actor.scores(&x) {
             Ok(s) if s.len() == action.count() => {
                 let mut d = action.decision(argmax(&s));
-                if let Some(cap) = cap
+                if let Some(own) = planner_whole {
+                    self.shielded += u64::from(own != d);
+                    d = own;
+                } else if let Some(cap) = cap
                     && d.rung > cap
                 {
                     self.shielded += 1;
@@ -747,6 +804,34 @@ mod tests {
             held += usize::from(d.rung > own.rung);
         }
         assert!(held > 0, "no case where the actor holds a rung the planner left");
+        // the shadow session: level at the first decision (the actor plays, capped at the safe
+        // set); behind the planner's own session, the planner's decision whole; ahead of it, the
+        // actor again
+        let shadow = || {
+            Ppo::new(Features::new(table.clone(), 3), actor())
+                .with_shield_at(Nerve::new(table.clone(), NerveParams::chunk()), Shield::Shadow)
+        };
+        let first = obs(40, &[3e6]);
+        let mut p = shadow();
+        assert_eq!(p.decide(&first), shielded(&table).decide(&first), "level: the safe set's cap");
+        // whatever the shadow planner chose (16 Mbit at most, 10.7 s at 1.5 Mbit/s), its
+        // session holds >= 33.3 s; the actor's 8 s is behind, on a link where the top row stalls
+        let behind = obs(8, &[3e6, 1.5e6]);
+        let mut reference = Nerve::new(table.clone(), NerveParams::chunk());
+        reference.decide(&first);
+        let own = reference.decide(&behind);
+        let before = p.shielded;
+        assert_eq!(p.decide(&behind), own, "behind the planner's session: its decision, level and all");
+        assert_eq!(p.shielded, before + u64::from(own != Decision { rung: 2, level: 1 }));
+        assert_ne!(own, Decision { rung: 2, level: 1 }, "the case must differ from the actor's wish");
+        // a session ahead of the shadow's (<= 44 s) is the actor's, capped at the safe set
+        let mut p = shadow();
+        p.decide(&first);
+        let ahead = obs(50, &[3e6, 3e6]);
+        let mut safe = shielded(&table);
+        safe.decide(&first);
+        assert_eq!(p.decide(&ahead), safe.decide(&ahead));
+        assert_eq!(Shield::parse("shadow"), Ok(Shield::Shadow));
         assert_eq!(Shield::parse("planner-climb"), Ok(Shield::PlannerClimb));
         assert_eq!(Shield::parse("planner-rung"), Ok(Shield::PlannerRung));
         assert!(Shield::parse("none").is_err());

@@ -174,6 +174,7 @@ impl NerveParams {
     }
 }
 
+#[derive(Clone)]
 pub struct Nerve {
     pub params: NerveParams,
     pub table: QualityTable,

@@ -394,8 +394,10 @@ impl PyEnv {
     /// is called once per decision with the same features as in training. `shield`: capped by
     /// the `nerve` planner's stall constraint, as the element plays it by default; the result
     /// then has `shielded` (decisions the shield lowered). `shield_at`: where the shield caps
-    /// the rung, `safe-set` (the highest rung the planner holds safe) or `planner-rung` (the
-    /// planner's own rung).
+    /// the rung: `safe-set` (the highest rung the planner holds safe), `planner-rung` (the
+    /// planner's own rung), `planner-climb` (climbing no higher than the planner would) or
+    /// `shadow` (the planner's decision whole while the actor holds less buffer than the
+    /// planner's own session would, else the safe set).
     #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false, shield_at = "safe-set"))]
     #[allow(clippy::too_many_arguments)]
     fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool, shield_at: &str) -> PyResult<Bound<'py, PyDict>> {
