@@ -18,11 +18,25 @@ pub struct SessionConfig {
     pub threads: u32,
     /// Explicit ONNX Runtime library path, if the user gave one.
     pub library: Option<std::path::PathBuf>,
+    /// Horizontal bands a frame is split into, each run by its own session at the same time
+    /// ([`Model::run`]); 0 = automatic (on the CPU one per thread: `threads`, else every
+    /// logical core, at most [`MAX_AUTO_BANDS`]; one elsewhere), 1 = the whole frame at once.
+    pub bands: u32,
 }
+
+/// The most bands automatic banding uses.
+pub const MAX_AUTO_BANDS: usize = 4;
 
 pub struct Model {
     pub spec: ResolvedModel,
-    session: Session,
+    /// One session per band; the first runs whole frames.
+    sessions: Vec<Session>,
+    /// Rows each band reads beyond its own on either side (0: bands off); see [`Model::halo`].
+    halo: usize,
+    /// Each band's input rows, reused frame after frame.
+    band_inputs: Vec<Vec<f32>>,
+    /// The bands' outputs put together.
+    banded_output: Vec<f32>,
     /// The provider actually in use (the CPU after a fallback).
     pub provider: Provider,
     /// Things the user should hear about but that did not stop loading (provider fallback, ...).
@@ -90,13 +104,93 @@ impl Model {
                 provider = Provider::Cpu;
             }
         }
-        let session = b.commit_from_memory(&bytes).map_err(|e| {
-            EngineError::Model(format!("{} is not a loadable ONNX model: {e}", spec.path.display()))
-        })?;
-        let mut model = Self { spec, session, provider, warnings };
+        let commit = |mut b: ort::session::builder::SessionBuilder| {
+            b.commit_from_memory(&bytes)
+                .map_err(|e| EngineError::Model(format!("{} is not a loadable ONNX model: {e}", spec.path.display())))
+        };
+        let bands = match config.bands {
+            0 if provider == Provider::Cpu => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (if config.threads > 0 { config.threads as usize } else { cores }).min(MAX_AUTO_BANDS)
+            }
+            0 => 1,
+            n => n as usize,
+        };
+        let mut sessions = Vec::with_capacity(bands);
+        if bands > 1 {
+            // every band its share of the threads (one each when ONNX Runtime would choose)
+            let per_band = (config.threads as usize / bands).max(1);
+            for _ in 0..bands {
+                let mut b = builder()?.with_intra_threads(per_band).map_err(|e| EngineError::Model(e.to_string()))?;
+                if let Ok(Some(ep)) = provider.dispatch() {
+                    b = b.with_execution_providers([ep]).map_err(|e| EngineError::Model(e.to_string()))?;
+                }
+                sessions.push(commit(b)?);
+            }
+        } else {
+            sessions.push(commit(b)?);
+        }
+        let mut model = Self { spec, sessions, halo: 0, band_inputs: Vec::new(), banded_output: Vec::new(), provider, warnings };
         model.check_signature()?;
         model.probe()?;
+        if model.sessions.len() > 1 {
+            match model.find_halo()? {
+                Some(halo) => model.halo = halo,
+                None => {
+                    model.warnings.push(format!(
+                        "'{}' reads further than {MAX_HALO} rows around a pixel; frames run whole, not in bands",
+                        model.spec.entry.name
+                    ));
+                    model.sessions.truncate(1);
+                }
+            }
+        }
         Ok(model)
+    }
+
+    /// Sessions that can run bands of a frame at once (1: whole frames only).
+    pub fn bands(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Rows a band reads beyond its own: found at load time as the smallest multiple of
+    /// [`BAND_ALIGN`] with which two bands of a noise frame give the whole frame's output
+    /// exactly, plus one more step of margin (a model's reach is not in its manifest, and an
+    /// int8 model's reach depends on the picture: its rounding hides small far effects).
+    pub fn halo(&self) -> usize {
+        self.halo
+    }
+
+    /// The bands `height` rows are run in: as many as there are sessions, each at least four
+    /// halos high.
+    fn band_count(&self, height: usize) -> usize {
+        if self.halo == 0 {
+            return 1;
+        }
+        self.sessions.len().min(height / (4 * self.halo)).max(1)
+    }
+
+    fn find_halo(&mut self) -> Result<Option<usize>, EngineError> {
+        let (w, h) = (48, 2 * MAX_HALO + 2 * BAND_ALIGN);
+        let frames = self.frames();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let input: Vec<f32> = (0..frames * w * h)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let mut whole = Vec::new();
+        self.run_whole(&input, w, h, |out| whole.extend_from_slice(out))?;
+        for halo in (BAND_ALIGN..=MAX_HALO).step_by(BAND_ALIGN) {
+            self.run_banded(&input, w, h, 2, halo)?;
+            if self.banded_output == whole {
+                return Ok(Some(halo + BAND_ALIGN));
+            }
+        }
+        Ok(None)
     }
 
     pub fn frames(&self) -> usize {
@@ -113,7 +207,7 @@ impl Model {
         let mismatch = |what: String| {
             EngineError::Shape(format!("{} contradicts its manifest entry '{}': {what}", self.spec.path.display(), e.name))
         };
-        let inputs = self.session.inputs();
+        let inputs = self.sessions[0].inputs();
         if inputs.len() != 1 {
             return Err(mismatch(format!("{} inputs, expected 1", inputs.len())));
         }
@@ -121,7 +215,7 @@ impl Model {
         if input.name() != e.input.name {
             return Err(mismatch(format!("input is named '{}', manifest says '{}'", input.name(), e.input.name)));
         }
-        let Some(output) = self.session.outputs().iter().find(|o| o.name() == e.output.name) else {
+        let Some(output) = self.sessions[0].outputs().iter().find(|o| o.name() == e.output.name) else {
             return Err(mismatch(format!("no output named '{}'", e.output.name)));
         };
         let dims = |o: &ort::value::Outlet| o.dtype().tensor_shape().map(|s| s.iter().copied().collect::<Vec<i64>>());
@@ -158,9 +252,76 @@ impl Model {
     }
 
     /// Runs the model on `frames` stacked `width` x `height` luma tensors and hands the
-    /// `scale`-times larger output to `consume` (straight from ONNX Runtime's buffer, no copy).
-    /// Returns the time spent inside ONNX Runtime.
+    /// `scale`-times larger output to `consume`. Returns the time spent inside ONNX Runtime.
+    ///
+    /// With several sessions the frame runs as horizontal bands at once, each on its own thread
+    /// with the rows its halo needs on either side, and the bands' own rows put together: the
+    /// same output as the whole frame (checked at load). One ONNX Runtime session with two
+    /// threads synchronises them at every operator, and the operators between convolutions run
+    /// on one; two one-thread sessions on two halves do neither.
     pub fn run(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        consume: impl FnOnce(&[f32]),
+    ) -> Result<Duration, EngineError> {
+        let n = self.band_count(height);
+        if n <= 1 {
+            return self.run_whole(input, width, height, consume);
+        }
+        let took = self.run_banded(input, width, height, n, self.halo)?;
+        consume(&self.banded_output);
+        Ok(took)
+    }
+
+    /// `n` bands of `halo` rows into `banded_output`, bands on threads of their own (the first
+    /// on the caller's).
+    fn run_banded(&mut self, input: &[f32], width: usize, height: usize, n: usize, halo: usize) -> Result<Duration, EngineError> {
+        let (frames, scale) = (self.frames(), self.scale());
+        debug_assert_eq!(input.len(), frames * width * height);
+        let mut edges: Vec<usize> = (0..=n).map(|i| i * height / n / BAND_ALIGN * BAND_ALIGN).collect();
+        edges[n] = height;
+        self.band_inputs.resize_with(n, Vec::new);
+        self.banded_output.resize(scale * scale * width * height, 0.0);
+        let out_row = width * scale;
+        let mut parts = Vec::with_capacity(n);
+        let mut rest = self.banded_output.as_mut_slice();
+        for i in 0..n {
+            let (part, tail) = rest.split_at_mut((edges[i + 1] - edges[i]) * scale * out_row);
+            parts.push(part);
+            rest = tail;
+        }
+        let names = (self.spec.entry.input.name.as_str(), self.spec.entry.output.name.as_str());
+        let shape = BandShape { width, height, frames, scale, halo };
+        let started = Instant::now();
+        let results: Vec<Result<(), EngineError>> = std::thread::scope(|s| {
+            let mut jobs = self.sessions.iter_mut().zip(self.band_inputs.iter_mut()).zip(parts).enumerate();
+            let first = jobs.next();
+            let spawned: Vec<_> = jobs
+                .map(|(i, ((session, buf), part))| {
+                    let rows = (edges[i], edges[i + 1]);
+                    s.spawn(move || run_band(session, buf, part, input, shape, rows, names))
+                })
+                .collect();
+            let mut results = Vec::with_capacity(n);
+            if let Some((i, ((session, buf), part))) = first {
+                results.push(run_band(session, buf, part, input, shape, (edges[i], edges[i + 1]), names));
+            }
+            results.extend(
+                spawned
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err(EngineError::Inference("a band's thread panicked".into())))),
+            );
+            results
+        });
+        let took = started.elapsed();
+        results.into_iter().collect::<Result<(), _>>()?;
+        Ok(took)
+    }
+
+    /// The whole frame on the first session, its output straight from ONNX Runtime's buffer.
+    fn run_whole(
         &mut self,
         input: &[f32],
         width: usize,
@@ -173,8 +334,7 @@ impl Model {
         let tensor = TensorRef::from_array_view(([1usize, frames, height, width], input))
             .map_err(|e| EngineError::Inference(format!("cannot wrap the input: {e}")))?;
         let started = Instant::now();
-        let outputs = self
-            .session
+        let outputs = self.sessions[0]
             .run(ort::inputs![self.spec.entry.input.name.as_str() => tensor])
             .map_err(|e| EngineError::Inference(e.to_string()))?;
         let elapsed = started.elapsed();
@@ -194,4 +354,58 @@ impl Model {
         consume(data);
         Ok(elapsed)
     }
+}
+
+/// Band edges fall on multiples of this many rows, and halos are multiples of it: a model that
+/// folds pixels into channels (space-to-depth) sees every band on the whole frame's grid.
+pub const BAND_ALIGN: usize = 8;
+
+/// The farthest a band's halo is searched for; a model reaching further runs whole frames.
+pub const MAX_HALO: usize = 48;
+
+#[derive(Clone, Copy)]
+struct BandShape {
+    width: usize,
+    height: usize,
+    frames: usize,
+    scale: usize,
+    halo: usize,
+}
+
+/// One band: its rows `core` with `halo` more on either side (inside the frame) through
+/// `session`, the output of its own rows into `part`.
+fn run_band(
+    session: &mut Session,
+    buf: &mut Vec<f32>,
+    part: &mut [f32],
+    input: &[f32],
+    s: BandShape,
+    core: (usize, usize),
+    (input_name, output_name): (&str, &str),
+) -> Result<(), EngineError> {
+    let (top, bottom) = (core.0.saturating_sub(s.halo), (core.1 + s.halo).min(s.height));
+    let (rows, area) = (bottom - top, s.width * s.height);
+    buf.clear();
+    for f in 0..s.frames {
+        buf.extend_from_slice(&input[f * area + top * s.width..f * area + bottom * s.width]);
+    }
+    let tensor = TensorRef::from_array_view(([1usize, s.frames, rows, s.width], buf.as_slice()))
+        .map_err(|e| EngineError::Inference(format!("cannot wrap a band: {e}")))?;
+    let outputs = session.run(ort::inputs![input_name => tensor]).map_err(|e| EngineError::Inference(e.to_string()))?;
+    let value = outputs.get(output_name).ok_or_else(|| EngineError::Inference(format!("no output '{output_name}'")))?;
+    let (shape, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| EngineError::Shape(format!("output is not a float tensor: {e}")))?;
+    let out_row = s.width * s.scale;
+    let expected = [1i64, 1, (rows * s.scale) as i64, out_row as i64];
+    if shape.iter().copied().ne(expected) {
+        return Err(EngineError::Shape(format!(
+            "a {}x{rows} band gave an output of shape {:?}, expected {expected:?}",
+            s.width,
+            shape.iter().collect::<Vec<_>>()
+        )));
+    }
+    let skip = (core.0 - top) * s.scale * out_row;
+    part.copy_from_slice(&data[skip..skip + part.len()]);
+    Ok(())
 }

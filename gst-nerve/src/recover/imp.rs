@@ -513,6 +513,8 @@ impl NerveRecover {
             provider: settings.provider,
             threads: settings.threads,
             library: settings.ort_library.as_ref().map(PathBuf::from),
+            // whole frames: banding was measured for the SR models only
+            bands: 1,
         };
         let model = Model::load(resolved, &config).map_err(to_error)?;
         for w in &model.warnings {

@@ -64,6 +64,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_SCALE: u32 = 2;
 const DEFAULT_THREADS: u32 = 0;
+/// `bands=0`: one band per inference thread on the CPU (see `SessionConfig::bands`).
+const DEFAULT_BANDS: u32 = 0;
+const MAX_BANDS: u32 = 16;
 const DEFAULT_STATS_INTERVAL: u32 = 30;
 const DEFAULT_WATCH_INTERVAL_MS: u32 = 1000;
 const DEFAULT_HARVEST_BUDGET: u32 = 30;
@@ -91,6 +94,7 @@ struct Settings {
     scale: u32,
     provider: Provider,
     threads: u32,
+    bands: u32,
     ort_library: Option<String>,
     stats_interval: u32,
     enhance: bool,
@@ -116,6 +120,7 @@ impl Settings {
                 provider: self.provider,
                 threads: self.threads,
                 library: self.ort_library.as_ref().map(PathBuf::from),
+                bands: self.bands,
             },
         }
     }
@@ -139,6 +144,7 @@ impl Settings {
         let mut champion = self.load_request();
         champion.scale = self.shadow_scale;
         champion.session.threads = 1;
+        champion.session.bands = 1;
         let dir = PathBuf::from(candidate);
         let (spec, location) = if dir.is_dir() { (String::new(), Some(dir)) } else { (candidate.clone(), None) };
         let candidate = LoadRequest { spec, location, ..champion.clone() };
@@ -160,6 +166,7 @@ impl Default for Settings {
             scale: DEFAULT_SCALE,
             provider: Provider::Cpu,
             threads: DEFAULT_THREADS,
+            bands: DEFAULT_BANDS,
             ort_library: None,
             stats_interval: DEFAULT_STATS_INTERVAL,
             enhance: true,
@@ -372,6 +379,18 @@ impl ObjectImpl for NerveSr {
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("bands")
+                    .nick("Bands")
+                    .blurb(
+                        "Horizontal bands each frame is split into, run at once, each by its own ONNX Runtime session with \
+                         the rows the model reads beyond the band (the output is the whole frame's, checked when the model \
+                         loads); 0 = one band per inference thread on the CPU provider (threads, or every core when threads \
+                         is 0; at most 4) and one on the others, 1 = whole frames. Frames under four margins per band run whole",
+                    )
+                    .maximum(MAX_BANDS)
+                    .default_value(DEFAULT_BANDS)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecString::builder("ort-library")
                     .nick("ONNX Runtime library")
                     .blurb(
@@ -452,6 +471,7 @@ impl ObjectImpl for NerveSr {
             "scale" => s.scale = value.get().unwrap_or(DEFAULT_SCALE),
             "provider" => s.provider = value.get().unwrap_or_default(),
             "threads" => s.threads = value.get().unwrap_or(DEFAULT_THREADS),
+            "bands" => s.bands = value.get().unwrap_or(DEFAULT_BANDS),
             "ort-library" => s.ort_library = value.get::<Option<String>>().ok().flatten().filter(|p| !p.is_empty()),
             "stats-interval" => s.stats_interval = value.get().unwrap_or(DEFAULT_STATS_INTERVAL),
             "processing-latency" => s.processing_latency = value.get().unwrap_or(DEFAULT_PROCESSING_LATENCY),
@@ -477,6 +497,7 @@ impl ObjectImpl for NerveSr {
             "scale" => s.scale.to_value(),
             "provider" => s.provider.to_value(),
             "threads" => s.threads.to_value(),
+            "bands" => s.bands.to_value(),
             "ort-library" => s.ort_library.to_value(),
             "stats-interval" => s.stats_interval.to_value(),
             "processing-latency" => s.processing_latency.to_value(),
@@ -578,6 +599,7 @@ impl NerveSr {
             .field("output-faults", c.output_faults)
             .field("harvested-patches", harvested.patches)
             .field("harvested-bytes", harvested.bytes)
+            .field("bands", state.model.as_ref().map_or(0, |m| m.bands() as u32))
             .field("model-scale", state.geometry.as_ref().map_or(0, |g| if state.model.is_some() { g.k } else { 0 }))
             .field("abr-enhance", state.abr_enhance.unwrap_or(true));
         if let Some(sh) = shadow {
@@ -633,12 +655,14 @@ impl NerveSr {
         gst::info!(
             CAT,
             imp = self,
-            "model '{}' (x{}, {} frame(s)) from {} on {} (ONNX Runtime: {})",
+            "model '{}' (x{}, {} frame(s)) from {} on {} in {} band(s), {} rows of margin (ONNX Runtime: {})",
             model.spec.entry.name,
             model.scale(),
             model.frames(),
             model.spec.path.display(),
             model.provider.nick(),
+            model.bands(),
+            model.halo(),
             engine::library::loaded_path().map(|p| p.display().to_string()).unwrap_or_default()
         );
     }

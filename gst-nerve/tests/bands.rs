@@ -1,0 +1,59 @@
+//! Frames run as horizontal bands, each by its own ONNX Runtime session at once: the output must
+//! be the whole frame's, for every shipped x2 model (float and int8, one frame and two), at the
+//! sizes the element meets (even and odd, one band's worth and several).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use gstnerve::engine::manifest::{Task, resolve_in};
+use gstnerve::engine::{Model, SessionConfig};
+
+fn models() -> Vec<PathBuf> {
+    vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models")]
+}
+
+fn load(name: &str, bands: u32) -> Model {
+    let resolved = resolve_in(name, Task::SuperResolution, 2, &models()).expect("a shipped model resolves");
+    Model::load(resolved, &SessionConfig { threads: 2, bands, ..SessionConfig::default() }).expect("loads")
+}
+
+fn noise(frames: usize, w: usize, h: usize, seed: u32) -> Vec<f32> {
+    // smooth picture plus grain: what a decoded frame looks like to the network
+    (0..frames * w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as f32, ((i / w) % h) as f32);
+            let grain = ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 24) as f32 / 255.0;
+            (0.5 + 0.3 * (x * 0.07 + y * 0.05).sin() + 0.2 * (grain - 0.5)).clamp(0.0, 1.0)
+        })
+        .collect()
+}
+
+fn output(model: &mut Model, input: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    model.run(input, w, h, |o| out.extend_from_slice(o)).expect("runs");
+    out
+}
+
+#[test]
+fn banded_frames_give_the_whole_frames_output() {
+    init();
+    for name in ["", "nerve-sr-x2-s2d-temporal-d4-filmed-mix", "nerve-sr-x2-s2d-temporal-edge-int8", "nerve-sr-x2", "nerve-sr-x2-s2d-int8"] {
+        let mut whole = load(name, 1);
+        let mut banded = load(name, 3);
+        assert_eq!(whole.bands(), 1, "{name}");
+        assert_eq!(banded.bands(), 3, "{name}: three sessions");
+        let halo = banded.halo();
+        assert!(halo >= 8 && halo % 8 == 0, "{name}: a margin of {halo} rows");
+        // tall enough for three bands, for two, and too short for any: all the whole frame's output
+        for (w, h) in [(64, 12 * halo + 6), (37, 8 * halo + 3), (40, 3 * halo)] {
+            let input = noise(whole.frames(), w, h, 7);
+            let a = output(&mut whole, &input, w, h);
+            let b = output(&mut banded, &input, w, h);
+            assert_eq!(a.len(), 4 * w * h);
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+            assert!(worst == 0.0, "{name} {w}x{h}: bands differ from the whole frame by {worst}");
+        }
+    }
+}
