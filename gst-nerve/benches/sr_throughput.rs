@@ -3,7 +3,9 @@
 //! the pipeline's peak resident memory; and x4 (320x180 -> 1280x720) with the default x4 model
 //! and with the Vid4 one; then every x2 model of the shipped manifest (the quality/speed
 //! frontier's speed axis); then the sizes phones show: 960x540 -> 1920x1080 and 1280x720 ->
-//! 2560x1440 with the default x2 model and every int8 variant of the manifest. Run with `cargo bench -p gst-nerve`
+//! 2560x1440 with the default x2 model and every int8 variant of the manifest, each in bands (the
+//! element's default: one band per core, `bands=0`) and whole (`bands=1`) one after the other.
+//! Run with `cargo bench -p gst-nerve`
 //! (the 1-minute load average is printed: a loaded machine gives lower figures).
 //!
 //! Frames are real video (the bundled talking-head sample, downscaled to 640x360), decoded once
@@ -93,6 +95,7 @@ fn main() {
     }
     let lanczos = run("videoscale method=lanczos ! video/x-raw,width=1280,height=720", &frames, (W, H));
     let nervesr = run("nervesr", &frames, (W, H));
+    let nervesr_whole = run("nervesr bands=1", &frames, (W, H));
     let small = sample_frames(W / 2, H / 2);
     let x4 = |filter: &str| run(filter, &small, (W / 2, H / 2));
     let (x4_default, x4_bi) = (x4("nervesr scale=4"), x4("nervesr scale=4 model=nerve-sr-x4-bi"));
@@ -101,7 +104,7 @@ fn main() {
     let child_out = String::from_utf8_lossy(&child.stdout);
     let peak_mib = child_out.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN) / 1024.0;
     println!("nervesr x2 benchmark: {FRAMES} frames of 640x360 I420 -> 1280x720, default model, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    println!("  nervesr (default model)      {nervesr:7.1} fps");
+    println!("  nervesr (default model)      {nervesr:7.1} fps (whole frames, bands=1: {nervesr_whole:.1})");
     println!("  videoscale method=lanczos    {lanczos:7.1} fps");
     println!("  conversion overhead          {:7.2} ms/frame (luma in/out + chroma upscale, model excluded)", overhead.as_secs_f64() * 1e3);
     println!("  peak resident memory         {peak_mib:7.1} MiB (nervesr pipeline alone, whole process)");
@@ -125,7 +128,8 @@ fn main() {
         });
         for model in std::iter::once("").chain(int8.map(|m| m.name.as_str())) {
             let fps = run(&format!("nervesr model=\"{model}\""), &frames, (w, h));
-            println!("    {:<28} {fps:7.1} fps", if model.is_empty() { "default" } else { model });
+            let whole = run(&format!("nervesr model=\"{model}\" bands=1"), &frames, (w, h));
+            println!("    {:<28} {fps:7.1} fps (whole frames, bands=1: {whole:.1})", if model.is_empty() { "default" } else { model });
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
