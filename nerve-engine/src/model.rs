@@ -19,8 +19,9 @@ pub struct SessionConfig {
     /// Explicit ONNX Runtime library path, if the user gave one.
     pub library: Option<std::path::PathBuf>,
     /// Horizontal bands a frame is split into, each run by its own session at the same time
-    /// ([`Model::run`]); 0 = automatic (on the CPU one per thread: `threads`, else every
-    /// logical core, at most [`MAX_AUTO_BANDS`]; one elsewhere), 1 = the whole frame at once.
+    /// ([`Model::run`]), the threads shared between them; 0 = automatic (on the CPU one per
+    /// thread: `threads`, else every logical core, at most [`MAX_AUTO_BANDS`]; one elsewhere),
+    /// 1 = the whole frame at once.
     pub bands: u32,
 }
 
@@ -108,18 +109,20 @@ impl Model {
             b.commit_from_memory(&bytes)
                 .map_err(|e| EngineError::Model(format!("{} is not a loadable ONNX model: {e}", spec.path.display())))
         };
+        // the threads to share between bands: those asked for, else every logical core
+        let threads = if config.threads > 0 {
+            config.threads as usize
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
         let bands = match config.bands {
-            0 if provider == Provider::Cpu => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (if config.threads > 0 { config.threads as usize } else { cores }).min(MAX_AUTO_BANDS)
-            }
+            0 if provider == Provider::Cpu => threads.min(MAX_AUTO_BANDS),
             0 => 1,
             n => n as usize,
         };
         let mut sessions = Vec::with_capacity(bands);
         if bands > 1 {
-            // every band its share of the threads (one each when ONNX Runtime would choose)
-            let per_band = (config.threads as usize / bands).max(1);
+            let per_band = (threads / bands).max(1);
             for _ in 0..bands {
                 let mut b = builder()?.with_intra_threads(per_band).map_err(|e| EngineError::Model(e.to_string()))?;
                 if let Ok(Some(ep)) = provider.dispatch() {

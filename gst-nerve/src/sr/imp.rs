@@ -384,8 +384,9 @@ impl ObjectImpl for NerveSr {
                     .blurb(
                         "Horizontal bands each frame is split into, run at once, each by its own ONNX Runtime session with \
                          the rows the model reads beyond the band (the output is the whole frame's, checked when the model \
-                         loads); 0 = one band per inference thread on the CPU provider (threads, or every core when threads \
-                         is 0; at most 4) and one on the others, 1 = whole frames. Frames under four margins per band run whole",
+                         loads), the threads shared between them; 0 = one band per inference thread on the CPU provider \
+                         (threads, or every core when threads is 0; at most 4) and one on the others, 1 = whole frames. \
+                         Frames under four margins per band run whole",
                     )
                     .maximum(MAX_BANDS)
                     .default_value(DEFAULT_BANDS)
