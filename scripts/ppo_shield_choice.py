@@ -22,7 +22,7 @@ goes to the cap that leaves the actor more room (safe set, then shadow, then pla
 then planner-rung); with none within 2%, the safe set stays. Writes
 learning/reports/rl/shield_choice.json.
 
-    python3 scripts/ppo_shield_choice.py --limit 40   # 40 sessions per family (about 10 min)
+    python3 scripts/ppo_shield_choice.py --limit 40 --jobs 2   # 40 sessions per family (about 8 min)
 """
 
 from __future__ import annotations
@@ -50,35 +50,42 @@ def play(env, policy: OnnxPolicy, trace: int, at: str) -> dict[str, float]:
     return {k: float(r[k]) for k in sim.METRICS}
 
 
+def pair(work: Path, left: sim.Family, fam: sim.Family) -> dict:
+    """One fold's policy on one of the families it was trained on, under every cap, beside the planner."""
+    policy = OnnxPolicy(work / slug(left.name) / "ppo.onnx")
+    env = sim.make_env(fam.traces)
+    n = len(fam.traces)
+    nerve = summarise([play_named(env, "nerve", i, PREFERENCE) for i in range(n)])
+    row = {"fold": left.name, "family": fam.name, "sessions": n, "nerve": nerve}
+    for at in CAPS:
+        s = summarise([play(env, policy, i, at) for i in range(n)])
+        row[at] = {**s, "stall_excess_s": s["rebuffer_s"] - nerve["rebuffer_s"],
+                   "qoe_gap_pct": 100 * (s["qoe_quality"] / nerve["qoe_quality"] - 1)}
+    print(f"fold {left.name:<34} on {fam.name:<34} " + "  ".join(
+        f"{at}: stall {row[at]['stall_excess_s']:+.3f} s, QoE {row[at]['qoe_gap_pct']:+.2f}%" for at in CAPS),
+        flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--traces", type=Path, default=ROOT.parent / "shared" / "data" / "traces")
     ap.add_argument("--work", type=Path, default=ROOT / "out" / "rl" / "lofo")
     ap.add_argument("--limit", type=int, default=40, help="sessions per source (0 = all)")
+    ap.add_argument("--jobs", type=int, default=1, help="(fold, family) pairs played at once, one process each")
     ap.add_argument("--out", type=Path, default=ROOT / "learning" / "reports" / "rl" / "shield_choice.json")
     args = ap.parse_args()
     fams = sim.families(args.traces, limit=args.limit)
-    rows: list[dict] = []
     for left in fams:
-        onnx = args.work / slug(left.name) / "ppo.onnx"
-        if not onnx.is_file():
-            sys.exit(f"no saved policy for fold {left.name}: {onnx}")
-        policy = OnnxPolicy(onnx)
-        for fam in fams:
-            if fam.name == left.name:
-                continue
-            env = sim.make_env(fam.traces)
-            n = len(fam.traces)
-            nerve = summarise([play_named(env, "nerve", i, PREFERENCE) for i in range(n)])
-            row = {"fold": left.name, "family": fam.name, "sessions": n, "nerve": nerve}
-            for at in CAPS:
-                s = summarise([play(env, policy, i, at) for i in range(n)])
-                row[at] = {**s, "stall_excess_s": s["rebuffer_s"] - nerve["rebuffer_s"],
-                           "qoe_gap_pct": 100 * (s["qoe_quality"] / nerve["qoe_quality"] - 1)}
-            rows.append(row)
-            print(f"fold {left.name:<34} on {fam.name:<34} " + "  ".join(
-                f"{at}: stall {row[at]['stall_excess_s']:+.3f} s, QoE {row[at]['qoe_gap_pct']:+.2f}%" for at in CAPS),
-                flush=True)
+        if not (args.work / slug(left.name) / "ppo.onnx").is_file():
+            sys.exit(f"no saved policy for fold {left.name}: {args.work / slug(left.name) / 'ppo.onnx'}")
+    pairs = [(args.work, left, fam) for left in fams for fam in fams if fam.name != left.name]
+    if args.jobs > 1:
+        from multiprocessing import get_context
+        with get_context("fork").Pool(args.jobs) as pool:
+            rows = pool.starmap(pair, pairs)
+    else:
+        rows = [pair(*p) for p in pairs]
     summary = {}
     for at in CAPS:
         summary[at] = {
@@ -92,7 +99,7 @@ def main() -> None:
     if within:
         best = min(summary[at]["worst_stall_excess_s"] for at in within)
         chosen = next(at for at in within if summary[at]["worst_stall_excess_s"] <= best + STALL_EPS_S)
-    out = {"command": f"python3 scripts/ppo_shield_choice.py --limit {args.limit}",
+    out = {"command": f"python3 scripts/ppo_shield_choice.py --limit {args.limit} --jobs {args.jobs}",
            "preference": PREFERENCE, "rule": __doc__.split("The rule, fixed before this ran: ")[1].split(" Writes")[0],
            "summary": summary, "chosen": chosen, "rows": rows}
     args.out.write_text(json.dumps(out, indent=1))
