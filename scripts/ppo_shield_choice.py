@@ -50,8 +50,14 @@ def play(env, policy: OnnxPolicy, trace: int, at: str) -> dict[str, float]:
     return {k: float(r[k]) for k in sim.METRICS}
 
 
-def pair(work: Path, left: sim.Family, fam: sim.Family) -> dict:
-    """One fold's policy on one of the families it was trained on, under every cap, beside the planner."""
+# the families, set before worker processes fork (their traces do not pickle)
+FAMILIES: list[sim.Family] = []
+
+
+def pair(work: Path, li: int, fi: int) -> dict:
+    """One fold's policy (the fold leaving out family `li`) on family `fi`, which it was trained
+    on, under every cap, beside the planner."""
+    left, fam = FAMILIES[li], FAMILIES[fi]
     policy = OnnxPolicy(work / slug(left.name) / "ppo.onnx")
     env = sim.make_env(fam.traces)
     n = len(fam.traces)
@@ -76,10 +82,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "learning" / "reports" / "rl" / "shield_choice.json")
     args = ap.parse_args()
     fams = sim.families(args.traces, limit=args.limit)
+    FAMILIES[:] = fams
     for left in fams:
         if not (args.work / slug(left.name) / "ppo.onnx").is_file():
             sys.exit(f"no saved policy for fold {left.name}: {args.work / slug(left.name) / 'ppo.onnx'}")
-    pairs = [(args.work, left, fam) for left in fams for fam in fams if fam.name != left.name]
+    pairs = [(args.work, li, fi) for li in range(len(fams)) for fi in range(len(fams)) if fi != li]
     if args.jobs > 1:
         from multiprocessing import get_context
         with get_context("fork").Pool(args.jobs) as pool:

@@ -67,7 +67,7 @@ def main() -> None:
         print(f"{fam.name:<34} {n:>4} sessions: ppo {r['ppo_stall_s']:.3f} s, nerve {r['nerve_stall_s']:.3f} s, "
               f"excess {r['mean_excess_s']:+.3f} s [{lo:+.3f}, {hi:+.3f}], more in {r['sessions_more']}, "
               f"less in {r['sessions_less']}, largest {diff[worst]:+.2f} s (trace {worst})", flush=True)
-    out = {"command": "python3 scripts/ppo_stall_ci.py", "preference": PREFERENCE, "shield": "safe-set",
+    out = {"command": "python3 scripts/ppo_stall_ci.py", "preference": PREFERENCE, "shield": "planner-climb (the default)",
            "resamples": RESAMPLES, "families": rows}
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

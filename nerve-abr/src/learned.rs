@@ -316,7 +316,8 @@ impl Rows {
 /// runs beside the actor on the same observations and names the highest rung it holds safe
 /// ([`Nerve::safe_rung`]: no planned download breaks the buffer floor or stalls at the guard
 /// throughput, more than its own choice does, and the low-buffer fallback). The actor's rung is
-/// capped there; everything below the cap, and the enhancement level, stay the actor's. The
+/// capped there, and by default ([`Shield::PlannerClimb`]) it climbs no higher than the planner
+/// would play; everything below the cap, and the enhancement level, stay the actor's. The
 /// actor learnt the planner's choices by imitation, and PPO's fine-tuning on a stall price of
 /// 100 points per second left it stalling 66-178 ms more per session than the planner on the
 /// slow families it never saw: a price is learnt from the families trained on, the constraint
@@ -340,14 +341,16 @@ pub struct Ppo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Shield {
     /// At the highest rung the planner holds safe ([`Nerve::safe_rung`]).
-    #[default]
     SafeSet,
     /// At the rung the planner would play itself: the actor may go lower, never higher.
     PlannerRung,
     /// Climbing needs the planner's consent: the actor may hold the rung last played or go lower,
     /// and climb only as far as the planner would play, never above the safe set. An early climb
     /// is where a policy that meets the QoE stalls more than the planner (it meets an outage with
-    /// less buffer); holding a rung the planner has left stays the actor's choice.
+    /// less buffer); holding a rung the planner has left stays the actor's choice. The default
+    /// since 2026-12-07: chosen between the four on the families each fold's policy was trained
+    /// on (`scripts/ppo_shield_choice.py`, the smallest worst stall excess over the planner).
+    #[default]
     PlannerClimb,
     /// The actor may not fall behind the planner's buffer: a second planner plays its own
     /// session beside the actor's on the throughputs the actor's downloads measure, and while
@@ -736,7 +739,7 @@ mod tests {
         let sizes = [4e6, 8e6, 16e6];
         let top = vec![0.0, 0.0, 0.0, 0.0, 0.0, 9.0];
         let actor = || Box::new(Scripted { scores: top.clone(), seen: std::sync::Arc::default() });
-        let shielded = |t: &QualityTable| Ppo::new(Features::new(t.clone(), 3), actor()).with_shield(Nerve::new(t.clone(), NerveParams::chunk()));
+        let shielded = |t: &QualityTable| Ppo::new(Features::new(t.clone(), 3), actor()).with_shield_at(Nerve::new(t.clone(), NerveParams::chunk()), Shield::SafeSet);
         let obs = |buffer_s: u64, recent: &'static [f64]| Observation {
             chunk_index: 5,
             total_chunks: 48,

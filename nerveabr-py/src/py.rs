@@ -397,11 +397,12 @@ impl PyEnv {
     /// the rung: `safe-set` (the highest rung the planner holds safe), `planner-rung` (the
     /// planner's own rung), `planner-climb` (climbing no higher than the planner would) or
     /// `shadow` (the planner's decision whole while the actor holds less buffer than the
-    /// planner's own session would, else the safe set).
-    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false, shield_at = "safe-set"))]
+    /// planner's own session would, else the safe set); `None`: the element's
+    /// (`Shield::default()`).
+    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false, shield_at = None))]
     #[allow(clippy::too_many_arguments)]
-    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool, shield_at: &str) -> PyResult<Bound<'py, PyDict>> {
-        let at = Shield::parse(shield_at).map_err(PyValueError::new_err)?;
+    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool, shield_at: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+        let at = shield_at.map_or(Ok(Shield::default()), Shield::parse).map_err(PyValueError::new_err)?;
         let mut features = Features::new(self.env.config.table.clone(), self.env.config.ladder.rungs());
         features.preference = preference.clamp(0.0, 1.0);
         features.battery = battery;
