@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use common::*;
 use gstnerve::engine::manifest::{Task, resolve_in};
+use gstnerve::engine::model::MIN_AUTO_ROWS;
 use gstnerve::engine::{Model, SessionConfig};
 
 fn models() -> Vec<PathBuf> {
@@ -56,4 +57,33 @@ fn banded_frames_give_the_whole_frames_output() {
             assert!(worst == 0.0, "{name} {w}x{h}: bands differ from the whole frame by {worst}");
         }
     }
+}
+
+#[test]
+fn automatic_banding_tries_both_ways_then_keeps_one_with_the_same_output() {
+    init();
+    let mut whole = load("", 1);
+    let mut auto = load("", 0);
+    assert_eq!(auto.bands(), 2, "two threads: two sessions");
+    let (w, h) = (64, (12 * auto.halo()).max(MIN_AUTO_ROWS));
+    let input = noise(auto.frames(), w, h, 11);
+    let expected = output(&mut whole, &input, w, h);
+    let mut used = Vec::new();
+    for _ in 0..16 {
+        assert!(output(&mut auto, &input, w, h) == expected, "every frame is the whole frame's output");
+        used.push(auto.bands_in_use());
+    }
+    assert!(used[..10].contains(&1) && used[..10].contains(&2), "the trial runs both ways: {used:?}");
+    assert!(used[10..].iter().all(|&b| b == used[10]), "after the trial one way is kept: {used:?}");
+    // a new size is tried again; one below the automatic minimum runs whole
+    let (w3, h3) = (40, MIN_AUTO_ROWS - 8);
+    let input3 = noise(auto.frames(), w3, h3, 9);
+    for _ in 0..3 {
+        assert!(output(&mut auto, &input3, w3, h3) == output(&mut whole, &input3, w3, h3));
+        assert_eq!(auto.bands_in_use(), 1, "{h3} rows run whole");
+    }
+    let (w2, h2) = (40, MIN_AUTO_ROWS + 8);
+    let input2 = noise(auto.frames(), w2, h2, 5);
+    let first: Vec<usize> = (0..4).map(|_| { output(&mut auto, &input2, w2, h2); auto.bands_in_use() }).collect();
+    assert!(first.contains(&1) && first.contains(&2), "a new size goes on trial: {first:?}");
 }

@@ -38,6 +38,10 @@ pub struct Model {
     band_inputs: Vec<Vec<f32>>,
     /// The bands' outputs put together.
     banded_output: Vec<f32>,
+    /// Bands chosen automatically: each frame size is tried both ways first ([`Trial`]).
+    auto_bands: bool,
+    trial: Option<Trial>,
+    last_bands: usize,
     /// The provider actually in use (the CPU after a fallback).
     pub provider: Provider,
     /// Things the user should hear about but that did not stop loading (provider fallback, ...).
@@ -133,7 +137,18 @@ impl Model {
         } else {
             sessions.push(commit(b)?);
         }
-        let mut model = Self { spec, sessions, halo: 0, band_inputs: Vec::new(), banded_output: Vec::new(), provider, warnings };
+        let mut model = Self {
+            spec,
+            sessions,
+            halo: 0,
+            band_inputs: Vec::new(),
+            banded_output: Vec::new(),
+            auto_bands: config.bands == 0,
+            trial: None,
+            last_bands: 1,
+            provider,
+            warnings,
+        };
         model.check_signature()?;
         model.probe()?;
         if model.sessions.len() > 1 {
@@ -154,6 +169,11 @@ impl Model {
     /// Sessions that can run bands of a frame at once (1: whole frames only).
     pub fn bands(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The bands the last frame ran in (1: whole).
+    pub fn bands_in_use(&self) -> usize {
+        self.last_bands
     }
 
     /// Rows a band reads beyond its own: found at load time as the smallest multiple of
@@ -284,12 +304,45 @@ impl Model {
         consume: impl FnOnce(&[f32]),
     ) -> Result<Duration, EngineError> {
         let n = self.band_count(height);
-        if n <= 1 {
-            return self.run_whole(input, width, height, consume);
-        }
-        let took = self.run_banded(input, width, height, n, self.halo)?;
-        consume(&self.banded_output);
+        let banded = n > 1 && (!self.auto_bands || (height >= MIN_AUTO_ROWS && self.trial_says((width, height))));
+        self.last_bands = if banded { n } else { 1 };
+        // the trial times the whole call, `consume` included: bands leave their output where
+        // another core wrote it, and reading it costs the caller more than ONNX Runtime's own
+        let started = Instant::now();
+        let took = if banded {
+            let took = self.run_banded(input, width, height, n, self.halo)?;
+            consume(&self.banded_output);
+            took
+        } else {
+            self.run_whole(input, width, height, consume)?
+        };
+        self.trial_record(banded, started.elapsed());
         Ok(took)
+    }
+
+    /// Whether automatic banding runs this frame in bands: the verdict for the size, or, while
+    /// the size is on trial, the way with fewer timings so far (whole frames first).
+    fn trial_says(&mut self, size: (usize, usize)) -> bool {
+        let trial = match &mut self.trial {
+            Some(t) if t.size == size => t,
+            other => other.insert(Trial { size, whole: Vec::new(), banded: Vec::new(), verdict: None }),
+        };
+        trial.verdict.unwrap_or(trial.banded.len() < trial.whole.len())
+    }
+
+    fn trial_record(&mut self, banded: bool, took: Duration) {
+        let Some(t) = self.trial.as_mut().filter(|t| t.verdict.is_none()) else { return };
+        if banded { &mut t.banded } else { &mut t.whole }.push(took);
+        if t.whole.len() > TRIAL_RUNS && t.banded.len() > TRIAL_RUNS {
+            // the first run of each way pays for allocations: left out
+            let median = |v: &mut Vec<Duration>| {
+                v.remove(0);
+                v.sort();
+                v[v.len() / 2]
+            };
+            let (whole, banded) = (median(&mut t.whole), median(&mut t.banded));
+            t.verdict = Some(banded < whole);
+        }
     }
 
     /// `n` bands of `halo` rows into `banded_output`, bands on threads of their own (the first
@@ -371,6 +424,26 @@ impl Model {
         consume(data);
         Ok(elapsed)
     }
+}
+
+/// Automatic banding tries whole frames and bands this many times each (after one run each
+/// that is not counted) on the first frames of a size, then keeps the faster for that size:
+/// bands pay for a folded (space-to-depth) student at 540p and more, and cost a full-resolution
+/// network or a small frame up to 15% (measured on 2 cores, docs/research/2026-12-07-sr-bands.md).
+const TRIAL_RUNS: usize = 4;
+
+/// Automatic banding leaves frames lower than this whole: below 480 rows (the x4 model at 180,
+/// the x3 at 240, the x2 default at 360) bands were as fast or slower in every run on 2 cores,
+/// by more than the trial's own timings show (the pipeline around the model pays too).
+pub const MIN_AUTO_ROWS: usize = 480;
+
+/// Which way the first frames of one size ran fastest.
+struct Trial {
+    size: (usize, usize),
+    whole: Vec<Duration>,
+    banded: Vec<Duration>,
+    /// `Some(true)`: bands for this size from now on.
+    verdict: Option<bool>,
 }
 
 /// Band edges fall on multiples of this many rows, and halos on multiples of [`HALO_STEP`]: a

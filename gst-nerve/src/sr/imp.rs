@@ -384,9 +384,10 @@ impl ObjectImpl for NerveSr {
                     .blurb(
                         "Horizontal bands each frame is split into, run at once, each by its own ONNX Runtime session with \
                          the rows the model reads beyond the band (the output is the whole frame's, checked when the model \
-                         loads), the threads shared between them; 0 = one band per inference thread on the CPU provider \
-                         (threads, or every core when threads is 0; at most 4) and one on the others, 1 = whole frames. \
-                         Frames under four margins per band run whole",
+                         loads), the threads shared between them; 0 = automatic: on the CPU provider one band per inference \
+                         thread (threads, or every core when threads is 0; at most 4) for inputs of 480 rows or more, used for \
+                         a frame size when its first frames ran faster in bands than whole (each way tried on them); one \
+                         band on the other providers; 1 = whole frames. Frames under four margins per band run whole",
                     )
                     .maximum(MAX_BANDS)
                     .default_value(DEFAULT_BANDS)
@@ -600,7 +601,7 @@ impl NerveSr {
             .field("output-faults", c.output_faults)
             .field("harvested-patches", harvested.patches)
             .field("harvested-bytes", harvested.bytes)
-            .field("bands", state.model.as_ref().map_or(0, |m| m.bands() as u32))
+            .field("bands", state.model.as_ref().map_or(0, |m| m.bands_in_use() as u32))
             .field("model-scale", state.geometry.as_ref().map_or(0, |g| if state.model.is_some() { g.k } else { 0 }))
             .field("abr-enhance", state.abr_enhance.unwrap_or(true));
         if let Some(sh) = shadow {
@@ -656,7 +657,7 @@ impl NerveSr {
         gst::info!(
             CAT,
             imp = self,
-            "model '{}' (x{}, {} frame(s)) from {} on {} in {} band(s), {} rows of margin (ONNX Runtime: {})",
+            "model '{}' (x{}, {} frame(s)) from {} on {}, {} session(s) for bands, {} rows of margin (ONNX Runtime: {})",
             model.spec.entry.name,
             model.scale(),
             model.frames(),
