@@ -157,16 +157,19 @@ def test_the_shield_holds_a_greedy_actor_to_the_planners_safe_rungs(families: li
 
 
 def test_the_shield_caps_where_it_is_told(families: list[sim.Family]) -> None:
-    # `shield_at`: the safe set (default) or the planner's own rung (scripts/ppo_shield_choice.py
-    # compares them); a greedy actor capped at the planner's rung fetches fewer bits than one capped
-    # at the safe set, and a name the shield does not know is refused rather than ignored.
+    # `shield_at`: the safe set, the planner's own rung, climbing with its consent (the default,
+    # as the element plays it) or its shadow session (scripts/ppo_shield_choice.py compares them);
+    # a greedy actor capped at the planner's rung fetches fewer bits than one capped at the safe
+    # set, and a name the shield does not know is refused rather than ignored.
     slow = next(f for f in families if "3g" in f.name).traces
     env = sim.make_env(slow)
     top = 5 * 2
-    at_safe = [env.run_actor(lambda _obs: top, i, preference=0.0, shield=True) for i in range(len(slow))]
-    at_planner = [env.run_actor(lambda _obs: top, i, preference=0.0, shield=True, shield_at="planner-rung")
-                  for i in range(len(slow))]
+    runs = {at: [env.run_actor(lambda _obs: top, i, preference=0.0, shield=True, shield_at=at) for i in range(len(slow))]
+            for at in ("safe-set", "planner-rung", "planner-climb", "shadow", None)}
+    at_safe, at_planner = runs["safe-set"], runs["planner-rung"]
     assert all(r["shielded"] > 0 for r in at_safe + at_planner)
     assert sum(r["bits_mb"] for r in at_planner) < sum(r["bits_mb"] for r in at_safe), (at_planner, at_safe)
+    assert runs[None] == runs["planner-climb"], "the default shield is planner-climb"
+    assert runs["shadow"] != runs["safe-set"], "the shadow session changes some decision"
     with pytest.raises(ValueError, match="unknown shield"):
         env.run_actor(lambda _obs: top, 0, shield=True, shield_at="nearest")
