@@ -607,7 +607,7 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecBoolean::builder(PROP_PPO_SHIELD)
                     .nick("PPO shield")
-                    .blurb("Cap the ppo policy's rung at the highest one the nerve planner holds safe (its hard stall constraint: buffer floor, guard throughput, low-buffer fallback), leaving the actor every choice below it; false: the actor alone")
+                    .blurb("Cap the ppo policy's rung at the highest one the nerve planner holds safe (its hard stall constraint: buffer floor, guard throughput, low-buffer fallback) and let it climb no higher than the planner would play, leaving the actor every choice below; false: the actor alone")
                     .default_value(DEFAULT_PPO_SHIELD)
                     .mutable_ready()
                     .build(),
