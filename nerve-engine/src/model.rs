@@ -30,8 +30,11 @@ pub const MAX_AUTO_BANDS: usize = 4;
 
 pub struct Model {
     pub spec: ResolvedModel,
-    /// One session per band; the first runs whole frames.
-    sessions: Vec<Session>,
+    /// Whole frames, with every thread the config gives.
+    session: Session,
+    /// One one-thread session per band (empty: bands off). Apart from `session`, so a frame
+    /// that runs whole still has all its threads.
+    band_sessions: Vec<Session>,
     /// Rows each band reads beyond its own on either side (0: bands off); see [`Model::halo`].
     halo: usize,
     /// Each band's input rows, reused frame after frame.
@@ -124,7 +127,8 @@ impl Model {
             0 => 1,
             n => n as usize,
         };
-        let mut sessions = Vec::with_capacity(bands);
+        let session = commit(b)?;
+        let mut band_sessions = Vec::new();
         if bands > 1 {
             let per_band = (threads / bands).max(1);
             for _ in 0..bands {
@@ -132,14 +136,13 @@ impl Model {
                 if let Ok(Some(ep)) = provider.dispatch() {
                     b = b.with_execution_providers([ep]).map_err(|e| EngineError::Model(e.to_string()))?;
                 }
-                sessions.push(commit(b)?);
+                band_sessions.push(commit(b)?);
             }
-        } else {
-            sessions.push(commit(b)?);
         }
         let mut model = Self {
             spec,
-            sessions,
+            session,
+            band_sessions,
             halo: 0,
             band_inputs: Vec::new(),
             banded_output: Vec::new(),
@@ -151,7 +154,7 @@ impl Model {
         };
         model.check_signature()?;
         model.probe()?;
-        if model.sessions.len() > 1 {
+        if !model.band_sessions.is_empty() {
             match model.find_halo()? {
                 Some(halo) => model.halo = halo,
                 None => {
@@ -159,16 +162,16 @@ impl Model {
                         "'{}' reads further than {MAX_HALO} rows around a pixel; frames run whole, not in bands",
                         model.spec.entry.name
                     ));
-                    model.sessions.truncate(1);
+                    model.band_sessions.clear();
                 }
             }
         }
         Ok(model)
     }
 
-    /// Sessions that can run bands of a frame at once (1: whole frames only).
+    /// Bands a frame can run in at once (1: whole frames only).
     pub fn bands(&self) -> usize {
-        self.sessions.len()
+        self.band_sessions.len().max(1)
     }
 
     /// The bands the last frame ran in (1: whole).
@@ -191,7 +194,7 @@ impl Model {
         if self.halo == 0 {
             return 1;
         }
-        self.sessions.len().min(height / (4 * self.halo)).max(1)
+        self.band_sessions.len().min(height / (4 * self.halo)).max(1)
     }
 
     fn find_halo(&mut self) -> Result<Option<usize>, EngineError> {
@@ -244,7 +247,7 @@ impl Model {
         let mismatch = |what: String| {
             EngineError::Shape(format!("{} contradicts its manifest entry '{}': {what}", self.spec.path.display(), e.name))
         };
-        let inputs = self.sessions[0].inputs();
+        let inputs = self.session.inputs();
         if inputs.len() != 1 {
             return Err(mismatch(format!("{} inputs, expected 1", inputs.len())));
         }
@@ -252,7 +255,7 @@ impl Model {
         if input.name() != e.input.name {
             return Err(mismatch(format!("input is named '{}', manifest says '{}'", input.name(), e.input.name)));
         }
-        let Some(output) = self.sessions[0].outputs().iter().find(|o| o.name() == e.output.name) else {
+        let Some(output) = self.session.outputs().iter().find(|o| o.name() == e.output.name) else {
             return Err(mismatch(format!("no output named '{}'", e.output.name)));
         };
         let dims = |o: &ort::value::Outlet| o.dtype().tensor_shape().map(|s| s.iter().copied().collect::<Vec<i64>>());
@@ -366,7 +369,7 @@ impl Model {
         let shape = BandShape { width, height, frames, scale, halo };
         let started = Instant::now();
         let results: Vec<Result<(), EngineError>> = std::thread::scope(|s| {
-            let mut jobs = self.sessions.iter_mut().zip(self.band_inputs.iter_mut()).zip(parts).enumerate();
+            let mut jobs = self.band_sessions.iter_mut().zip(self.band_inputs.iter_mut()).zip(parts).enumerate();
             let first = jobs.next();
             let spawned: Vec<_> = jobs
                 .map(|(i, ((session, buf), part))| {
@@ -398,31 +401,9 @@ impl Model {
         height: usize,
         consume: impl FnOnce(&[f32]),
     ) -> Result<Duration, EngineError> {
-        let frames = self.frames();
-        let scale = self.scale();
-        debug_assert_eq!(input.len(), frames * width * height);
-        let tensor = TensorRef::from_array_view(([1usize, frames, height, width], input))
-            .map_err(|e| EngineError::Inference(format!("cannot wrap the input: {e}")))?;
-        let started = Instant::now();
-        let outputs = self.sessions[0]
-            .run(ort::inputs![self.spec.entry.input.name.as_str() => tensor])
-            .map_err(|e| EngineError::Inference(e.to_string()))?;
-        let elapsed = started.elapsed();
-        let value = outputs
-            .get(self.spec.entry.output.name.as_str())
-            .ok_or_else(|| EngineError::Inference(format!("no output '{}'", self.spec.entry.output.name)))?;
-        let (shape, data) = value
-            .try_extract_tensor::<f32>()
-            .map_err(|e| EngineError::Shape(format!("output is not a float tensor: {e}")))?;
-        let expected = [1i64, 1, (height * scale) as i64, (width * scale) as i64];
-        if shape.iter().copied().ne(expected) {
-            return Err(EngineError::Shape(format!(
-                "a {width}x{height} input gave an output of shape {:?}, expected {expected:?} for scale {scale}",
-                shape.iter().collect::<Vec<_>>()
-            )));
-        }
-        consume(data);
-        Ok(elapsed)
+        let names = (self.spec.entry.input.name.as_str(), self.spec.entry.output.name.as_str());
+        let shape = BandShape { width, height, frames: self.frames(), scale: self.scale(), halo: 0 };
+        infer(&mut self.session, input, shape, height, names, consume)
     }
 }
 
@@ -473,7 +454,7 @@ fn run_band(
     input: &[f32],
     s: BandShape,
     core: (usize, usize),
-    (input_name, output_name): (&str, &str),
+    names: (&str, &str),
 ) -> Result<(), EngineError> {
     let (top, bottom) = (core.0.saturating_sub(s.halo), (core.1 + s.halo).min(s.height));
     let (rows, area) = (bottom - top, s.width * s.height);
@@ -481,23 +462,40 @@ fn run_band(
     for f in 0..s.frames {
         buf.extend_from_slice(&input[f * area + top * s.width..f * area + bottom * s.width]);
     }
-    let tensor = TensorRef::from_array_view(([1usize, s.frames, rows, s.width], buf.as_slice()))
-        .map_err(|e| EngineError::Inference(format!("cannot wrap a band: {e}")))?;
+    let skip = (core.0 - top) * s.scale * s.width * s.scale;
+    infer(session, buf, s, rows, names, |data| part.copy_from_slice(&data[skip..skip + part.len()]))?;
+    Ok(())
+}
+
+/// `input` (`shape.frames` stacked planes of `rows` x `shape.width`) through `session`, its
+/// checked `shape.scale`-times larger output to `consume` straight from ONNX Runtime's buffer.
+/// Returns the time inside ONNX Runtime.
+fn infer(
+    session: &mut Session,
+    input: &[f32],
+    shape: BandShape,
+    rows: usize,
+    (input_name, output_name): (&str, &str),
+    consume: impl FnOnce(&[f32]),
+) -> Result<Duration, EngineError> {
+    let (width, scale) = (shape.width, shape.scale);
+    debug_assert_eq!(input.len(), shape.frames * width * rows);
+    let tensor = TensorRef::from_array_view(([1usize, shape.frames, rows, width], input))
+        .map_err(|e| EngineError::Inference(format!("cannot wrap the input: {e}")))?;
+    let started = Instant::now();
     let outputs = session.run(ort::inputs![input_name => tensor]).map_err(|e| EngineError::Inference(e.to_string()))?;
+    let elapsed = started.elapsed();
     let value = outputs.get(output_name).ok_or_else(|| EngineError::Inference(format!("no output '{output_name}'")))?;
-    let (shape, data) = value
+    let (got, data) = value
         .try_extract_tensor::<f32>()
         .map_err(|e| EngineError::Shape(format!("output is not a float tensor: {e}")))?;
-    let out_row = s.width * s.scale;
-    let expected = [1i64, 1, (rows * s.scale) as i64, out_row as i64];
-    if shape.iter().copied().ne(expected) {
+    let expected = [1i64, 1, (rows * scale) as i64, (width * scale) as i64];
+    if got.iter().copied().ne(expected) {
         return Err(EngineError::Shape(format!(
-            "a {}x{rows} band gave an output of shape {:?}, expected {expected:?}",
-            s.width,
-            shape.iter().collect::<Vec<_>>()
+            "a {width}x{rows} input gave an output of shape {:?}, expected {expected:?} for scale {scale}",
+            got.iter().collect::<Vec<_>>()
         )));
     }
-    let skip = (core.0 - top) * s.scale * out_row;
-    part.copy_from_slice(&data[skip..skip + part.len()]);
-    Ok(())
+    consume(data);
+    Ok(elapsed)
 }
