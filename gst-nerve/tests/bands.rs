@@ -87,3 +87,39 @@ fn automatic_banding_tries_both_ways_then_keeps_one_with_the_same_output() {
     let first: Vec<usize> = (0..4).map(|_| { output(&mut auto, &input2, w2, h2); auto.bands_in_use() }).collect();
     assert!(first.contains(&1) && first.contains(&2), "a new size goes on trial: {first:?}");
 }
+
+#[test]
+fn bands_write_their_rows_into_a_strided_plane_as_the_whole_frame_does() {
+    init();
+    let mut whole = load("", 1);
+    let mut banded = load("", 3);
+    let (w, h) = (37, 12 * banded.halo() + 6);
+    let input = noise(whole.frames(), w, h, 3);
+    let expected = output(&mut whole, &input, w, h);
+    let (ow, oh, stride) = (2 * w, 2 * h, 2 * w + 5);
+    for model in [&mut whole, &mut banded] {
+        // the padding after each row's pixels must stay as it was: 9 marks it
+        let mut plane = vec![9.0f32; (oh - 1) * stride + ow];
+        let (_, rows) = model
+            .run_into(&input, w, h, &mut plane, stride, |band: &[f32], dst: &mut [f32]| {
+                let n = band.len() / ow;
+                for (y, row) in band.chunks_exact(ow).enumerate() {
+                    dst[y * stride..y * stride + ow].copy_from_slice(row);
+                }
+                n
+            })
+            .expect("runs");
+        assert_eq!(rows.iter().sum::<usize>(), oh, "every output row goes to a band once: {rows:?}");
+        assert_eq!(rows.len(), model.bands_in_use(), "one part per band");
+        for y in 0..oh {
+            assert!(plane[y * stride..y * stride + ow] == expected[y * ow..(y + 1) * ow], "row {y} differs");
+            if y + 1 < oh {
+                assert!(plane[y * stride + ow..(y + 1) * stride].iter().all(|&v| v == 9.0), "row {y}'s padding was written");
+            }
+        }
+    }
+    assert_eq!(banded.bands_in_use(), 3);
+    // a plane too small for the output is refused, not written past
+    let mut small = vec![0.0f32; (oh - 1) * stride];
+    assert!(banded.run_into(&input, w, h, &mut small, stride, |_: &[f32], _: &mut [f32]| ()).is_err());
+}

@@ -498,22 +498,71 @@ const MAX_MEAN_SHIFT: f32 = 0.5;
 /// into f64 every few thousand samples so the mean stays exact enough. Only a non-finite sum
 /// pays a second pass, to count the bad samples for the message.
 pub fn check_output(lr_luma: &[f32], out: &[f32]) -> Result<(), OutputFault> {
-    if out.is_empty() {
-        return Err(OutputFault::Empty);
+    check_summary(lr_luma, OutputSummary::of(out))
+}
+
+/// What [`check_output`] needs to know of an output. An output made in bands is summarised band
+/// by band on the bands' own threads while each band's samples are still in that core's cache,
+/// and the summaries joined in order ([`OutputSummary::then`]): the check then reads no sample
+/// a second time on the streaming thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutputSummary {
+    len: usize,
+    sum: f64,
+    max: f32,
+    /// NaN or infinite samples (counted only when the sum is not finite) and the first's index.
+    not_finite: usize,
+    first_not_finite: Option<usize>,
+}
+
+impl OutputSummary {
+    /// One pass over `out` (see [`check_output`]), a second only when its sum is not finite.
+    pub fn of(out: &[f32]) -> Self {
+        let (sum, max) = sum_and_max(out);
+        let (mut not_finite, mut first_not_finite) = (0, None);
+        if !sum.is_finite() {
+            not_finite = out.iter().filter(|v| !v.is_finite()).count();
+            first_not_finite = out.iter().position(|v| !v.is_finite());
+        }
+        Self { len: out.len(), sum, max, not_finite, first_not_finite }
     }
-    let (sum, max) = sum_and_max(out);
-    if !sum.is_finite() {
-        let bad = out.iter().filter(|v| !v.is_finite()).count();
-        let first = out.iter().position(|v| !v.is_finite());
-        if let Some(first) = first {
-            return Err(OutputFault::NotFinite { count: bad, total: out.len(), first });
+
+    /// The summary of an output of `len` samples, all finite, summing to `sum`, largest `max`.
+    pub fn finite(len: usize, sum: f64, max: f32) -> Self {
+        Self { len, sum, max, not_finite: 0, first_not_finite: None }
+    }
+
+    /// Whether two summaries agree, their sums to `rel` of the larger.
+    pub fn same_within(&self, other: &Self, rel: f64) -> bool {
+        (self.len, self.max, self.not_finite, self.first_not_finite) == (other.len, other.max, other.not_finite, other.first_not_finite)
+            && (self.sum - other.sum).abs() <= rel * self.sum.abs().max(other.sum.abs())
+    }
+
+    /// The summary of this output followed by `next` (the band below).
+    pub fn then(self, next: Self) -> Self {
+        Self {
+            len: self.len + next.len,
+            sum: self.sum + next.sum,
+            max: self.max.max(next.max),
+            not_finite: self.not_finite + next.not_finite,
+            first_not_finite: self.first_not_finite.or(next.first_not_finite.map(|i| self.len + i)),
         }
     }
-    let input_mean = if lr_luma.is_empty() { 0.0 } else { (sum_and_max(lr_luma).0 / lr_luma.len() as f64) as f32 };
-    if max < BLACK_OUTPUT && input_mean > BLACK_INPUT {
-        return Err(OutputFault::Black { max, input_mean });
+}
+
+/// [`check_output`] on an output already summarised.
+pub fn check_summary(lr_luma: &[f32], out: OutputSummary) -> Result<(), OutputFault> {
+    if out.len == 0 {
+        return Err(OutputFault::Empty);
     }
-    let output_mean = (sum / out.len() as f64) as f32;
+    if let Some(first) = out.first_not_finite {
+        return Err(OutputFault::NotFinite { count: out.not_finite, total: out.len, first });
+    }
+    let input_mean = if lr_luma.is_empty() { 0.0 } else { (sum_and_max(lr_luma).0 / lr_luma.len() as f64) as f32 };
+    if out.max < BLACK_OUTPUT && input_mean > BLACK_INPUT {
+        return Err(OutputFault::Black { max: out.max, input_mean });
+    }
+    let output_mean = (out.sum / out.len as f64) as f32;
     if (output_mean - input_mean).abs() > MAX_MEAN_SHIFT {
         return Err(OutputFault::Blown { output_mean, input_mean });
     }
@@ -589,6 +638,32 @@ mod tests {
         }
         // Finite but absurd samples overflow the lanes' sums: a blown output, not a NaN report.
         assert!(matches!(check_output(&[0.5; 4], &vec![3e38f32; 64]), Err(OutputFault::Blown { .. })));
+    }
+
+    #[test]
+    fn summaries_of_bands_joined_give_the_whole_outputs_verdict() {
+        let n = 64 * 48;
+        let hr: Vec<f32> = (0..n).map(|i| (i % 251) as f32 / 255.0).collect();
+        let joined = |v: &[f32]| {
+            let (a, rest) = v.split_at(n / 3);
+            let (b, c) = rest.split_at(n / 3 + 5);
+            OutputSummary::of(a).then(OutputSummary::of(b)).then(OutputSummary::of(c))
+        };
+        let whole = OutputSummary::of(&hr);
+        let bands = joined(&hr);
+        assert_eq!((bands.len, bands.max, bands.not_finite), (whole.len, whole.max, 0));
+        assert!((bands.sum - whole.sum).abs() < 1e-6 * whole.sum);
+        assert_eq!(check_summary(&[0.5; 4], bands), Ok(()));
+        // a NaN in the last band is reported where it lies in the whole output
+        let mut bad = hr.clone();
+        bad[n - 2] = f32::NAN;
+        bad[2 * n / 3 + 10] = f32::INFINITY;
+        assert_eq!(check_summary(&[0.5; 4], joined(&bad)), check_output(&[0.5; 4], &bad));
+        assert_eq!(
+            check_summary(&[0.5; 4], joined(&bad)),
+            Err(OutputFault::NotFinite { count: 2, total: n, first: 2 * n / 3 + 10 })
+        );
+        assert_eq!(check_summary(&[0.5; 4], OutputSummary::of(&[])), Err(OutputFault::Empty));
     }
 
     #[test]

@@ -223,8 +223,11 @@ impl Model {
         }
         'halo: for halo in (HALO_STEP..=MAX_HALO).step_by(HALO_STEP) {
             for (input, whole) in probes.iter().zip(&wholes) {
-                self.run_banded(input, w, h, 2, halo)?;
-                if self.banded_output != *whole {
+                let mut banded = vec![0.0; whole.len()];
+                self.run_banded(input, w, h, 2, halo, &mut banded, w * self.scale(), |band: &[f32], part: &mut [f32]| {
+                    part.copy_from_slice(band)
+                })?;
+                if banded != *whole {
                     continue 'halo;
                 }
             }
@@ -313,14 +316,64 @@ impl Model {
         // another core wrote it, and reading it costs the caller more than ONNX Runtime's own
         let started = Instant::now();
         let took = if banded {
-            let took = self.run_banded(input, width, height, n, self.halo)?;
-            consume(&self.banded_output);
-            took
+            let mut gathered = std::mem::take(&mut self.banded_output);
+            gathered.resize(self.scale() * self.scale() * width * height, 0.0);
+            let stride = self.scale() * width;
+            let result = self
+                .run_banded(input, width, height, n, self.halo, &mut gathered, stride, |band: &[f32], part: &mut [f32]| {
+                    part.copy_from_slice(band)
+                })
+                .map(|(took, _)| took);
+            if result.is_ok() {
+                consume(&gathered);
+            }
+            self.banded_output = gathered;
+            result?
         } else {
             self.run_whole(input, width, height, consume)?
         };
         self.trial_record(banded, started.elapsed());
         Ok(took)
+    }
+
+    /// [`Model::run`] with the output written straight into `out`, a plane of `scale * height`
+    /// rows `stride` elements apart (`stride` >= `scale * width`): `write` gets rows of the
+    /// output and the plane's rows they go to (the same count, the last possibly short of its
+    /// stride's padding) and returns what the caller wants back of them. In bands each band's
+    /// rows go to `write` on that band's own thread, so turning the output into pixels (and
+    /// checking it) runs beside the other bands instead of after them all on one core, and the
+    /// output is never put together as floats. Returns the time inside ONNX Runtime and what
+    /// `write` returned, top rows first (one entry for a whole frame).
+    pub fn run_into<T: Send, R: Send>(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        out: &mut [T],
+        stride: usize,
+        write: impl Fn(&[f32], &mut [T]) -> R + Sync,
+    ) -> Result<(Duration, Vec<R>), EngineError> {
+        let scale = self.scale();
+        let (out_w, out_h) = (scale * width, scale * height);
+        if stride < out_w || out.len() < (out_h.max(1) - 1) * stride + out_w {
+            return Err(EngineError::Shape(format!(
+                "a {out_w}x{out_h} output does not fit a plane of {} elements {stride} a row",
+                out.len()
+            )));
+        }
+        let n = self.band_count(height);
+        let banded = n > 1 && (!self.auto_bands || (height >= MIN_AUTO_ROWS && self.trial_says((width, height))));
+        self.last_bands = if banded { n } else { 1 };
+        let started = Instant::now();
+        let result = if banded {
+            self.run_banded(input, width, height, n, self.halo, out, stride, write)?
+        } else {
+            let mut got = None;
+            let took = self.run_whole(input, width, height, |data| got = Some(write(data, out)))?;
+            (took, got.into_iter().collect())
+        };
+        self.trial_record(banded, started.elapsed());
+        Ok(result)
     }
 
     /// Whether automatic banding runs this frame in bands: the verdict for the size, or, while
@@ -348,38 +401,50 @@ impl Model {
         }
     }
 
-    /// `n` bands of `halo` rows into `banded_output`, bands on threads of their own (the first
-    /// on the caller's).
-    fn run_banded(&mut self, input: &[f32], width: usize, height: usize, n: usize, halo: usize) -> Result<Duration, EngineError> {
+    /// `n` bands, each with `halo` rows more on either side, on threads of their own (the first on the
+    /// caller's): band `i`'s output rows go to `write` with the rows of `out` (rows `stride`
+    /// apart) that they cover.
+    #[allow(clippy::too_many_arguments)]
+    fn run_banded<T: Send, R: Send>(
+        &mut self,
+        input: &[f32],
+        width: usize,
+        height: usize,
+        n: usize,
+        halo: usize,
+        out: &mut [T],
+        stride: usize,
+        write: impl Fn(&[f32], &mut [T]) -> R + Sync,
+    ) -> Result<(Duration, Vec<R>), EngineError> {
         let (frames, scale) = (self.frames(), self.scale());
         debug_assert_eq!(input.len(), frames * width * height);
         let mut edges: Vec<usize> = (0..=n).map(|i| i * height / n / BAND_ALIGN * BAND_ALIGN).collect();
         edges[n] = height;
         self.band_inputs.resize_with(n, Vec::new);
-        self.banded_output.resize(scale * scale * width * height, 0.0);
-        let out_row = width * scale;
         let mut parts = Vec::with_capacity(n);
-        let mut rest = self.banded_output.as_mut_slice();
+        let mut rest = out;
         for i in 0..n {
-            let (part, tail) = rest.split_at_mut((edges[i + 1] - edges[i]) * scale * out_row);
+            let rows = (edges[i + 1] - edges[i]) * scale;
+            let (part, tail) = rest.split_at_mut((rows * stride).min(rest.len()));
             parts.push(part);
             rest = tail;
         }
         let names = (self.spec.entry.input.name.as_str(), self.spec.entry.output.name.as_str());
         let shape = BandShape { width, height, frames, scale, halo };
+        let write = &write;
         let started = Instant::now();
-        let results: Vec<Result<(), EngineError>> = std::thread::scope(|s| {
+        let results: Vec<Result<R, EngineError>> = std::thread::scope(|s| {
             let mut jobs = self.band_sessions.iter_mut().zip(self.band_inputs.iter_mut()).zip(parts).enumerate();
             let first = jobs.next();
             let spawned: Vec<_> = jobs
                 .map(|(i, ((session, buf), part))| {
                     let rows = (edges[i], edges[i + 1]);
-                    s.spawn(move || run_band(session, buf, part, input, shape, rows, names))
+                    s.spawn(move || run_band(session, buf, input, shape, rows, names, |band| write(band, part)))
                 })
                 .collect();
             let mut results = Vec::with_capacity(n);
             if let Some((i, ((session, buf), part))) = first {
-                results.push(run_band(session, buf, part, input, shape, (edges[i], edges[i + 1]), names));
+                results.push(run_band(session, buf, input, shape, (edges[i], edges[i + 1]), names, |band| write(band, part)));
             }
             results.extend(
                 spawned
@@ -389,8 +454,7 @@ impl Model {
             results
         });
         let took = started.elapsed();
-        results.into_iter().collect::<Result<(), _>>()?;
-        Ok(took)
+        Ok((took, results.into_iter().collect::<Result<Vec<R>, _>>()?))
     }
 
     /// The whole frame on the first session, its output straight from ONNX Runtime's buffer.
@@ -446,25 +510,27 @@ struct BandShape {
 }
 
 /// One band: its rows `core` with `halo` more on either side (inside the frame) through
-/// `session`, the output of its own rows into `part`.
-fn run_band(
+/// `session`, the output of its own rows to `write`.
+fn run_band<R>(
     session: &mut Session,
     buf: &mut Vec<f32>,
-    part: &mut [f32],
     input: &[f32],
     s: BandShape,
     core: (usize, usize),
     names: (&str, &str),
-) -> Result<(), EngineError> {
+    write: impl FnOnce(&[f32]) -> R,
+) -> Result<R, EngineError> {
     let (top, bottom) = (core.0.saturating_sub(s.halo), (core.1 + s.halo).min(s.height));
     let (rows, area) = (bottom - top, s.width * s.height);
     buf.clear();
     for f in 0..s.frames {
         buf.extend_from_slice(&input[f * area + top * s.width..f * area + bottom * s.width]);
     }
-    let skip = (core.0 - top) * s.scale * s.width * s.scale;
-    infer(session, buf, s, rows, names, |data| part.copy_from_slice(&data[skip..skip + part.len()]))?;
-    Ok(())
+    let out_row = s.scale * s.width;
+    let (skip, len) = ((core.0 - top) * s.scale * out_row, (core.1 - core.0) * s.scale * out_row);
+    let mut got = None;
+    infer(session, buf, s, rows, names, |data| got = Some(write(&data[skip..skip + len])))?;
+    got.ok_or_else(|| EngineError::Inference("a band gave no output".into()))
 }
 
 /// `input` (`shape.frames` stacked planes of `rows` x `shape.width`) through `session`, its

@@ -149,7 +149,7 @@ impl Resampler {
             let out = &mut dst[y * dst_stride..y * dst_stride + row_len];
             for x in 0..row_len {
                 let v = tap.w[0] * r0[x] + tap.w[1] * r1[x] + tap.w[2] * r2[x] + tap.w[3] * r3[x];
-                out[x] = (v + 0.5).clamp(0.0, 255.0) as u8;
+                out[x] = crate::convert::level(v);
             }
         }
     }

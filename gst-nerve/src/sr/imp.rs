@@ -50,7 +50,8 @@ use gst_base::prelude::*;
 use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
-use crate::engine::convert::{luma_to_tensor, tensor_to_luma};
+use crate::engine::convert::{luma_to_tensor, tensor_to_luma_summarised};
+use crate::engine::guard::OutputSummary;
 use crate::engine::resample::{PlaneGeometry, Resampler};
 use super::harvest::{HarvestConfig, Harvester};
 use super::shadow::{Shadow, ShadowConfig};
@@ -1233,18 +1234,26 @@ impl VideoFilterImpl for NerveSr {
                 let (out_w, out_h) = (geo.out_w, geo.out_h);
                 let (k, mid) = (geo.k as usize, &mut geo.mid);
                 // An output that is not a picture (NaN/Inf, black, blown: a broken or hostile
-                // model) is never written; the frame goes the classical way instead.
+                // model) never leaves: its luma is written over classically below.
                 let current = &state.input[(frames - 1) * area..];
-                let mut fault = None;
                 // Where the model's luma goes: the frame, or (output larger than k x input) the
-                // middle plane that is then resampled to the frame.
-                let (dst, dst_w, dst_h, dst_stride) = match mid.as_mut() {
-                    Some((plane, _)) => (plane.as_mut_slice(), k * w, k * h, k * w),
-                    None => (&mut *y_out, out_w, out_h, out_stride),
+                // middle plane that is then resampled to the frame. In bands each band writes
+                // and summarises its own rows on its own thread.
+                let (dst, dst_w, dst_stride) = match mid.as_mut() {
+                    Some((plane, _)) => (plane.as_mut_slice(), k * w, k * w),
+                    None => {
+                        debug_assert_eq!((out_w, out_h), (k * w, k * h));
+                        (&mut *y_out, out_w, out_stride)
+                    }
                 };
-                let result = model.run(&state.input, w, h, |hr| match engine::guard::check_output(current, hr) {
-                    Ok(()) => tensor_to_luma(hr, dst_w, dst_h, dst, dst_stride),
-                    Err(f) => fault = Some(f),
+                let result = model.run_into(&state.input, w, h, dst, dst_stride, |hr, rows| {
+                    tensor_to_luma_summarised(hr, dst_w, hr.len() / dst_w, rows, dst_stride)
+                });
+                let mut fault = None;
+                let result = result.map(|(took, summaries)| {
+                    let summary = summaries.into_iter().reduce(OutputSummary::then).unwrap_or(OutputSummary::of(&[]));
+                    fault = engine::guard::check_summary(current, summary).err();
+                    took
                 });
                 if let (Ok(_), None, Some((plane, finish))) = (&result, &fault, mid.as_mut()) {
                     finish.run(plane, k * w, y_out, out_stride);
