@@ -9,17 +9,20 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from .graph import crd_from_dcr, permuted_weights, rewrite_file
 from .model import FOLDED_BASE, Student
 
 
 def export_onnx(model: Student, path: Path) -> str:
-    """Writes the ONNX file, checks it against PyTorch, returns its sha256."""
+    """Writes the ONNX file (its space-to-depth fold as the native operator, see `graph`), checks
+    it against PyTorch, returns its sha256."""
     model.eval()
     dummy = torch.rand(1, model.frames, 40, 56)
     torch.onnx.export(
         model, (dummy,), str(path), input_names=["lr"], output_names=["hr"], opset_version=17,
         dynamic_axes={"lr": {2: "height", 3: "width"}, "hr": {2: "out_height", 3: "out_width"}}, dynamo=False,
     )
+    rewrite_file(path)
     return verify_onnx(model, path, "lr", model.frames)
 
 
@@ -39,9 +42,8 @@ def verify_onnx(model: torch.nn.Module, path: Path, input_name: str, planes: int
 def load_onnx_weights(model: Student, path: Path) -> None:
     """Copies an exported Student's weights (ONNX initializers keep the PyTorch names) into `model`."""
     import onnx
-    from onnx import numpy_helper
 
-    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    weights = _torch_order(onnx.load(str(path)))
     state = model.state_dict()
     # Fixed buffers (the bicubic kernels) are rebuilt by the constructor; the graph may omit them.
     fixed = {name for name, _ in model.named_buffers()}
@@ -59,9 +61,8 @@ def load_onnx_weights(model: Student, path: Path) -> None:
 def student_from_onnx(path: Path) -> Student:
     """The PyTorch Student an exported ONNX file came from (shape read from its weights)."""
     import onnx
-    from onnx import numpy_helper
 
-    weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+    weights = _torch_order(onnx.load(str(path)))
     convs = sorted(int(k.split(".")[1]) for k in weights if k.startswith("body.") and k.endswith(".weight"))
     if "body.0.weight" not in weights or len(convs) < 2:
         raise ValueError(f"{path} is not an exported nerve Student (no body.N.weight initializers)")
@@ -74,3 +75,18 @@ def student_from_onnx(path: Path) -> Student:
     model = Student(scale, channels, len(convs) - 2, frames, block=block)
     load_onnx_weights(model, path)
     return model
+
+
+def _torch_order(proto) -> dict[str, np.ndarray]:
+    """An exported file's initializers by name, the ones the native space-to-depth rewrite
+    permuted put back in PyTorch's channel order."""
+    from onnx import numpy_helper
+
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    permuted = permuted_weights(proto)
+    if permuted:
+        block = int(round(weights[FOLDED_BASE].shape[1] ** 0.5))
+        for name in permuted:
+            if name in weights:
+                weights[name] = crd_from_dcr(weights[name], block)
+    return weights

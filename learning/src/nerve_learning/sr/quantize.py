@@ -51,6 +51,7 @@ def quantize(float_path: Path, int8_path: Path, calibration_lr: np.ndarray) -> N
     faster in int8, and float islands between int8 layers cost layout changes (see the README)."""
     import onnx
 
+    from .graph import rewrite_file
     from .model import FOLDED_BASE
 
     graph = onnx.load(str(float_path)).graph
@@ -61,6 +62,8 @@ def quantize(float_path: Path, int8_path: Path, calibration_lr: np.ndarray) -> N
         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         per_channel=True, nodes_to_quantize=body if folded and body else None,
     )
+    # a float file exported before the native space-to-depth rewrite gets it here (exact in int8)
+    rewrite_file(int8_path)
 
 
 def cpu_session(path: Path, threads: int, profile_prefix: Path | None = None) -> ort.InferenceSession:

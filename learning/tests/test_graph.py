@@ -1,0 +1,86 @@
+"""The native space-to-depth rewrite: the exported fold becomes ONNX's SpaceToDepth, the
+convolutions that read it are permuted, and nothing the file computes changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from nerve_learning.sr.export import export_onnx, student_from_onnx
+from nerve_learning.sr.graph import PERMUTED_KEY, crd_from_dcr, dcr_from_crd, native_space_to_depth, permuted_weights
+from nerve_learning.sr.model import Student
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def run(model: onnx.ModelProto | str, x: np.ndarray) -> np.ndarray:
+    src = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"lr": x})[0]
+
+
+def test_the_permutation_is_space_to_depths_order() -> None:
+    # 3 channels folded 2x2: SpaceToDepth puts block position first, pixel_unshuffle channel first
+    x = torch.arange(3 * 4 * 6, dtype=torch.float32).reshape(1, 3, 4, 6)
+    crd = torch.nn.functional.pixel_unshuffle(x, 2)[0]
+    dcr = torch.from_numpy(run_s2d(x.numpy()))[0]
+    assert torch.equal(dcr, crd[torch.from_numpy(dcr_from_crd(3, 2))])
+    w = np.random.default_rng(0).normal(size=(5, 12, 3, 3)).astype(np.float32)
+    assert np.array_equal(crd_from_dcr(w[:, dcr_from_crd(3, 2)], 2), w)
+
+
+def run_s2d(x: np.ndarray) -> np.ndarray:
+    h = onnx.helper
+    g = h.make_graph([h.make_node("SpaceToDepth", ["lr"], ["y"], blocksize=2)], "g",
+                     [h.make_tensor_value_info("lr", onnx.TensorProto.FLOAT, list(x.shape))],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    return run(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]), x)
+
+
+def test_export_writes_the_native_fold_and_reads_back_the_same_student(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    m = Student(2, channels=8, depth=1, frames=2, block=2)
+    for p in m.body.parameters():
+        p.data.normal_(std=0.1)
+    export_onnx(m, tmp_path / "s2d.onnx")  # checks the rewritten file against PyTorch
+    model = onnx.load(str(tmp_path / "s2d.onnx"))
+    assert ops(model).count("SpaceToDepth") == 2, ops(model)
+    perms = [list(a.ints) for n in model.graph.node if n.op_type == "Transpose" for a in n.attribute]
+    assert [0, 1, 3, 5, 2, 4] not in perms, "no six-dimensional fold is left"
+    assert sorted(permuted_weights(model)) == ["base", "body.0.weight"]
+    back = student_from_onnx(tmp_path / "s2d.onnx")
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v, msg=k)
+    # a second pass finds nothing to do and leaves the file as it is
+    assert native_space_to_depth(model) == 0
+
+
+def test_shipped_folded_models_carry_the_native_fold_with_the_old_graphs_output() -> None:
+    # every shipped space-to-depth file has been rewritten (a model exported the old way and
+    # added to the manifest would fail here), and rewriting the old layout again computes the
+    # same: the default int8 exactly
+    folded = [p for p in sorted(MODELS.glob("nerve-sr-x2-s2d*.onnx"))]
+    assert folded
+    for p in folded:
+        model = onnx.load(str(p))
+        assert "SpaceToDepth" in ops(model), f"{p.name} still folds with Transpose"
+        assert permuted_weights(model), f"{p.name} says which weights it permuted ({PERMUTED_KEY})"
+    default = MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix-int8.onnx"
+    student = student_from_onnx(MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx")
+    # a picture-like input (smooth, a little grain): int8 is calibrated on pictures, not noise
+    yy, xx = np.mgrid[0:45, 0:61].astype(np.float32)
+    grain = np.random.default_rng(1).normal(scale=0.02, size=(1, 2, 45, 61)).astype(np.float32)
+    x = np.clip(0.5 + 0.3 * np.sin(0.21 * xx + 0.13 * yy) + grain, 0, 1).astype(np.float32)
+    with torch.no_grad():
+        expected = student(torch.from_numpy(x)).numpy()
+    # the float file read back into PyTorch is the file's own function
+    assert np.abs(run(str(MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx"), x) - expected).max() < 1e-5
+    # and the int8 default stays within its quantisation of it (0.15 of a level on average)
+    assert np.abs(run(str(default), x) - expected).mean() < 0.5 / 255
