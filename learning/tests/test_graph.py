@@ -11,7 +11,9 @@ import onnxruntime as ort
 import torch
 
 from nerve_learning.sr.export import export_onnx, student_from_onnx
-from nerve_learning.sr.graph import PERMUTED_KEY, crd_from_dcr, dcr_from_crd, native_space_to_depth, permuted_weights
+from nerve_learning.sr.graph import (
+    PERMUTED_KEY, crd_from_dcr, dcr_from_crd, merged_slices, native_space_to_depth, permuted_weights, speed_rewrites,
+)
 from nerve_learning.sr.model import Student
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -58,8 +60,37 @@ def test_export_writes_the_native_fold_and_reads_back_the_same_student(tmp_path:
     back = student_from_onnx(tmp_path / "s2d.onnx")
     for k, v in m.state_dict().items():
         torch.testing.assert_close(back.state_dict()[k], v, msg=k)
+    # the crop back to odd sizes is one Slice over both axes
+    crops = [n for n in model.graph.node if n.op_type == "Slice" and n.output[0] == "hr"]
+    assert len(crops) == 1 and not any(n.op_type == "Slice" and n.output[0] in crops[0].input for n in model.graph.node)
     # a second pass finds nothing to do and leaves the file as it is
-    assert native_space_to_depth(model) == 0
+    assert speed_rewrites(model) == 0
+
+
+def test_two_slices_merge_into_one_with_the_same_output_at_any_size() -> None:
+    h = onnx.helper
+    i64 = lambda name, v: h.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(v, np.int64), name))  # noqa: E731
+    nodes = [
+        i64("two", [2]), i64("one", [1]), i64("s0", [0]), i64("s1", [1]), i64("ax2", [2]), i64("ax3", [3]), i64("e3", [-1]),
+        h.make_node("Shape", ["lr"], ["shape"]),
+        h.make_node("Gather", ["shape", "two"], ["h"], axis=0),
+        h.make_node("Sub", ["h", "one"], ["h1"]),
+        h.make_node("Slice", ["lr", "s1", "h1", "ax2", "one"], ["a"]),
+        h.make_node("Slice", ["a", "s0", "e3", "ax3", "one"], ["hr"]),
+    ]
+    g = h.make_graph(nodes, "g", [h.make_tensor_value_info("lr", onnx.TensorProto.FLOAT, [1, 2, "h", "w"])],
+                     [h.make_tensor_value_info("hr", onnx.TensorProto.FLOAT, [1, 2, "oh", "ow"])])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    before = onnx.ModelProto()
+    before.CopyFrom(model)
+    assert merged_slices(model) == 1
+    onnx.checker.check_model(model)
+    assert ops(model).count("Slice") == 1
+    for shape in [(1, 2, 5, 7), (1, 2, 12, 3)]:
+        x = np.random.default_rng(2).random(shape, dtype=np.float32)
+        assert np.array_equal(run(model, x), run(before, x))
+        assert np.array_equal(run(model, x), x[:, :, 1:-1, :-1])
+    assert merged_slices(model) == 0
 
 
 def test_shipped_folded_models_carry_the_native_fold_with_the_old_graphs_output() -> None:
@@ -72,6 +103,7 @@ def test_shipped_folded_models_carry_the_native_fold_with_the_old_graphs_output(
         model = onnx.load(str(p))
         assert "SpaceToDepth" in ops(model), f"{p.name} still folds with Transpose"
         assert permuted_weights(model), f"{p.name} says which weights it permuted ({PERMUTED_KEY})"
+        assert speed_rewrites(model) == 0, f"{p.name} has a rewrite left to apply (scripts/graph_rewrites.py)"
     default = MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix-int8.onnx"
     student = student_from_onnx(MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx")
     # a picture-like input (smooth, a little grain): int8 is calibrated on pictures, not noise

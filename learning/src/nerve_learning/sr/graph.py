@@ -12,6 +12,10 @@ convolutions: exactly).
 
 The permuted weights keep their names; the file says which were permuted (metadata
 `nerve.s2d_permuted`) so `load_onnx_weights` can hand PyTorch its own order back.
+
+A folded student crops its output back to the input's size (odd sizes are padded to even) with
+one Slice per axis, each a full copy of the output (0.7 ms a 1080p band); `merged_slices` makes
+them one Slice over both axes.
 """
 
 from __future__ import annotations
@@ -99,9 +103,7 @@ def native_space_to_depth(model: onnx.ModelProto) -> int:
         replaced += 1
     if replaced:
         # the chains' shape constants are read by nothing now
-        read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-        for n in [n for n in g.node if n.op_type == "Constant" and n.output[0] not in read]:
-            g.node.remove(n)
+        _drop_unread_constants(g)
         for p in list(model.metadata_props):
             if p.key == PERMUTED_KEY:
                 model.metadata_props.remove(p)
@@ -109,14 +111,76 @@ def native_space_to_depth(model: onnx.ModelProto) -> int:
     return replaced
 
 
+def merged_slices(model: onnx.ModelProto) -> int:
+    """Replaces (in place) a Slice whose output only a second Slice reads, each over other axes
+    with constant starts, axes and steps, by one Slice over all of them (the ends, which depend
+    on the input's size, are concatenated in the graph). Returns the pairs merged."""
+    g = model.graph
+    merged = 0
+    while True:
+        consts = _constants(g)
+        producers = {o: n for n in g.node for o in n.output}
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        for n in g.node:
+            for i in n.input:
+                readers.setdefault(i, []).append(n)
+        pair = None
+        for b in g.node:
+            a = producers.get(b.input[0]) if b.op_type == "Slice" else None
+            if a is None or a.op_type != "Slice" or len(readers.get(a.output[0], [])) != 1:
+                continue
+            if len(a.input) != 5 or len(b.input) != 5 or a.output[0] in {o.name for o in g.output}:
+                continue
+            fixed = [consts.get(n.input[i]) for n in (a, b) for i in (1, 3, 4)]
+            if any(v is None or v.ndim != 1 for v in fixed):
+                continue
+            if set(fixed[1].tolist()) & set(fixed[4].tolist()):
+                continue
+            pair = (a, b, fixed)
+            break
+        if pair is None:
+            return merged
+        a, b, fixed = pair
+        name = b.name or b.output[0]
+        const = lambda tag, v: helper.make_node(  # noqa: E731
+            "Constant", [], [f"{name}_{tag}"], value=numpy_helper.from_array(np.asarray(v, dtype=np.int64), f"{name}_{tag}"))
+        nodes = [
+            const("starts", np.concatenate([fixed[0], fixed[3]])),
+            const("axes", np.concatenate([fixed[1], fixed[4]])),
+            const("steps", np.concatenate([fixed[2], fixed[5]])),
+            helper.make_node("Concat", [a.input[2], b.input[2]], [f"{name}_ends"], name=f"{name}_ends", axis=0),
+            helper.make_node("Slice", [a.input[0], f"{name}_starts", f"{name}_ends", f"{name}_axes", f"{name}_steps"],
+                             [b.output[0]], name=f"{name}_merged"),
+        ]
+        # where the second Slice was: everything either read comes before it
+        at = list(g.node).index(b)
+        for k, n in enumerate(nodes):
+            g.node.insert(at + k, n)
+        g.node.remove(a)
+        g.node.remove(b)
+        _drop_unread_constants(g)
+        merged += 1
+
+
+def speed_rewrites(model: onnx.ModelProto) -> int:
+    """Every rewrite of this module, in place; the number of changes."""
+    return native_space_to_depth(model) + merged_slices(model)
+
+
 def rewrite_file(path: Path) -> int:
-    """`native_space_to_depth` on an ONNX file, written back in place when anything changed."""
+    """`speed_rewrites` on an ONNX file, written back in place when anything changed."""
     model = onnx.load(str(path))
-    n = native_space_to_depth(model)
+    n = speed_rewrites(model)
     if n:
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return n
+
+
+def _drop_unread_constants(g: onnx.GraphProto) -> None:
+    read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for n in [n for n in g.node if n.op_type == "Constant" and n.output[0] not in read]:
+        g.node.remove(n)
 
 
 def _constants(g: onnx.GraphProto) -> dict[str, np.ndarray]:
