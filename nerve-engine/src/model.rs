@@ -309,9 +309,8 @@ impl Model {
         height: usize,
         consume: impl FnOnce(&[f32]),
     ) -> Result<Duration, EngineError> {
-        let n = self.band_count(height);
-        let banded = n > 1 && (!self.auto_bands || (height >= MIN_AUTO_ROWS && self.trial_says((width, height))));
-        self.last_bands = if banded { n } else { 1 };
+        let n = self.bands_for(width, height);
+        let banded = n > 1;
         // the trial times the whole call, `consume` included: bands leave their output where
         // another core wrote it, and reading it costs the caller more than ONNX Runtime's own
         let started = Instant::now();
@@ -361,9 +360,8 @@ impl Model {
                 out.len()
             )));
         }
-        let n = self.band_count(height);
-        let banded = n > 1 && (!self.auto_bands || (height >= MIN_AUTO_ROWS && self.trial_says((width, height))));
-        self.last_bands = if banded { n } else { 1 };
+        let n = self.bands_for(width, height);
+        let banded = n > 1;
         let started = Instant::now();
         let result = if banded {
             self.run_banded(input, width, height, n, self.halo, out, stride, write)?
@@ -374,6 +372,14 @@ impl Model {
         };
         self.trial_record(banded, started.elapsed());
         Ok(result)
+    }
+
+    /// The bands this frame runs in (1: whole), remembered for [`Model::bands_in_use`].
+    fn bands_for(&mut self, width: usize, height: usize) -> usize {
+        let n = self.band_count(height);
+        let banded = n > 1 && (!self.auto_bands || (height >= MIN_AUTO_ROWS && self.trial_says((width, height))));
+        self.last_bands = if banded { n } else { 1 };
+        self.last_bands
     }
 
     /// Whether automatic banding runs this frame in bands: the verdict for the size, or, while
