@@ -84,6 +84,11 @@ def test_int8_of_a_space_to_depth_student_quantizes_the_body_only(tmp_path: Path
     assert any(t.startswith("/body/") for t in quantized)
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] in {"/Add_output_0", "/Conv_output_0"} for n in graph.node)
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+    # the export's native fold survives quantisation: nothing left for the speed rewrites
+    from nerve_learning.sr.graph import speed_rewrites
+
+    assert [n.op_type for n in graph.node].count("SpaceToDepth") == 2
+    assert speed_rewrites(onnx.load(str(i8))) == 0
 
 
 def test_int8_of_a_temporal_student_calibrates_on_frame_stacks(tmp_path: Path) -> None:
