@@ -67,20 +67,27 @@ def test_export_writes_the_native_fold_and_reads_back_the_same_student(tmp_path:
     assert speed_rewrites(model) == 0
 
 
-def test_two_slices_merge_into_one_with_the_same_output_at_any_size() -> None:
+def two_slices(second_axis: int) -> onnx.ModelProto:
+    """lr[:, :, 1:h-1, :] then [..., :-1] on `second_axis`, the first slice's end read from the
+    input's shape (as a folded student's crop is)."""
     h = onnx.helper
     i64 = lambda name, v: h.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.asarray(v, np.int64), name))  # noqa: E731
     nodes = [
-        i64("two", [2]), i64("one", [1]), i64("s0", [0]), i64("s1", [1]), i64("ax2", [2]), i64("ax3", [3]), i64("e3", [-1]),
+        i64("two", [2]), i64("one", [1]), i64("s0", [0]), i64("s1", [1]), i64("ax2", [2]), i64("axb", [second_axis]),
+        i64("e3", [-1]),
         h.make_node("Shape", ["lr"], ["shape"]),
         h.make_node("Gather", ["shape", "two"], ["h"], axis=0),
         h.make_node("Sub", ["h", "one"], ["h1"]),
         h.make_node("Slice", ["lr", "s1", "h1", "ax2", "one"], ["a"]),
-        h.make_node("Slice", ["a", "s0", "e3", "ax3", "one"], ["hr"]),
+        h.make_node("Slice", ["a", "s0", "e3", "axb", "one"], ["hr"]),
     ]
     g = h.make_graph(nodes, "g", [h.make_tensor_value_info("lr", onnx.TensorProto.FLOAT, [1, 2, "h", "w"])],
                      [h.make_tensor_value_info("hr", onnx.TensorProto.FLOAT, [1, 2, "oh", "ow"])])
-    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+    return h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+
+
+def test_two_slices_merge_into_one_with_the_same_output_at_any_size() -> None:
+    model = two_slices(3)
     before = onnx.ModelProto()
     before.CopyFrom(model)
     assert merged_slices(model) == 1
@@ -91,6 +98,9 @@ def test_two_slices_merge_into_one_with_the_same_output_at_any_size() -> None:
         assert np.array_equal(run(model, x), run(before, x))
         assert np.array_equal(run(model, x), x[:, :, 1:-1, :-1])
     assert merged_slices(model) == 0
+    # the same axis twice (or a negative axis, which may be the same) is left alone
+    for axis in (2, -1):
+        assert merged_slices(two_slices(axis)) == 0
 
 
 def test_shipped_folded_models_carry_the_native_fold_with_the_old_graphs_output() -> None:

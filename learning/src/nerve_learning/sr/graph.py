@@ -134,7 +134,9 @@ def merged_slices(model: onnx.ModelProto) -> int:
             fixed = [consts.get(n.input[i]) for n in (a, b) for i in (1, 3, 4)]
             if any(v is None or v.ndim != 1 for v in fixed):
                 continue
-            if set(fixed[1].tolist()) & set(fixed[4].tolist()):
+            # other axes, counted from the front (a negative axis could name the other's)
+            axes_a, axes_b = fixed[1].tolist(), fixed[4].tolist()
+            if min(axes_a + axes_b) < 0 or set(axes_a) & set(axes_b):
                 continue
             pair = (a, b, fixed)
             break
