@@ -41,9 +41,11 @@ pub fn level(x: f32) -> u8 {
 }
 
 /// [`tensor_to_luma`] and [`OutputSummary::of`] in one pass: the output is read once, eight
-/// lanes at a time, while it is in cache (at 1080p the two passes apart cost about a tenth of the
-/// frame's time on the streaming thread). The summary is the same as `OutputSummary::of`'s to
-/// float rounding; a non-finite sum pays `of`'s own pass to count the bad samples.
+/// lanes at a time (`guard::sum_and_max`'s lanes, with the conversion in the same loop). At 1080p
+/// (`cargo bench -p nerve-engine --bench guard_cost`) the two passes took 1.52-1.68 ms, this
+/// 1.07-1.22; calling `sum_and_max` on each row before converting it took 1.67-2.10, no better
+/// than two passes, which is why the lanes are written out here. The summary is `of`'s to float
+/// rounding; a non-finite sum pays `of`'s own pass to count the bad samples.
 pub fn tensor_to_luma_summarised(tensor: &[f32], width: usize, height: usize, plane: &mut [u8], stride: usize) -> OutputSummary {
     const LANES: usize = 8;
     let (mut total, mut max) = (0f64, f32::MIN);

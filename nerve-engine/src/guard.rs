@@ -533,7 +533,8 @@ impl OutputSummary {
     }
 
     /// Whether two summaries agree, their sums to `rel` of the larger.
-    pub fn same_within(&self, other: &Self, rel: f64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn same_within(&self, other: &Self, rel: f64) -> bool {
         (self.len, self.max, self.not_finite, self.first_not_finite) == (other.len, other.max, other.not_finite, other.first_not_finite)
             && (self.sum - other.sum).abs() <= rel * self.sum.abs().max(other.sum.abs())
     }

@@ -63,11 +63,7 @@ def native_space_to_depth(model: onnx.ModelProto) -> int:
     g = model.graph
     consts = _constants(g)
     inits = {i.name: i for i in g.initializer}
-    producers = {o: n for n in g.node for o in n.output}
-    readers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
+    producers, readers = _index(g)
     permuted = set(permuted_weights(model))
     replaced = 0
     for t in list(g.node):
@@ -81,12 +77,11 @@ def native_space_to_depth(model: onnx.ModelProto) -> int:
         convs = _conv_readers(last.output[0], readers, producers, inits, consts)
         if convs is None:
             continue
-        channels = None
         for conv in convs:
             w = _weight_initializer(conv, producers, inits)
-            channels = numpy_helper.to_array(inits[w]).shape[1] // (block * block)
-            perm = dcr_from_crd(channels, block)
-            inits[w].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(inits[w])[:, perm]), w))
+            weight = numpy_helper.to_array(inits[w])
+            perm = dcr_from_crd(weight.shape[1] // (block * block), block)
+            inits[w].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(weight[:, perm]), w))
             permuted.add(w)
         # the fold's output name stays, now made by one node from the chain's input
         s2d = helper.make_node("SpaceToDepth", [source], [last.output[0]], name=f"{t.name}_space_to_depth", blocksize=block)
@@ -95,11 +90,7 @@ def native_space_to_depth(model: onnx.ModelProto) -> int:
         for n in dead:
             g.node.remove(n)
         g.node.insert(at, s2d)
-        producers = {o: n for n in g.node for o in n.output}
-        readers = {}
-        for n in g.node:
-            for i in n.input:
-                readers.setdefault(i, []).append(n)
+        producers, readers = _index(g)
         replaced += 1
     if replaced:
         # the chains' shape constants are read by nothing now
@@ -119,11 +110,7 @@ def merged_slices(model: onnx.ModelProto) -> int:
     merged = 0
     while True:
         consts = _constants(g)
-        producers = {o: n for n in g.node for o in n.output}
-        readers: dict[str, list[onnx.NodeProto]] = {}
-        for n in g.node:
-            for i in n.input:
-                readers.setdefault(i, []).append(n)
+        producers, readers = _index(g)
         pair = None
         for b in g.node:
             a = producers.get(b.input[0]) if b.op_type == "Slice" else None
@@ -177,6 +164,16 @@ def rewrite_file(path: Path) -> int:
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return n
+
+
+def _index(g: onnx.GraphProto) -> tuple[dict[str, onnx.NodeProto], dict[str, list[onnx.NodeProto]]]:
+    """Each tensor's producing node and the nodes that read it."""
+    producers = {o: n for n in g.node for o in n.output}
+    readers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    return producers, readers
 
 
 def _drop_unread_constants(g: onnx.GraphProto) -> None:
