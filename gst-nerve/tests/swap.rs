@@ -173,3 +173,31 @@ fn hot_swap_follows_the_manifest_of_model_location() {
         assert_eq!(stats(&h).get::<String>("model").unwrap(), name);
     }
 }
+
+/// A manifest may name a faster default for large inputs (`default_from_rows`): with no model
+/// named, a fixed-scale element takes it when the caps bring that many rows, and the default
+/// again when they shrink, without losing or mixing a frame; both stay loaded.
+#[test]
+fn default_follows_the_input_rows_when_the_manifest_names_one_for_large_inputs() {
+    let (dir, _, _) = two_models();
+    set_default(&dir, "nearest");
+    let path = dir.join("manifest.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let marked = text.replace("name = \"offset\"", "name = \"offset\"\ndefault_from_rows = 24");
+    assert_ne!(marked, text, "the offset entry was not found");
+    std::fs::write(&path, marked).unwrap();
+    let mut h = harness(&[("model-location", dir.to_str().unwrap())]);
+    let mut pts = 0;
+    for (rows, want, name) in [(16, 0, "nearest"), (24, 64, "offset"), (16, 0, "nearest"), (40, 64, "offset")] {
+        let info = info(VideoFormat::I420, 32, rows);
+        h.set_src_caps(info.to_caps().unwrap());
+        for _ in 0..3 {
+            let out = push_frame(&mut h, &info, pts, pattern);
+            pts += 33;
+            assert_eq!(made_by(&out), Some(want), "{rows} rows: frame {pts} ms not made by {name}");
+        }
+        assert_eq!(stats(&h).get::<String>("model").unwrap(), name, "{rows} rows");
+    }
+    assert_eq!(stat(&h, "frames-enhanced"), 12);
+    assert_eq!(stat(&h, "frames-classical"), 0);
+}

@@ -61,6 +61,12 @@ pub struct ModelEntry {
     /// True for the model `nervesr` uses when no model is named, for its scale.
     #[serde(default)]
     pub default: bool,
+    /// The default for its scale instead, for inputs of at least this many rows: a faster model
+    /// for large frames (540p -> 1080p) beside a stronger default for small ones, so that an
+    /// element left at its default stays real time at every size. The largest threshold an
+    /// input reaches wins; below every threshold `default` decides.
+    #[serde(default)]
+    pub default_from_rows: Option<u32>,
 }
 
 fn one() -> u32 {
@@ -145,6 +151,9 @@ impl ModelEntry {
                 self.name, self.file
             ));
         }
+        if self.default_from_rows == Some(0) {
+            return Err(format!("model {}: default_from_rows must be 1 or more (leave it out for the plain default)", self.name));
+        }
         if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("model {}: sha256 must be 64 hex digits", self.name));
         }
@@ -173,6 +182,29 @@ pub fn resolve(spec: &str, task: Task, scale: u32) -> Result<ResolvedModel, Engi
 }
 
 pub fn resolve_in(spec: &str, task: Task, scale: u32, dirs: &[PathBuf]) -> Result<ResolvedModel, EngineError> {
+    resolve_sized_in(spec, task, scale, 0, dirs)
+}
+
+/// [`resolve`] for an input of `rows` rows (0: not known yet): an empty `spec` then takes an
+/// entry's `default_from_rows` into account.
+pub fn resolve_sized(spec: &str, task: Task, scale: u32, rows: u32) -> Result<ResolvedModel, EngineError> {
+    resolve_sized_in(spec, task, scale, rows, &manifest_dirs())
+}
+
+/// The default of one manifest for `task`, `scale` and an input of `rows` rows: the entry whose
+/// `default_from_rows` is the largest one `rows` reaches, else the plain default.
+fn default_entry(manifest: &Manifest, task: Task, scale: u32, rows: u32) -> Option<&ModelEntry> {
+    let ours = |m: &&ModelEntry| m.task == task && m.scale == scale;
+    manifest
+        .models
+        .iter()
+        .filter(ours)
+        .filter(|m| m.default_from_rows.is_some_and(|r| r <= rows))
+        .max_by_key(|m| m.default_from_rows)
+        .or_else(|| manifest.models.iter().filter(ours).find(|m| m.default))
+}
+
+pub fn resolve_sized_in(spec: &str, task: Task, scale: u32, rows: u32, dirs: &[PathBuf]) -> Result<ResolvedModel, EngineError> {
     let is_file = spec.contains('/') || spec.ends_with(".onnx");
     if is_file {
         let path = PathBuf::from(spec);
@@ -209,7 +241,7 @@ pub fn resolve_in(spec: &str, task: Task, scale: u32, dirs: &[PathBuf]) -> Resul
         searched.push(manifest_path.display().to_string());
         let manifest = Manifest::load(&manifest_path)?;
         let found = if spec.is_empty() {
-            manifest.models.iter().find(|m| m.task == task && m.scale == scale && m.default)
+            default_entry(&manifest, task, scale, rows)
         } else {
             manifest.models.iter().find(|m| m.name == spec)
         };
@@ -327,6 +359,41 @@ output = { name = "hr", layout = "NCHW", planes = "Y" }
         assert!(resolve_in("sr-x2-test", Task::SuperResolution, 3, std::slice::from_ref(&dir)).is_ok());
         let err = resolve_in("nope", Task::SuperResolution, 2, std::slice::from_ref(&dir)).err().ok_or("expected an error")?;
         assert!(err.to_string().contains("'nope'"));
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn large_inputs_take_the_default_for_their_rows() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = temp_dir("rows")?;
+        let entry = |name: &str, extra: &str| {
+            ENTRY.replace("sr-x2-test", name).replace("default = true", extra)
+        };
+        let text = [
+            entry("strong", "default = true"),
+            entry("fast", "default_from_rows = 480"),
+            entry("fastest", "default_from_rows = 1000"),
+            entry("x3", "default_from_rows = 1").replace("scale = 2", "scale = 3"),
+        ]
+        .concat();
+        std::fs::write(dir.join(MANIFEST_FILE), text)?;
+        let dirs = std::slice::from_ref(&dir);
+        let name = |rows| resolve_sized_in("", Task::SuperResolution, 2, rows, dirs).map(|m| m.entry.name);
+        assert_eq!(name(0)?, "strong", "size unknown: the plain default");
+        assert_eq!(name(360)?, "strong");
+        assert_eq!(name(479)?, "strong");
+        assert_eq!(name(480)?, "fast");
+        assert_eq!(name(720)?, "fast");
+        assert_eq!(name(1080)?, "fastest", "the largest threshold reached wins");
+        assert_eq!(resolve_in("", Task::SuperResolution, 2, dirs)?.entry.name, "strong");
+        // a named model is never replaced by size
+        assert_eq!(resolve_sized_in("strong", Task::SuperResolution, 2, 1080, dirs)?.entry.name, "strong");
+        // another scale's threshold is not this scale's default
+        assert_eq!(resolve_sized_in("", Task::SuperResolution, 3, 1080, dirs)?.entry.name, "x3");
+        assert!(resolve_sized_in("", Task::SuperResolution, 4, 1080, dirs).is_err());
+        std::fs::write(dir.join(MANIFEST_FILE), entry("zero", "default_from_rows = 0"))?;
+        let err = resolve_sized_in("", Task::SuperResolution, 2, 1080, dirs).err().ok_or("expected an error")?;
+        assert!(err.to_string().contains("default_from_rows"), "{err}");
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }

@@ -117,6 +117,7 @@ impl Settings {
             spec: self.model.clone(),
             location: self.model_location.as_ref().map(PathBuf::from),
             scale: self.scale,
+            rows: 0,
             session: SessionConfig {
                 provider: self.provider,
                 threads: self.threads,
@@ -126,11 +127,13 @@ impl Settings {
         }
     }
 
-    /// The load request for a model of factor `k` (fit mode): `model` when it names a model of
-    /// that factor, else the manifest's default for it.
-    fn request_for(&self, k: u32) -> LoadRequest {
+    /// The load request for a model of factor `k` on inputs of `rows` rows: `model` when it names
+    /// a model of that factor (fit mode; at a fixed scale it always does), else the manifest's
+    /// default for that factor and size.
+    fn request_for(&self, k: u32, rows: u32) -> LoadRequest {
         let mut request = self.load_request();
         request.scale = k;
+        request.rows = rows;
         if !request.spec.is_empty() && request.resolve().is_err() {
             request.spec.clear();
         }
@@ -274,9 +277,11 @@ impl ObjectImpl for NerveSr {
                     .nick("Model")
                     .blurb(
                         "A model name from the manifest (models/manifest.toml, or NERVE_MODEL_PATH), a path to an \
-                         .onnx file with a manifest.toml beside it, or empty for the shipped default model of `scale`. \
-                         Changing it while playing loads the new model in the background and swaps it in between two \
-                         frames; a model that fails to load is refused with a warning and the running one stays",
+                         .onnx file with a manifest.toml beside it, or empty for the shipped default model of `scale` \
+                         (for the input's size: a manifest may name a faster default for inputs of many rows, \
+                         default_from_rows, chosen when the caps arrive). Changing it while playing loads the new \
+                         model in the background and swaps it in between two frames; a model that fails to load is \
+                         refused with a warning and the running one stays",
                     )
                     .mutable_playing()
                     .build(),
@@ -673,14 +678,15 @@ impl NerveSr {
     /// `model` or `model-location` changed: while running (a model is in use), load the new
     /// one in the background and follow the new location; before start, nothing to do.
     fn model_settings_changed(&self, settings: &Settings) {
-        let (running, k) = {
+        let (running, k, rows) = {
             let state = lock(&self.state);
-            (state.model.is_some(), state.geometry.as_ref().map_or(0, |g| g.k))
+            (state.model.is_some(), state.geometry.as_ref().map_or(0, |g| g.k), state.geometry.as_ref().map_or(0, |g| g.in_h as u32))
         };
         if !running {
             return;
         }
-        let request = if settings.scale == SCALE_FIT { settings.request_for(k) } else { settings.load_request() };
+        let request =
+            if settings.scale == SCALE_FIT { settings.request_for(k, rows) } else { LoadRequest { rows, ..settings.load_request() } };
         let mut swapper = lock(&self.swapper);
         swapper.request(request.clone());
         self.follow(&mut swapper, settings, request);
@@ -807,31 +813,38 @@ impl NerveSr {
         let _ = self.obj().post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
-    /// Fit mode: puts the model of factor `k` in place (from the spares, or loaded now: once per
-    /// factor and stream, at a caps change), parking the one in use. Without a model for `k` the
-    /// frames are made classically, with a warning. Called without the state lock held: loading
-    /// posts messages, and a bus handler may read `stats`.
-    fn fit_model(&self, settings: &Settings, k: u32) {
+    /// Puts the model for factor `k` and inputs of `rows` rows in place at a caps change: in fit
+    /// mode the factor's model, at a fixed scale the default for the input's size (the manifest
+    /// may name a faster default for large inputs, `default_from_rows`). A model put aside stays
+    /// loaded, so a rung switch back is instant; one not loaded yet is loaded now (once per model
+    /// and stream). Without a model for `k` the frames are made classically, with a warning.
+    /// Called without the state lock held: loading posts messages, and a bus handler may read
+    /// `stats`.
+    fn place_model(&self, settings: &Settings, k: u32, rows: u32) {
+        let request = settings.request_for(k, rows);
+        // The model bytes wanted; when the manifest cannot say, any model of the factor will do.
+        let wanted = request.resolve().ok().map(|r| r.entry.sha256);
+        let fits = |m: &Model| m.scale() == k as usize && wanted.as_ref().is_none_or(|sha| m.spec.entry.sha256 == *sha);
         {
             let mut guard = lock(&self.state);
             let state = &mut *guard;
-            if state.model.as_ref().is_some_and(|m| m.scale() == k as usize) {
+            if state.model.as_ref().is_some_and(fits) {
                 return;
             }
             if let Some(m) = state.model.take() {
-                state.spare.retain(|s| s.scale() != m.scale());
+                state.spare.retain(|s| s.spec.entry.sha256 != m.spec.entry.sha256);
                 state.spare.push(m);
             }
             if k < 2 {
                 return;
             }
-            if let Some(i) = state.spare.iter().position(|m| m.scale() == k as usize) {
+            if let Some(i) = state.spare.iter().position(fits) {
                 let model = state.spare.swap_remove(i);
                 *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
+                gst::info!(CAT, imp = self, "model '{}' for x{k} at {rows} rows (kept loaded)", model.spec.entry.name);
                 state.model = Some(model);
             }
         }
-        let request = settings.request_for(k);
         if lock(&self.state).model.is_none() {
             match request.load() {
                 Ok(model) => {
@@ -839,8 +852,21 @@ impl NerveSr {
                     lock(&self.state).model = Some(model);
                 }
                 Err(e) => {
-                    gst::element_imp_warning!(self, gst::LibraryError::Settings, ("no x{} model, upscaling classically: {}", k, e));
-                    return;
+                    // A model of the factor already loaded beats the classical upscale.
+                    let mut state = lock(&self.state);
+                    match state.spare.iter().position(|m| m.scale() == k as usize) {
+                        Some(i) => {
+                            let model = state.spare.swap_remove(i);
+                            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("keeping model '{}' for x{}: {}", model.spec.entry.name, k, e));
+                            *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
+                            state.model = Some(model);
+                        }
+                        None => {
+                            drop(state);
+                            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("no x{} model, upscaling classically: {}", k, e));
+                            return;
+                        }
+                    }
                 }
             }
         }
@@ -1151,8 +1177,10 @@ impl VideoFilterImpl for NerveSr {
             k: k as u32,
             mid,
         };
-        if fit {
-            self.fit_model(&settings, k as u32);
+        // Fit mode: the factor's model; a fixed scale with no model named: the default for this
+        // input's size, which may be a faster model than the one loaded at start.
+        if fit || settings.model.is_empty() {
+            self.place_model(&settings, k as u32, in_h as u32);
         }
         let mut state = lock(&self.state);
         state.geometry = Some(geometry);

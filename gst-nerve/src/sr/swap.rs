@@ -24,14 +24,19 @@ pub struct LoadRequest {
     /// `model-location`: when set, names are looked up in this directory's manifest only.
     pub location: Option<PathBuf>,
     pub scale: u32,
+    /// Rows of the input the model will run on (0 before caps): with an empty `spec` a manifest
+    /// may name a faster default for large inputs (`default_from_rows`).
+    pub rows: u32,
     pub session: SessionConfig,
 }
 
 impl LoadRequest {
     pub fn resolve(&self) -> Result<engine::manifest::ResolvedModel, EngineError> {
         let resolved = match &self.location {
-            Some(dir) => engine::manifest::resolve_in(&self.spec, Task::SuperResolution, self.scale, std::slice::from_ref(dir))?,
-            None => engine::manifest::resolve(&self.spec, Task::SuperResolution, self.scale)?,
+            Some(dir) => {
+                engine::manifest::resolve_sized_in(&self.spec, Task::SuperResolution, self.scale, self.rows, std::slice::from_ref(dir))?
+            }
+            None => engine::manifest::resolve_sized(&self.spec, Task::SuperResolution, self.scale, self.rows)?,
         };
         let entry = &resolved.entry;
         if entry.task != Task::SuperResolution || entry.scale != self.scale {
