@@ -28,6 +28,10 @@
 #   scripts/train_pack_models.sh train-x2pans OUTDIR # the default's architecture from random weights on
 #                                                # it: no library sample clip (30 min on 2 cores)
 #   scripts/train_pack_models.sh finish-x2pans OUTDIR # nerve-sr-x2-s2d-temporal-d4-pans and its int8 variant
+#   scripts/train_pack_models.sh pans-filmed       # the pans filmed with a shutter (2 min)
+#   scripts/train_pack_models.sh tune-x2mix OUTDIR # the four-layer filmed mix (5 min), then finish-x2mix
+#   scripts/train_pack_models.sh tune-x2d8 OUTDIR  # the default x2: the filmed mix grown to eight middle
+#                                                # layers and fine-tuned (17 min), then finish-x2d8
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 cd "$(dirname "$0")/../learning"
@@ -187,9 +191,23 @@ case "${1:-}" in
       --block 2 --channels 32 --depth 4 --rep --init ../models/nerve-sr-x2-s2d-temporal-d4.onnx --lr 1e-4 --warmup 500 \
       --batch 32 --patch 48 --steps "${STEPS:-8000}" --out "$out/x2-s2d-t-d4-mix.pt" > "$out/x2-s2d-t-d4-mix.log" 2>&1 ;;
   finish-x2mix)
-    # Its int8 variant is the default (calibrated on the filmed pans).
+    # Its int8 variant was the default until the eight-layer network (tune-x2d8).
     learn finish --weights "$2/x2-s2d-t-d4-mix.pt" --name nerve-sr-x2-s2d-temporal-d4-filmed-mix
-    learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx --frames-in 2 --default \
+    learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx --frames-in 2 \
       --calibration-pack cache/pack-x2-pans-filmed.npz ;;
-  *) echo "usage: $0 pack | pictures | pans | pans-only | pans-filmed | tune-x2mix OUTDIR | finish-x2mix OUTDIR | tune-x2filmed OUTDIR | finish-x2filmed OUTDIR TAG NAME | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
+  tune-x2d8)
+    # The default x2 model since 2026-12-07 (evening): the filmed mix grown to eight middle layers
+    # (identity layers, the same function to start) and fine-tuned on the same data (17 min on 2
+    # cores); docs/research/2026-12-07-sr-d8.md.
+    out=$2; mkdir -p "$out"
+    learn train-pack --pack cache/pack-x2-clips.npz --extra-pack cache/pack-x2-pans-filmed.npz --scale 2 --frames-in 2 \
+      --block 2 --channels 32 --depth 8 --rep --init ../models/nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx --lr 2e-4 \
+      --warmup 500 --batch 32 --patch 48 --steps "${STEPS:-16000}" --out "$out/x2-s2d-t-d8-mix.pt" > "$out/x2-s2d-t-d8-mix.log" 2>&1 ;;
+  finish-x2d8)
+    # Its int8 variant is the default for inputs under 480 rows (the edge student's manifest entry
+    # carries default_from_rows = 480).
+    learn finish --weights "$2/x2-s2d-t-d8-mix.pt" --name nerve-sr-x2-s2d-temporal-d8-filmed-mix
+    learn int8 --model ../models/nerve-sr-x2-s2d-temporal-d8-filmed-mix.onnx --frames-in 2 --default \
+      --calibration-pack cache/pack-x2-pans-filmed.npz ;;
+  *) echo "usage: $0 pack | pictures | pans | pans-only | pans-filmed | tune-x2d8 OUTDIR | finish-x2d8 OUTDIR | tune-x2mix OUTDIR | finish-x2mix OUTDIR | tune-x2filmed OUTDIR | finish-x2filmed OUTDIR TAG NAME | train-x2pans OUTDIR | finish-x2pans OUTDIR | train-x2d4 OUTDIR | finish-x2d4 OUTDIR | train OUTDIR | train-bi OUTDIR | train-t OUTDIR | train-p OUTDIR | finish OUTDIR | finish-t OUTDIR | finish-p OUTDIR | train-p2 OUTDIR | finish-p2 OUTDIR | train-d4 OUTDIR | finish-d4 OUTDIR | x4-bi OUTDIR" >&2; exit 2 ;;
 esac

@@ -114,15 +114,16 @@ def test_shipped_folded_models_carry_the_native_fold_with_the_old_graphs_output(
         assert "SpaceToDepth" in ops(model), f"{p.name} still folds with Transpose"
         assert permuted_weights(model), f"{p.name} says which weights it permuted ({PERMUTED_KEY})"
         assert speed_rewrites(model) == 0, f"{p.name} has a rewrite left to apply (scripts/graph_rewrites.py)"
-    default = MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix-int8.onnx"
-    student = student_from_onnx(MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx")
     # a picture-like input (smooth, a little grain): int8 is calibrated on pictures, not noise
     yy, xx = np.mgrid[0:45, 0:61].astype(np.float32)
     grain = np.random.default_rng(1).normal(scale=0.02, size=(1, 2, 45, 61)).astype(np.float32)
     x = np.clip(0.5 + 0.3 * np.sin(0.21 * xx + 0.13 * yy) + grain, 0, 1).astype(np.float32)
-    with torch.no_grad():
-        expected = student(torch.from_numpy(x)).numpy()
-    # the float file read back into PyTorch is the file's own function
-    assert np.abs(run(str(MODELS / "nerve-sr-x2-s2d-temporal-d4-filmed-mix.onnx"), x) - expected).max() < 1e-5
-    # and the int8 default stays within its quantisation of it (0.15 of a level on average)
-    assert np.abs(run(str(default), x) - expected).mean() < 0.5 / 255
+    # the default x2 (eight middle layers) and the default before it (four)
+    for parent in ("nerve-sr-x2-s2d-temporal-d8-filmed-mix", "nerve-sr-x2-s2d-temporal-d4-filmed-mix"):
+        student = student_from_onnx(MODELS / f"{parent}.onnx")
+        with torch.no_grad():
+            expected = student(torch.from_numpy(x)).numpy()
+        # the float file read back into PyTorch is the file's own function
+        assert np.abs(run(str(MODELS / f"{parent}.onnx"), x) - expected).max() < 1e-5, parent
+        # and the int8 variant stays within its quantisation of it (0.15 of a level on average)
+        assert np.abs(run(str(MODELS / f"{parent}-int8.onnx"), x) - expected).mean() < 0.5 / 255, parent
