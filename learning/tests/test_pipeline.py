@@ -62,3 +62,21 @@ def test_a_new_default_takes_the_old_ones_place(tmp_path: Path) -> None:
     upsert_manifest(manifest, "new", manifest_entry("new", "new.onnx", 2, 2, "c" * 64, True, None, parent="p"))
     defaults = {m["name"]: m["default"] for m in tomllib.loads(manifest.read_text())["model"]}
     assert defaults == {"old": False, "x4": True, "new": True}  # another scale keeps its default
+
+
+def test_a_replaced_entry_keeps_its_default_for_large_inputs(tmp_path: Path) -> None:
+    # `default_from_rows` is set by hand (the shipped edge student's 480): re-exporting the model
+    # must not drop it, a new default of the scale must not touch it, and an entry's own wins
+    manifest = tmp_path / "manifest.toml"
+    upsert_manifest(manifest, "fast", manifest_entry("fast", "fast.onnx", 2, 2, "a" * 64, False, None))
+    manifest.write_text(manifest.read_text().replace("default = false", "default = false\ndefault_from_rows = 480"))
+    upsert_manifest(manifest, "fast", manifest_entry("fast", "fast.onnx", 2, 2, "b" * 64, False, None))
+    upsert_manifest(manifest, "strong", manifest_entry("strong", "strong.onnx", 2, 2, "c" * 64, True, None))
+    models = {m["name"]: m for m in tomllib.loads(manifest.read_text())["model"]}
+    assert models["fast"]["sha256"] == "b" * 64 and models["fast"]["default_from_rows"] == 480
+    assert models["strong"]["default"] and "default_from_rows" not in models["strong"]
+    own = manifest_entry("fast", "fast.onnx", 2, 2, "d" * 64, False, None).replace(
+        "default = false", "default = false\ndefault_from_rows = 720")
+    upsert_manifest(manifest, "fast", own)
+    assert tomllib.loads(manifest.read_text())["model"][-1]["default_from_rows"] == 720
+    assert manifest.read_text().count("default_from_rows") == 1

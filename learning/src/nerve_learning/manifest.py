@@ -48,10 +48,17 @@ def _field(table: str, key: str) -> str | None:
 def upsert_manifest(manifest: Path, name: str, entry: str) -> None:
     """Replaces the `[[model]]` table called `name` in the manifest, or appends it. A new default
     takes the place of the old one: other entries of its task and scale stop being the default
-    (the element takes the first default it finds, so two would make the choice the file's order)."""
+    (the element takes the first default it finds, so two would make the choice the file's order).
+    A replaced entry's `default_from_rows` (the default for large inputs, set by hand in the
+    manifest) carries over unless the new entry sets its own: a re-export must not quietly take
+    the real-time default away from 1080p."""
     text = manifest.read_text() if manifest.exists() else "# nerve model manifest: see models/README.md\n\n"
     tables = re.split(r"(?m)^(?=\[\[model\]\])", text)
+    replaced = [t for t in tables if f'name = "{name}"' in t]
     kept = [t for t in tables if f'name = "{name}"' not in t]
+    rows = next((_field(t, "default_from_rows") for t in replaced if _field(t, "default_from_rows")), None)
+    if rows is not None and _field(entry, "default_from_rows") is None:
+        entry = re.sub(r"(?m)^(default = (?:true|false))$", rf"\1\ndefault_from_rows = {rows}", entry, count=1)
     if _field(entry, "default") == "true":
         same = (_field(entry, "task"), _field(entry, "scale"))
         kept = [t.replace("default = true", "default = false")
