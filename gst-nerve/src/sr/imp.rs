@@ -678,9 +678,9 @@ impl NerveSr {
     /// `model` or `model-location` changed: while running (a model is in use), load the new
     /// one in the background and follow the new location; before start, nothing to do.
     fn model_settings_changed(&self, settings: &Settings) {
-        let (running, k, rows) = {
+        let (running, (k, rows)) = {
             let state = lock(&self.state);
-            (state.model.is_some(), state.geometry.as_ref().map_or(0, |g| g.k), state.geometry.as_ref().map_or(0, |g| g.in_h as u32))
+            (state.model.is_some(), state.geometry.as_ref().map_or((0, 0), |g| (g.k, g.in_h as u32)))
         };
         if !running {
             return;
@@ -822,8 +822,10 @@ impl NerveSr {
     /// `stats`.
     fn place_model(&self, settings: &Settings, k: u32, rows: u32) {
         let request = settings.request_for(k, rows);
-        // The model bytes wanted; when the manifest cannot say, any model of the factor will do.
-        let wanted = request.resolve().ok().map(|r| r.entry.sha256);
+        // Resolved once: the bytes wanted, then loaded from the same entry (the manifest may
+        // change meanwhile). When the manifest cannot say, any model of the factor will do.
+        let resolved = request.resolve();
+        let wanted = resolved.as_ref().ok().map(|r| r.entry.sha256.clone());
         let fits = |m: &Model| m.scale() == k as usize && wanted.as_ref().is_none_or(|sha| m.spec.entry.sha256 == *sha);
         {
             let mut guard = lock(&self.state);
@@ -838,38 +840,43 @@ impl NerveSr {
             if k < 2 {
                 return;
             }
-            if let Some(i) = state.spare.iter().position(fits) {
-                let model = state.spare.swap_remove(i);
-                *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
-                gst::info!(CAT, imp = self, "model '{}' for x{k} at {rows} rows (kept loaded)", model.spec.entry.name);
-                state.model = Some(model);
+            if let Some(name) = self.use_spare(state, fits) {
+                gst::info!(CAT, imp = self, "model '{name}' for x{k} at {rows} rows (kept loaded)");
+                return self.follow_location(settings, request);
             }
         }
-        if lock(&self.state).model.is_none() {
-            match request.load() {
-                Ok(model) => {
-                    self.loaded(&model);
-                    lock(&self.state).model = Some(model);
-                }
-                Err(e) => {
-                    // A model of the factor already loaded beats the classical upscale.
-                    let mut state = lock(&self.state);
-                    match state.spare.iter().position(|m| m.scale() == k as usize) {
-                        Some(i) => {
-                            let model = state.spare.swap_remove(i);
-                            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("keeping model '{}' for x{}: {}", model.spec.entry.name, k, e));
-                            *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
-                            state.model = Some(model);
-                        }
-                        None => {
-                            drop(state);
-                            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("no x{} model, upscaling classically: {}", k, e));
-                            return;
-                        }
+        match resolved.and_then(|r| Model::load(r, &request.session)) {
+            Ok(model) => {
+                self.loaded(&model);
+                lock(&self.state).model = Some(model);
+            }
+            Err(e) => {
+                // A model of the factor already loaded beats the classical upscale.
+                let kept = self.use_spare(&mut lock(&self.state), |m| m.scale() == k as usize);
+                match kept {
+                    Some(name) => gst::element_imp_warning!(self, gst::LibraryError::Settings, ("keeping model '{}' for x{}: {}", name, k, e)),
+                    None => {
+                        gst::element_imp_warning!(self, gst::LibraryError::Settings, ("no x{} model, upscaling classically: {}", k, e));
+                        return;
                     }
                 }
             }
         }
+        self.follow_location(settings, request);
+    }
+
+    /// Puts the first spare model `pick` takes in use; its name, or None when none is taken.
+    fn use_spare(&self, state: &mut State, pick: impl Fn(&Model) -> bool) -> Option<String> {
+        let i = state.spare.iter().position(pick)?;
+        let model = state.spare.swap_remove(i);
+        *lock(&self.active_sha) = Some(model.spec.entry.sha256.clone());
+        let name = model.spec.entry.name.clone();
+        state.model = Some(model);
+        Some(name)
+    }
+
+    /// Follows `model-location` (when set) with `request`.
+    fn follow_location(&self, settings: &Settings, request: LoadRequest) {
         if settings.model_location.is_some() {
             let mut swapper = lock(&self.swapper);
             self.follow(&mut swapper, settings, request);
