@@ -1,6 +1,10 @@
 //! The ABR quality-table protocol: a ladder given by bitrate and resolution, each rung encoded by
 //! x264 at its bitrate, then shown on a fixed display: upscaled classically (Catmull-Rom) and by
-//! `nervesr` with the default model of the rung's integer scale. The result is, per content type
+//! `nervesr` with the default model of the rung's integer scale and height (the model the element
+//! would choose for that input). Every score is taken on the active picture (the clip's static
+//! bars left out, [`crate::active`]): a bar's hard edge is where an upscaler gains most and a
+//! viewer looks least, and a table that counted it would make the planner pay for enhancement
+//! nobody sees. The result is, per content type
 //! and for all content, the table `nerveabr` plans with (`nerve-abr/tables/*.json`, format
 //! `nerve-abr/src/quality.rs`): displayed VMAF per rung and enhancement level, and what
 //! the enhancement costs on this machine (frames per second).
@@ -12,7 +16,8 @@ use anyhow::{Context, Result, bail};
 use nerve_engine::Task;
 use serde::Serialize;
 
-use crate::frame::{self, Clip};
+use crate::active;
+use crate::frame::{self, Clip, Frame};
 use crate::ladder::{ClipSpec, Upscaler, score};
 use crate::run::{self, RateControl};
 
@@ -84,10 +89,15 @@ pub struct TableRow {
     /// "bicubic" (videoscale catrom), a nervesr model name, or "none" (scale 1).
     pub upscaler: String,
     pub frames: usize,
+    /// The part of the displayed frame scored, WxH+X+Y (the clip's static bars left out).
+    pub active: String,
     pub psnr_y: f64,
     pub ssim: f64,
     pub vmaf: f64,
     pub vmaf_neg: f64,
+    /// The same on the whole displayed frame, bars included (for comparison only).
+    pub psnr_y_full: f64,
+    pub vmaf_full: f64,
     /// Frames per wall-clock second through the upscaler on this machine (0 for "none").
     pub fps: f64,
     /// Frames per CPU-second (all threads of this process while the upscaler ran): what one
@@ -95,10 +105,11 @@ pub struct TableRow {
     pub fps_cpu: f64,
 }
 
-/// The default nervesr model of `scale` (the name the manifest gives it).
-pub fn default_model(scale: usize) -> Result<String> {
-    let m = nerve_engine::manifest::resolve("", Task::SuperResolution, scale as u32)
-        .map_err(|e| anyhow::anyhow!("no default x{scale} model: {e}"))?;
+/// The default nervesr model of `scale` for an input of `rows` rows (the name the manifest gives
+/// it): what `nervesr` runs on that rung when no model is named (`default_from_rows`).
+pub fn default_model(scale: usize, rows: usize) -> Result<String> {
+    let m = nerve_engine::manifest::resolve_sized("", Task::SuperResolution, scale as u32, rows as u32)
+        .map_err(|e| anyhow::anyhow!("no default x{scale} model for {rows} rows: {e}"))?;
     Ok(m.entry.name)
 }
 
@@ -133,8 +144,14 @@ pub fn evaluate_clip(
     for (rung, s, (aw, ah)) in plan {
         let shown = run::clip_of(reference.frames.iter().map(|f| f.crop(aw, ah)).collect(), reference.fps);
         let (low, kbps) = run::encode_rung(&shown, (rung.width, rung.height), RateControl::Bitrate(rung.kbps))?;
-        let row = |upscaler: String, out: &[frame::Frame], fps: f64, fps_cpu: f64| -> Result<TableRow> {
-            let sc = score(&shown.frames, out)?;
+        let region = active::active_picture(&shown.frames);
+        let whole = region.is_whole(&shown.frames[0]);
+        let active_ref: Vec<Frame> = shown.frames.iter().map(|f| f.region(&region)).collect();
+        let row = |upscaler: String, out: &[Frame], fps: f64, fps_cpu: f64| -> Result<TableRow> {
+            let active_out: Vec<Frame> = out.iter().map(|f| f.region(&region)).collect();
+            let sc = score(&active_ref, &active_out)?;
+            // The whole frame scored again only where bars were cut (VMAF is the slow part).
+            let full = if whole { None } else { Some(score(&shown.frames, out)?) };
             Ok(TableRow {
                 clip: name.clone(),
                 content: clip.content.clone(),
@@ -145,10 +162,13 @@ pub fn evaluate_clip(
                 kbps,
                 upscaler,
                 frames: out.len(),
+                active: region.to_string(),
                 psnr_y: sc.psnr_y,
                 ssim: sc.ssim,
                 vmaf: sc.vmaf,
                 vmaf_neg: sc.vmaf_neg,
+                psnr_y_full: full.as_ref().map_or(sc.psnr_y, |f| f.psnr_y),
+                vmaf_full: full.as_ref().map_or(sc.vmaf, |f| f.vmaf),
                 fps,
                 fps_cpu,
             })
@@ -159,7 +179,7 @@ pub fn evaluate_clip(
             continue;
         }
         let low = run::clip_of(low, reference.fps);
-        let model = default_model(s)?;
+        let model = default_model(s, rung.height)?;
         let ups = [
             Upscaler::classical("catrom"),
             Upscaler { name: model.clone(), filter: format!("nervesr scale={s} model=\"{model}\"") },

@@ -65,7 +65,10 @@ fn quality_table_rows_and_files_follow_the_ladder() {
     assert!(rows.iter().all(|r| r.frames == 6 && r.vmaf.is_finite() && r.kbps > 0.0));
     let row = |kbps: u32, up: &str| rows.iter().find(|r| r.rung_kbps == kbps && r.upscaler == up).unwrap();
     assert_eq!(row(60, "bicubic").scale, 3);
-    assert!(row(60, &table::default_model(3).unwrap()).fps > 0.0);
+    assert!(row(60, &table::default_model(3, 48).unwrap()).fps > 0.0);
+    assert!(row(150, &table::default_model(2, 72).unwrap()).fps > 0.0, "the x2 rung runs the default for its rows");
+    // no bars in this clip: the active picture is all the rung covers (174 columns at x3)
+    assert!(rows.iter().all(|r| r.active == if r.scale == 3 { "174x144+0+0" } else { "176x144+0+0" } && r.psnr_y_full == r.psnr_y));
     assert!(row(600, "none").vmaf > row(60, "bicubic").vmaf + 5.0, "the full-size rung at 10x the bits must look better");
     assert!(row(600, "none").kbps > row(60, "bicubic").kbps);
     let meta = TableMeta { prefix: "t", method: "MEASURED: test", device: "cpu", chunk_s: 4.0 };
@@ -75,6 +78,34 @@ fn quality_table_rows_and_files_follow_the_ladder() {
     let levels: Vec<usize> = files[0].rungs.iter().map(|r| r.levels.len()).collect();
     assert_eq!(levels, [1, 1, 0]);
     assert_eq!(files[0].rungs[2].vmaf, (row(600, "none").vmaf * 100.0).round() / 100.0);
+}
+
+/// A letterboxed clip's table is scored inside its bars: Sintel's excerpt shown on a 16:9 display
+/// keeps its black bands top and bottom; the rows say which part was scored, and the whole-frame
+/// figures (bars included) differ from it.
+#[test]
+fn quality_tables_score_the_active_picture() {
+    use nerve_eval::table::{self, Rung};
+    nerve_eval::init().unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/videos/animation/sintel_excerpt_854x480.mp4");
+    if !path.exists() && std::env::var_os("CI").is_none() {
+        eprintln!("SKIP: {} missing", path.display());
+        return;
+    }
+    let spec = ClipSpec::file(path, "animation");
+    let rungs: Vec<Rung> = ["100@160x90"].iter().map(|r| r.parse().unwrap()).collect();
+    let rows = table::evaluate_clip(&spec, (320, 180), &rungs, 4, |_| ()).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let (size, offset) = r.active.split_once('+').unwrap();
+        let (w, h): (usize, usize) = {
+            let (w, h) = size.split_once('x').unwrap();
+            (w.parse().unwrap(), h.parse().unwrap())
+        };
+        let y: usize = offset.split_once('+').unwrap().1.parse().unwrap();
+        assert!(w >= 316 && h < 160 && y >= 8, "{}: bars not left out ({})", r.upscaler, r.active);
+        assert!((r.psnr_y - r.psnr_y_full).abs() > 0.01, "{}: active {} dB, whole {} dB", r.upscaler, r.psnr_y, r.psnr_y_full);
+    }
 }
 
 /// The shipped default x2 model must keep beating bicubic on clips of sources no training used

@@ -119,8 +119,9 @@ enum Command {
         decoder: String,
     },
     /// nerveabr quality tables: each rung (KBPS@WxH) encoded by x264 at its bitrate, shown on the
-    /// display upscaled by Catmull-Rom and by nervesr's default model of the rung's scale; VMAF,
-    /// VMAF NEG, PSNR-Y and nervesr's fps per rung, per content type and for all content.
+    /// display upscaled by Catmull-Rom and by nervesr's default model of the rung's scale and
+    /// height; VMAF, VMAF NEG, PSNR-Y (active picture, bars left out) and nervesr's fps per rung,
+    /// per content type and for all content.
     Table {
         /// Clips as CONTENT=PATH (or PATH); default: the held-out evaluation clips.
         #[arg(long, value_delimiter = ',')]
@@ -479,8 +480,9 @@ fn main() -> Result<()> {
             let command: Vec<String> = std::env::args().skip(1).collect();
             let method = format!(
                 "MEASURED: nerve-eval {} ({} clips, {frames} frames each; x264 preset medium pass=cbr at each rung's bitrate; \
-                 displayed VMAF v0.6.1 at {}x{}: level 0 = Catmull-Rom upscale (videoscale method=catrom), scale-1 rungs as decoded; \
-                 levels = nervesr with the default model of the rung's scale; fps = nervesr wall-clock frames/s on the device, \
+                 displayed VMAF v0.6.1 at {}x{} on the active picture (static letterbox/pillarbox bars left out): level 0 = Catmull-Rom \
+                 upscale (videoscale method=catrom), scale-1 rungs as decoded; levels = nervesr with the default model of the rung's \
+                 scale and height; fps = nervesr wall-clock frames/s on the device, \
                  fps_cpu = frames per CPU-second of the process)",
                 command.join(" "),
                 specs.len(),
