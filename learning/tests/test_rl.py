@@ -13,8 +13,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from nerve_learning.paths import REPO
-from nerve_learning.rl import sim
-from nerve_learning.rl.env import AbrEnv, EnvConfig
+from nerve_learning.rl import sim, synthetic
+from nerve_learning.rl.env import AbrEnv, EnvConfig, content_tables
 from nerve_learning.rl.evaluate import play
 from nerve_learning.rl.export import OnnxPolicy, export, random_obs, verify
 from nerve_learning.rl.train import TrainConfig, train
@@ -36,6 +36,41 @@ def test_the_environment_passes_gymnasiums_checker(families: list[sim.Family]) -
     obs, info = env.reset(seed=3)
     (at,) = [off for name, off, _ in env.layout() if name == "preference_weight"]
     assert obs.shape == env.observation_space.shape and obs[at] == pytest.approx(info["preference"])
+
+
+def test_episodes_can_read_every_content_table_and_evaluation_the_generic_one(families: list[sim.Family]) -> None:
+    # The policy reads the quality table as features; training may draw one of the shipped
+    # tables per episode (generic and the five content types), evaluation plays the generic one.
+    cfg = EnvConfig(tables=content_tables())
+    assert len(cfg.tables) == 5 and all(Path(t).is_file() for t in cfg.tables), cfg.tables
+    assert EnvConfig.plain().tables == () and EnvConfig().tables == ()
+    (at, n) = next((off, length) for name, off, length in AbrEnv([families[0].traces], cfg=EnvConfig.plain()).layout()
+                   if name == "quality_over_100")
+    seen = set()
+    env = AbrEnv([families[0].traces], cfg=cfg, seed=5)
+    for k in range(40):
+        obs, _ = env.reset(seed=k)
+        seen.add(tuple(np.round(obs[at:at + n], 4)))
+    assert len(seen) == 6, f"{len(seen)} distinct tables in 40 episodes"
+    plain = AbrEnv([families[0].traces], cfg=EnvConfig.plain(), seed=5)
+    assert len({tuple(np.round(plain.reset(seed=k)[0][at:at + n], 4)) for k in range(10)}) == 1
+
+
+def test_the_synthetic_family_holds_steady_links_and_troughs() -> None:
+    fam = synthetic.family(seed=3, n=10, seconds=300)
+    assert fam.name == synthetic.FAMILY and len(fam.traces) == 10
+    rates = [np.asarray(t.bps) for t in fam.traces]
+    assert all(len(r) == 300 and (r > 0).all() for r in rates)
+    steady = rates[0::2]
+    troughs = rates[1::2]
+    assert all(r.min() == r.max() for r in steady)
+    # each trough link starts fast, falls into a trough and comes back
+    for r in troughs:
+        slow = np.flatnonzero(r <= 1.5e6)
+        assert r[0] >= 2e6 and slow.size, r
+        assert (r[slow[0]:] >= 2e6).any(), "never back from the first trough"
+    again = synthetic.family(seed=3, n=10, seconds=300)
+    assert all(np.array_equal(np.asarray(a.bps), np.asarray(b.bps)) for a, b in zip(fam.traces, again.traces))
 
 
 def _play(env: AbrEnv, action: int) -> tuple[float, dict[str, float]]:

@@ -151,6 +151,11 @@ pub struct EnvConfig {
     /// table's compute times rescaled, as the element rescales them to a stream's segments);
     /// empty = the table's own. Streams come in 1-6 s segments; the chunk scenario's are 4 s.
     pub chunk_choices: Vec<f64>,
+    /// Other tables of the same ladder (content types: talking heads, sports, animation...),
+    /// each episode playing one of `table` and these, uniformly: a policy that reads the table as
+    /// features and met one table only in training reads any other (a content type, a
+    /// re-measured table) as something it never saw. Empty: `table` only.
+    pub alternatives: Vec<nerve_abr::quality::TableFile>,
     /// The table file and device speed, to rebuild the table at another chunk duration.
     file: nerve_abr::quality::TableFile,
     device_speed: f64,
@@ -175,19 +180,41 @@ impl EnvConfig {
             augment: Augment::default(),
             teacher: None,
             chunk_choices: Vec::new(),
+            alternatives: Vec::new(),
             file: file.clone(),
             device_speed,
         }
     }
 
+    /// Adds tables drawn per episode beside the main one; each must have the main table's rungs
+    /// (the same bitrates, in order) and chunk duration, as the policy's action space and the
+    /// ladder are the main table's.
+    pub fn with_alternatives(mut self, files: Vec<nerve_abr::quality::TableFile>) -> Result<Self, String> {
+        let rates = |f: &nerve_abr::quality::TableFile| f.rungs.iter().map(|r| r.bitrate_kbps).collect::<Vec<_>>();
+        for f in &files {
+            if rates(f) != rates(&self.file) || (f.chunk_s - self.file.chunk_s).abs() > 1e-9 {
+                return Err(format!(
+                    "table {:?}: rungs {:?} kbit/s of {} s chunks, the main table has {:?} of {} s",
+                    f.name,
+                    rates(f),
+                    f.chunk_s,
+                    rates(&self.file),
+                    self.file.chunk_s
+                ));
+            }
+        }
+        self.alternatives = files;
+        Ok(self)
+    }
+
     /// The ladder, the table and the chunk count of a session of `chunk_s` chunks, as long in
-    /// seconds as the configured one.
-    fn at_chunk(&self, chunk_s: f64) -> (Ladder, QualityTable, usize) {
+    /// seconds as the configured one; `which` 0 is the main table, k the k-th alternative.
+    fn at_chunk(&self, which: usize, chunk_s: f64) -> (Ladder, QualityTable, usize) {
         let base = self.ladder.chunk_s();
-        if (chunk_s - base).abs() < 1e-9 {
+        if which == 0 && (chunk_s - base).abs() < 1e-9 {
             return (self.ladder.clone(), self.table.clone(), self.settings.chunks);
         }
-        let mut file = self.file.clone();
+        let mut file = if which == 0 { self.file.clone() } else { self.alternatives[which - 1].clone() };
         file.chunk_s = chunk_s;
         let ladder = Ladder { bitrates_bps: self.ladder.bitrates_bps.clone(), chunk: std::time::Duration::from_secs_f64(chunk_s) };
         let chunks = ((self.settings.chunks as f64 * base / chunk_s).round() as usize).max(2);
@@ -297,7 +324,13 @@ impl Env {
             0 => self.config.ladder.chunk_s(),
             n => self.config.chunk_choices[self.rng.below(n)],
         };
-        let (ladder, table, chunks) = self.config.at_chunk(chunk_s);
+        // the table is drawn last, so a configuration without alternatives draws what it drew
+        // before they existed
+        let which = match self.config.alternatives.len() {
+            0 => 0,
+            n => self.rng.below(n + 1),
+        };
+        let (ladder, table, chunks) = self.config.at_chunk(which, chunk_s);
         settings.chunks = chunks;
         let mut session = Session::new(&ladder, &table, &trace, EnhanceMode::Joint, &settings);
         let first = session.first_decision();
@@ -517,6 +550,43 @@ mod tests {
         }
         assert_eq!(steps, 4 * env.config.settings.chunks - 1);
         assert_eq!(env.result().map(|r| r.rebuffer_s), Some(0.0), "the planner does not stall on 1 s chunks of this trace");
+    }
+
+    /// With alternative tables each episode reads one of them in its features (the table block),
+    /// and sees every one over a few episodes; a table of another ladder is refused.
+    #[test]
+    fn episodes_draw_their_table_among_the_alternatives() {
+        let read = |name: &str| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nerve-abr/tables").join(name);
+            TableFile::parse(&std::fs::read_to_string(&path).unwrap()).unwrap() // ok: test code
+        };
+        let generic = TableFile::parse(DEFAULT_TABLE).unwrap(); // ok: test code
+        let config = EnvConfig::new(&generic, 1.0).with_alternatives(vec![read("pensieve_animation_nervesr.json")]).unwrap(); // ok: test code
+        let mut env = Env::new(config, traces(), 11).unwrap(); // ok: test code
+        let at = 3 + 2 * HISTORY + 6; // the table block: quality per (rung, level) / 100
+        let block = |t: &TableFile| {
+            Features::new(QualityTable::from_file(t, 1.0), 6).observe(&Session::new(
+                &env.config.ladder,
+                &QualityTable::from_file(t, 1.0),
+                &env.traces[0].trace,
+                EnhanceMode::Joint,
+                &ChunkSettings::default(),
+            )
+            .observation())[at..at + 12]
+                .to_vec()
+        };
+        let (g, a) = (block(&generic), block(&read("pensieve_animation_nervesr.json")));
+        assert_ne!(g, a, "the two tables differ in the features");
+        let seen: Vec<bool> = (0..12).map(|_| env.reset(None, Some(0.5), Some(None))[at..at + 12].to_vec()).map(|b| {
+            assert!(b == g || b == a, "a table block that is neither table's: {b:?}");
+            b == g
+        }).collect();
+        assert!(seen.iter().any(|&x| x) && seen.iter().any(|&x| !x), "12 episodes read one table only: {seen:?}");
+        // another ladder (a rung dropped) is refused with the reason
+        let mut short = read("pensieve_sports_nervesr.json");
+        short.rungs.pop();
+        let err = EnvConfig::new(&generic, 1.0).with_alternatives(vec![short]).unwrap_err(); // ok: test code
+        assert!(err.contains("rungs"), "{err}");
     }
 
     #[test]

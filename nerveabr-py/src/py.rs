@@ -177,7 +177,9 @@ impl Actor for PyActor {
 /// teacher: a named policy (`nerve`, `bones`) whose choice for the next chunk comes in every
 /// `info` as `teacher_action`, for imitation; buffer_cap: the player's buffer cap in seconds, a
 /// number or a (lo, hi) range drawn per episode, log-uniformly (default 60); chunk_choices: chunk durations (s)
-/// drawn per episode, the session as long in seconds (default: the table's).
+/// drawn per episode, the session as long in seconds (default: the table's); tables: other
+/// quality-table JSON paths of the same ladder (content types), each episode playing one of
+/// `table` and these, uniformly (default: `table` only).
 #[pyclass(name = "Env", module = "nerveabr_py")]
 struct PyEnv {
     env: Env,
@@ -212,7 +214,7 @@ fn step_tuple<'py>(py: Python<'py>, out: StepOut, env: &Env) -> PyResult<(Vec<f3
 #[pymethods]
 impl PyEnv {
     #[new]
-    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None, buffer_cap = None, chunk_choices = None))]
+    #[pyo3(signature = (traces, table = None, seed = 0, preference = None, battery = None, scale = (1.0, 1.0), noise = 0.0, random_start = false, chunks = 48, device_speed = 1.0, energy_price = None, reward_scale = None, teacher = None, buffer_cap = None, chunk_choices = None, tables = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         traces: Vec<PyTrace>,
@@ -230,6 +232,7 @@ impl PyEnv {
         teacher: Option<&str>,
         buffer_cap: Option<&Bound<'_, PyAny>>,
         chunk_choices: Option<Vec<f64>>,
+        tables: Option<Vec<PathBuf>>,
     ) -> PyResult<Self> {
         if chunks < 2 {
             return Err(value_err("chunks: at least 2"));
@@ -238,7 +241,8 @@ impl PyEnv {
             return Err(value_err("scale: 0 < lo <= hi; noise: 0..5"));
         }
         let file = table_file(table.as_deref())?;
-        let mut config = EnvConfig::new(&file, device_speed.max(1e-3));
+        let alternatives = tables.unwrap_or_default().iter().map(|p| table_file(Some(p))).collect::<PyResult<Vec<_>>>()?;
+        let mut config = EnvConfig::new(&file, device_speed.max(1e-3)).with_alternatives(alternatives).map_err(value_err)?;
         config.settings.chunks = chunks;
         if let Some(p) = preference {
             config.preference = draw(p, "preference")?;

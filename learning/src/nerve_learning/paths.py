@@ -14,5 +14,9 @@ REPO = Path(__file__).resolve().parents[3]
 MODELS = REPO / "models"
 """The shipped models, their manifest and cards: what `nervesr` loads by default."""
 
+ABR_TABLES = REPO / "nerve-abr" / "tables"
+"""nerveabr's measured quality tables, one per content type and a generic one (what the element
+and the simulator plan with by default)."""
+
 CACHE = REPO / "learning" / "cache"
 """Decoded training pairs and other products that are slow to make and safe to delete."""

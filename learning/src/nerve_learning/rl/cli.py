@@ -22,6 +22,7 @@ def _log(path: str) -> TextIO:
 
 
 def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .env import EnvConfig, content_tables
     from .imitate import ImitationConfig
     from .train import TrainConfig
 
@@ -29,20 +30,23 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.imitate:
         imitation = ImitationConfig(teacher=args.imitate, rounds=args.imitate_rounds,
                                     episodes_per_round=args.imitate_episodes)
+    env = EnvConfig(tables=content_tables()) if args.tables == "content" else EnvConfig()
     return TrainConfig(timesteps=args.timesteps, max_seconds=args.max_seconds, seed=args.seed, n_envs=args.envs,
-                       imitation=imitation)
+                       imitation=imitation, env=env)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train on the named families (default: all), save, export and check the ONNX graph."""
     import numpy as np
 
-    from . import sim
+    from . import sim, synthetic
     from .export import export, inference_time, random_obs, verify
     from .train import save, train
 
     fams = sim.families(Path(args.traces), limit=args.limit)
     chosen = [f for f in fams if not args.families or f.name in args.families.split(",")]
+    if args.synthetic:
+        chosen.append(synthetic.family(seed=args.seed))
     log = _log(args.log)
     with log if log is not sys.stdout else nullcontext():
         print(f"training on {', '.join(f'{f.name} ({len(f.traces)})' for f in chosen)}", file=log, flush=True)
@@ -66,7 +70,7 @@ def cmd_lofo(args: argparse.Namespace) -> int:
 
     cfg = LofoConfig(root=Path(args.traces), out=Path(args.out), work=Path(args.work), train=_train_config(args),
                      preference=args.preference, families=tuple(f for f in args.families.split(",") if f),
-                     limit=args.limit)
+                     limit=args.limit, synthetic=args.synthetic)
     log = _log(args.log)
     with log if log is not sys.stdout else nullcontext():
         res = replay(cfg, log) if args.replay else lofo(cfg, log)
@@ -101,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         p.add_argument("--imitate-rounds", type=int, default=3, help="DAgger rounds")
         p.add_argument("--imitate-episodes", type=int, default=1200, help="sessions played per DAgger round")
         p.add_argument("--log", default="", help="progress log file (default: stdout)")
+        p.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=False,
+                       help="add a training family of synthetic steady links and troughs (rl/synthetic.py; "
+                            "never evaluated on)")
+        p.add_argument("--tables", default="generic", choices=("content", "generic"),
+                       help="quality tables episodes draw from: the generic one and every content type's "
+                            "(content), or the generic one only (generic)")
 
     p = rs.add_parser("train", help="train on families, save, export to ONNX and check it against torch")
     common(p)

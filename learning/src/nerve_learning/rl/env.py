@@ -28,7 +28,15 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .. import paths
 from . import sim
+
+
+def content_tables() -> tuple[str, ...]:
+    """The shipped per-content quality tables (talking heads, sports, animation, texture,
+    screen), beside the generic one every environment starts from."""
+    return tuple(str(p) for p in sorted(paths.ABR_TABLES.glob("pensieve_*_nervesr.json"))
+                 if p.name != "pensieve_generic_nervesr.json")
 
 
 @dataclass(frozen=True)
@@ -54,12 +62,19 @@ class EnvConfig:
     # Chunk (segment) durations drawn per episode, the session as long in seconds: streams come
     # in 1-6 s segments, the chunk scenario's are 4 s. () = the table's own.
     chunk_choices: tuple[float, ...] = (1.0, 2.0, 4.0)
+    # Quality tables drawn per episode beside the generic one (each with the same chance;
+    # `content_tables()` gives the shipped content types'): the policy reads the table as
+    # features, and one that met a single table in training read a re-measured one as something
+    # it had never seen (it kept the lowest rung on a 4 Mbit/s link). () = the generic table
+    # only, the shipped policy's recipe: drawing the content tables did not yet give a policy
+    # that passes the element's climb tests (docs/research/2026-12-07-abr-tables-active.md).
+    tables: tuple[str, ...] = ()
 
     @staticmethod
     def plain() -> EnvConfig:
-        """No augmentation, on mains: how evaluation plays a trace."""
+        """No augmentation, on mains, the generic table: how evaluation plays a trace."""
         return EnvConfig(scale=(1.0, 1.0), noise=0.0, random_start=False, battery_share=0.0,
-                         buffer_cap_range=(60.0, 60.0), chunk_choices=())
+                         buffer_cap_range=(60.0, 60.0), chunk_choices=(), tables=())
 
 
 class AbrEnv(gym.Env[np.ndarray, np.int64]):
@@ -79,11 +94,12 @@ class AbrEnv(gym.Env[np.ndarray, np.int64]):
         c = self.cfg
         self._envs = [sim.make_env(g, seed=self._seed * 7919 + i, scale=c.scale, noise=c.noise,
                                    random_start=c.random_start, teacher=teacher, buffer_cap=c.buffer_cap_range,
-                                   chunk_choices=c.chunk_choices)
+                                   chunk_choices=c.chunk_choices, tables=c.tables)
                       for i, g in enumerate(groups)]
         self._battery_envs = [sim.make_env(g, seed=self._seed * 7919 + 5000 + i, scale=c.scale, noise=c.noise,
                                            random_start=c.random_start, battery=c.battery_range, teacher=teacher,
-                                           buffer_cap=c.buffer_cap_range, chunk_choices=c.chunk_choices)
+                                           buffer_cap=c.buffer_cap_range, chunk_choices=c.chunk_choices,
+                                           tables=c.tables)
                               for i, g in enumerate(groups)] if c.battery_share > 0 else []
         first = self._envs[0]
         self.rungs, self.levels, self.chunks = int(first.rungs), int(first.levels), int(first.chunks)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import nerveabr_py
@@ -38,15 +39,18 @@ def families(root: Path, limit: int = 0) -> list[Family]:
 def make_env(traces: list[Trace], *, seed: int = 0, scale: tuple[float, float] = (1.0, 1.0), noise: float = 0.0,
              random_start: bool = False, battery: tuple[float, float] | None = None,
              teacher: str | None = None, buffer_cap: float | tuple[float, float] = 60.0,
-             chunk_choices: tuple[float, ...] = ()) -> Any:
+             chunk_choices: tuple[float, ...] = (), tables: Sequence[str] = ()) -> Any:
     """A bindings environment over `traces` (the shipped generic quality table, the chunk
     scenario's 48 chunks); augmentation happens in Rust, per episode, from the seeded generator.
     `battery`: None = on mains, else the battery level is drawn per episode in that range.
     `teacher`: a planner (`nerve`) whose choice for the next chunk every `info` carries as
     `teacher_action` (imitation). `buffer_cap`: the player's buffer cap, seconds, or a range
-    drawn per episode; `chunk_choices`: chunk durations drawn per episode (() = the table's)."""
+    drawn per episode; `chunk_choices`: chunk durations drawn per episode (() = the table's);
+    `tables`: other quality tables of the same ladder (content types), each episode playing one
+    of the generic table and these."""
     return nerveabr_py.Env(traces, seed=seed, scale=scale, noise=noise, random_start=random_start, battery=battery,
-                           teacher=teacher, buffer_cap=buffer_cap, chunk_choices=list(chunk_choices) or None)
+                           teacher=teacher, buffer_cap=buffer_cap, chunk_choices=list(chunk_choices) or None,
+                           tables=list(tables) or None)
 
 
 def layout(env: Any) -> list[tuple[str, int, int]]:
