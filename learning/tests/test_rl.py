@@ -6,6 +6,7 @@ and through the simulator's own `run`, and the reward answers to the viewer's pr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,27 @@ def test_episodes_can_read_every_content_table_and_evaluation_the_generic_one(fa
     assert len(seen) == 6, f"{len(seen)} distinct tables in 40 episodes"
     plain = AbrEnv([families[0].traces], cfg=EnvConfig.plain(), seed=5)
     assert len({tuple(np.round(plain.reset(seed=k)[0][at:at + n], 4)) for k in range(10)}) == 1
+
+
+def test_perturbed_tables_keep_the_ladder_and_move_the_features(families: list[sim.Family], tmp_path: Path) -> None:
+    from nerve_learning.paths import ABR_TABLES
+    from nerve_learning.rl.tables import write_perturbed
+
+    generic = ABR_TABLES / "pensieve_generic_nervesr.json"
+    paths = write_perturbed([generic], 12, tmp_path, seed=4)
+    src = json.loads(generic.read_text())
+    gains = []
+    for p in paths:
+        t = json.loads(Path(p).read_text())
+        assert [r["bitrate_kbps"] for r in t["rungs"]] == [r["bitrate_kbps"] for r in src["rungs"]]
+        base = [r["vmaf"] for r in t["rungs"]]
+        assert all(b > a for a, b in zip(base, base[1:])), f"classical VMAF must rise with the rung: {base}"
+        gains += [lv["vmaf"] - r["vmaf"] for r in t["rungs"] for lv in r["levels"]]
+    assert min(gains) < 0 < max(gains), "enhancement sometimes loses, sometimes gains"
+    # the bindings take them as tables of the same ladder, and episodes read them
+    env = AbrEnv([families[0].traces], cfg=EnvConfig(tables=paths), seed=1)
+    (at, n) = next((off, length) for name, off, length in env.layout() if name == "quality_over_100")
+    assert len({tuple(np.round(env.reset(seed=k)[0][at:at + n], 4)) for k in range(20)}) > 5
 
 
 def test_the_synthetic_family_holds_steady_links_and_troughs() -> None:

@@ -30,7 +30,16 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.imitate:
         imitation = ImitationConfig(teacher=args.imitate, rounds=args.imitate_rounds,
                                     episodes_per_round=args.imitate_episodes)
-    env = EnvConfig(tables=content_tables()) if args.tables == "content" else EnvConfig()
+    if args.tables == "content":
+        env = EnvConfig(tables=content_tables())
+    elif args.tables == "perturbed":
+        from ..paths import ABR_TABLES
+        from .tables import write_perturbed
+        sources = [ABR_TABLES / "pensieve_generic_nervesr.json", *map(Path, content_tables())]
+        env = EnvConfig(tables=content_tables() + write_perturbed(sources, args.perturbed, Path(args.out) / "tables",
+                                                                  seed=args.seed))
+    else:
+        env = EnvConfig()
     return TrainConfig(timesteps=args.timesteps, max_seconds=args.max_seconds, seed=args.seed, n_envs=args.envs,
                        imitation=imitation, env=env)
 
@@ -108,9 +117,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         p.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=False,
                        help="add a training family of synthetic steady links and troughs (rl/synthetic.py; "
                             "never evaluated on)")
-        p.add_argument("--tables", default="generic", choices=("content", "generic"),
+        p.add_argument("--tables", default="generic", choices=("content", "generic", "perturbed"),
                        help="quality tables episodes draw from: the generic one and every content type's "
-                            "(content), or the generic one only (generic)")
+                            "(content), those and --perturbed perturbed copies (perturbed, rl/tables.py), "
+                            "or the generic one only (generic)")
+        p.add_argument("--perturbed", type=int, default=200, help="perturbed tables with --tables perturbed")
 
     p = rs.add_parser("train", help="train on families, save, export to ONNX and check it against torch")
     common(p)
