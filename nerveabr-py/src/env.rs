@@ -561,21 +561,16 @@ mod tests {
             TableFile::parse(&std::fs::read_to_string(&path).unwrap()).unwrap() // ok: test code
         };
         let generic = TableFile::parse(DEFAULT_TABLE).unwrap(); // ok: test code
-        let config = EnvConfig::new(&generic, 1.0).with_alternatives(vec![read("pensieve_animation_nervesr.json")]).unwrap(); // ok: test code
-        let mut env = Env::new(config, traces(), 11).unwrap(); // ok: test code
+        let animation = read("pensieve_animation_nervesr.json");
         let at = 3 + 2 * HISTORY + 6; // the table block: quality per (rung, level) / 100
+        // what an environment of that one table shows
         let block = |t: &TableFile| {
-            Features::new(QualityTable::from_file(t, 1.0), 6).observe(&Session::new(
-                &env.config.ladder,
-                &QualityTable::from_file(t, 1.0),
-                &env.traces[0].trace,
-                EnhanceMode::Joint,
-                &ChunkSettings::default(),
-            )
-            .observation())[at..at + 12]
-                .to_vec()
+            let mut one = Env::new(EnvConfig::new(t, 1.0), traces(), 1).unwrap(); // ok: test code
+            one.reset(Some(0), Some(0.5), Some(None))[at..at + 12].to_vec()
         };
-        let (g, a) = (block(&generic), block(&read("pensieve_animation_nervesr.json")));
+        let (g, a) = (block(&generic), block(&animation));
+        let config = EnvConfig::new(&generic, 1.0).with_alternatives(vec![animation]).unwrap(); // ok: test code
+        let mut env = Env::new(config, traces(), 11).unwrap(); // ok: test code
         assert_ne!(g, a, "the two tables differ in the features");
         let seen: Vec<bool> = (0..12).map(|_| env.reset(None, Some(0.5), Some(None))[at..at + 12].to_vec()).map(|b| {
             assert!(b == g || b == a, "a table block that is neither table's: {b:?}");

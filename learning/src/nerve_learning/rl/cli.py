@@ -33,11 +33,12 @@ def _train_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.tables == "content":
         env = EnvConfig(tables=content_tables())
     elif args.tables == "perturbed":
-        from ..paths import ABR_TABLES
+        from ..paths import ABR_TABLES, CACHE
         from .tables import write_perturbed
+        # into the cache: `lofo`'s --out is the committed reports directory
         sources = [ABR_TABLES / "pensieve_generic_nervesr.json", *map(Path, content_tables())]
-        env = EnvConfig(tables=content_tables() + write_perturbed(sources, args.perturbed, Path(args.out) / "tables",
-                                                                  seed=args.seed))
+        tables_dir = CACHE / "rl-tables" / f"seed{args.seed}-{args.perturbed}"
+        env = EnvConfig(tables=content_tables() + write_perturbed(sources, args.perturbed, tables_dir, seed=args.seed))
     else:
         env = EnvConfig()
     return TrainConfig(timesteps=args.timesteps, max_seconds=args.max_seconds, seed=args.seed, n_envs=args.envs,

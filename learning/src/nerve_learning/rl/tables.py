@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def perturb(table: dict, rng: np.random.Generator) -> dict:
+def perturb(table: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     """One copy of `table`: every rung's classical VMAF shifted (one shift for the table, plus a
     little per rung, kept increasing with the rung), every enhancement gain scaled by U(-0.6, 1.6)
     (so enhancement sometimes loses, as on the re-measured animation table), speeds scaled by
     U(0.4, 2.5) (another device)."""
-    out = json.loads(json.dumps(table))
+    out: dict[str, Any] = json.loads(json.dumps(table))
     shift = rng.uniform(-20.0, 10.0)
     gain_scale = rng.uniform(-0.6, 1.6)
     speed = rng.uniform(0.4, 2.5)
