@@ -1,5 +1,5 @@
 """scripts/sr_align_probe.py's block matcher (research tooling behind
-docs/research/2026-12-07-sr-align.md): it must find a known shift and leave flat areas alone."""
+docs/research/2026-12-07-sr-align.md): it must find a known shift and keep zero motion where a shift wins by less than its bias."""
 
 from __future__ import annotations
 
