@@ -23,6 +23,8 @@ import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
+from nerve_learning.metrics import psnr
+
 
 def align(prev: torch.Tensor, cur: torch.Tensor, block: int = 8, radius: int = 6, bias: float = 1.0) -> torch.Tensor:
     """prev, cur: (N,H,W) floats 0..255. Each `block`-square of `cur` takes the integer shift of
@@ -67,11 +69,6 @@ def lumas(path: Path, w: int, h: int, n: int) -> list[np.ndarray]:
     a = np.fromfile(path, np.uint8)
     size = w * h * 3 // 2
     return [a[i * size:i * size + w * h].reshape(h, w) for i in range(n)]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255 ** 2 / max(mse, 1e-10))
 
 
 def score(model: Path, rungs: Path, variants: list[str], out: Path | None) -> None:
