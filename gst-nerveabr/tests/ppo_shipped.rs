@@ -29,10 +29,16 @@ fn decided(policy: &str, segment_s: f64, cap_s: f64, bandwidth_bps: f64, prefere
 /// demuxer reports it (it counts a fragment still arriving).
 fn played(policy: &str, segment_s: f64, cap_s: f64, over_s: f64, rates: &[f64], preference: Preference) -> Vec<usize> {
     let file = TableFile::parse(DEFAULT_TABLE).expect("the shipped table");
+    played_with(&file, 1.0, policy, segment_s, cap_s, over_s, rates, preference)
+}
+
+/// [`played`] with quality table `file` on a device `device_speed` times the table's.
+#[allow(clippy::too_many_arguments)]
+fn played_with(file: &TableFile, device_speed: f64, policy: &str, segment_s: f64, cap_s: f64, over_s: f64, rates: &[f64], preference: Preference) -> Vec<usize> {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/abr/ppo.onnx");
     let rungs: Vec<Rung> = [300_000u64, 750_000, 1_200_000, 1_850_000].iter().map(|&b| Rung { bandwidth: b, width: 0, height: 0 }).collect();
-    let config = Config { policy: policy.into(), preference, battery: None, device_speed: 1.0, target_height: 0, network: Network::Lte, ppo_model: Some(model), ppo_shield: true };
-    let mut c = Controller::new(config, &file, rungs, segment_s, None).expect("the shipped model loads");
+    let config = Config { policy: policy.into(), preference, battery: None, device_speed, target_height: 0, network: Network::Lte, ppo_model: Some(model), ppo_shield: true };
+    let mut c = Controller::new(config, file, rungs, segment_s, None).expect("the shipped model loads");
     let (mut buffer, mut measured) = (0.0f64, 0.0);
     rates
         .iter()
@@ -106,4 +112,49 @@ fn both_policies_climb_back_after_a_trough() {
             assert!(trough <= 1 && after >= 2, "{policy}, buffer up to {over_s} s above the cap: {rungs:?}");
         }
     }
+}
+
+/// Every shipped content table and a device half and twice as fast: the policy was trained on one
+/// table (models/abr/ppo.table.json, the whole-frame generic table of 2026-11) and reads that one
+/// whatever the stream's (`nerve_abr::learned::Features::trained_on`), while the stream's table
+/// shields it. Given the re-measured generic table as features instead, it kept the lowest rung
+/// on a 4 Mbit/s link (docs/research/2026-12-07-abr-tables-active.md); given another device's
+/// speeds, the same can happen. So it must climb on a fast link, stay low on a slow one and
+/// come back after the trough with each table and device, as the planner does; at
+/// battery-saver it ends where the planner ends (its shield plans on the stream's own rungs: over
+/// all six rows it let the policy take the top rung on screen content, where the planner holds
+/// the one below).
+#[test]
+fn the_shipped_policy_climbs_with_every_content_table_and_device() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nerve-abr/tables");
+    let mut trough = vec![8e6; 6];
+    trough.extend([0.8e6; 6]);
+    trough.extend([5e6; 12]);
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("the shipped tables") {
+        let path = entry.expect("a directory entry").path();
+        if !path.to_string_lossy().ends_with("_nervesr.json") {
+            continue;
+        }
+        let file = TableFile::parse(&std::fs::read_to_string(&path).expect("readable")).expect("a shipped table");
+        seen += 1;
+        for device_speed in [0.5, 1.0, 2.0] {
+            let case = format!("{} at device speed {device_speed}", file.name);
+            for (segment_s, cap_s) in [(1.0, 4.0), (4.0, 30.0)] {
+                for preference in [Preference::Quality, Preference::BatterySaver] {
+                    let steady = |policy: &str, rate: f64| played_with(&file, device_speed, policy, segment_s, cap_s, 0.0, &[rate; 12], preference);
+                    let (fast, planner) = (steady("ppo", 8e6), steady("nerve", 8e6));
+                    let top = if preference == Preference::Quality { 3 } else { *planner.last().unwrap_or(&0) };
+                    assert!(top >= 2, "{case}, {segment_s} s, {cap_s} s cap, {preference:?}: the planner {planner:?}");
+                    assert_eq!(fast.last(), Some(&top), "{case}, {segment_s} s segments, {cap_s} s cap, {preference:?}, 8 Mbit/s: {fast:?} (planner {planner:?})");
+                    let slow = steady("ppo", 0.2e6);
+                    assert!(slow[1..].iter().all(|&r| r == 0), "{case}, {segment_s} s segments, {cap_s} s cap, {preference:?}, 0.2 Mbit/s: {slow:?}");
+                }
+            }
+            let rungs = played_with(&file, device_speed, "ppo", 1.0, 4.0, 0.9, &trough, Preference::Balanced);
+            let (low, after) = (*rungs[7..12].iter().min().unwrap(), *rungs[18..].iter().max().unwrap());
+            assert!(low <= 1 && after >= 2, "{case}, trough on 1 s segments: {rungs:?}");
+        }
+    }
+    assert_eq!(seen, 6, "talking_head, sports, animation, texture, screen and generic");
 }

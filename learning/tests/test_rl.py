@@ -17,7 +17,7 @@ from nerve_learning.paths import REPO
 from nerve_learning.rl import sim, synthetic
 from nerve_learning.rl.env import AbrEnv, EnvConfig, content_tables
 from nerve_learning.rl.evaluate import play
-from nerve_learning.rl.export import OnnxPolicy, export, random_obs, verify
+from nerve_learning.rl.export import OnnxPolicy, export, random_obs, training_table_path, verify, write_training_table
 from nerve_learning.rl.train import TrainConfig, train
 
 TRACES = REPO.parent / "shared" / "data" / "traces"
@@ -156,6 +156,37 @@ def test_a_tiny_ppo_policy_trains_and_its_onnx_export_acts_as_torch(families: li
     ran = play(sim.make_env(trace), policy, 0, "quality")
     for k in ("qoe_quality", "rebuffer_s", "energy_j", "switches", "enhanced_chunks"):
         assert info["episode"][k] == pytest.approx(ran[k], rel=1e-9, abs=1e-9), k
+
+
+def test_a_policy_reads_the_training_table_shipped_beside_its_graph(families: list[sim.Family], tmp_path: Path) -> None:
+    # A policy trained on one table met its entries as constants: wherever it plays (the element,
+    # the simulator, these bindings) its features read that table, shipped beside the graph
+    # (`ppo.table.json`), and the environment's table only shields and scores.
+    import nerveabr_py
+
+    onnx = tmp_path / "ppo.onnx"
+    side = write_training_table(onnx, ())
+    assert side == training_table_path(onnx) == tmp_path / "ppo.table.json"
+    assert side.read_text() == nerveabr_py.DEFAULT_TABLE
+    # a content table beside it: the actor sees its qualities, not the environment's generic ones
+    content = json.loads(Path(content_tables()[0]).read_text())
+    side.write_text(json.dumps(content))
+    env = sim.make_env(families[0].traces[:1])
+    seen: dict[str, list[list[float]]] = {"env": [], "trained": []}
+
+    def lowest(key: str):  # noqa: ANN202 (an actor that records what it was shown)
+        return lambda obs: (seen[key].append(list(obs)), 0)[1]
+
+    env.run_actor(lowest("env"), 0)
+    env.run_actor(lowest("trained"), 0, model=str(onnx))
+    rungs, levels = len(content["rungs"]), 2
+    at = 3 + 2 * nerveabr_py.HISTORY + rungs  # quality per (rung, level) / 100, rung-major
+    want = [v for r in content["rungs"] for v in (r["vmaf"] / 100, r["levels"][0]["vmaf"] / 100 if r["levels"] else 0.0)]
+    assert seen["trained"][0][at:at + rungs * levels] == pytest.approx(want, abs=1e-6)
+    assert seen["env"][0][at:at + rungs * levels] != pytest.approx(want, abs=1e-6)
+    # a policy that drew several tables reads the stream's: no file, and a stale one goes
+    assert write_training_table(onnx, tuple(content_tables())) is None
+    assert not side.exists()
 
 
 def test_imitation_learns_the_planners_choices_and_ppo_starts_from_them(families: list[sim.Family],

@@ -119,6 +119,9 @@ pub struct Features {
     /// Buffer at the previous decision, s, and the change since it, in chunk durations.
     last_buffer: Option<f64>,
     buffer_change: f64,
+    /// Enhancement speed per (rung, level), compute s per video s, when the policy reads its
+    /// training table's ([`Features::trained_on`]); `None`: the table's costs.
+    speeds: Option<Vec<Vec<f64>>>,
 }
 
 impl Features {
@@ -126,7 +129,21 @@ impl Features {
     /// beyond the ladder are ignored, missing ones count as unavailable).
     pub fn new(table: QualityTable, rungs: usize) -> Self {
         let levels = table.levels().max(1);
-        Self { table, rungs, levels, battery: None, preference: 0.5, tput_mbps: Vec::new(), download_s: Vec::new(), last: None, last_buffer: None, buffer_change: 0.0 }
+        Self { table, rungs, levels, battery: None, preference: 0.5, tput_mbps: Vec::new(), download_s: Vec::new(), last: None, last_buffer: None, buffer_change: 0.0, speeds: None }
+    }
+
+    /// The features of a policy trained on one table (`file`, [`training_table`]): the qualities
+    /// and enhancement speeds it read in training, in place of this table's, whose rungs and
+    /// levels it must have. The network met those entries as constants, and read any others as
+    /// inputs it never saw (a re-measured table kept the shipped policy on the lowest rung; so
+    /// did another device's speeds); the stream's own table still prices and shields.
+    pub fn trained_on(mut self, file: &crate::quality::TableFile) -> Result<Self, String> {
+        // chunk_s 1: the costs are compute seconds per second of video, what the feature reads
+        let per_second = crate::quality::TableFile { chunk_s: 1.0, ..file.clone() };
+        let trained = QualityTable::from_file(&per_second, 1.0);
+        self.table = self.table.with_quality_of(&trained)?;
+        self.speeds = Some(trained.compute_s);
+        Ok(self)
     }
 
     pub fn action(&self) -> Action {
@@ -201,7 +218,11 @@ impl Features {
         }
         for rung in 0..r {
             for level in 1..l {
-                let speed = if self.table.get(rung, level).is_some() { self.table.cost(rung, level) / chunk_s } else { SPEED_CLIP };
+                let speed = match (&self.speeds, self.table.get(rung, level)) {
+                    (_, None) => SPEED_CLIP,
+                    (Some(s), Some(_)) => s.get(rung).and_then(|x| x.get(level)).copied().unwrap_or(SPEED_CLIP),
+                    (None, Some(_)) => self.table.cost(rung, level) / chunk_s,
+                };
                 v.push(if speed.is_finite() { speed.clamp(0.0, SPEED_CLIP) } else { SPEED_CLIP });
             }
         }
@@ -420,8 +441,9 @@ impl Ppo {
         Self { rows: Some(rows), ..Self::new(features, actor) }
     }
 
-    /// Shielded by `planner` (its table must be the one `features` was built on: both decide in
-    /// the same row space).
+    /// Shielded by `planner`, built on the table of the stream it plays: the features' table
+    /// for [`Ppo::new`], the stream's own rungs for [`Ppo::on_rows`] (it decides on the stream's
+    /// observations; its rungs are mapped to the rows).
     pub fn with_shield(self, planner: Nerve) -> Self {
         self.with_shield_at(planner, Shield::default())
     }
@@ -434,27 +456,31 @@ impl Ppo {
     }
 
     /// The actor's best action, capped by the shield, placed where it can be played (`place`:
-    /// the row decision the stream can play for the one wanted), remembered as played.
-    fn choose(&mut self, obs: &Observation<'_>, place: impl Fn(Decision) -> Decision) -> Decision {
+    /// the row decision the stream can play for the one wanted), remembered as played. The
+    /// shield's planner decides on `shield_obs` (the stream as it is, when the actor decides in
+    /// its training table's rows) and `to_actor` takes its rungs to the actor's.
+    fn choose(&mut self, obs: &Observation<'_>, shield_obs: &Observation<'_>, to_actor: impl Fn(usize) -> usize, place: impl Fn(Decision) -> Decision) -> Decision {
         let x = self.features.observe(obs);
         let action = self.features.action();
         // the planner takes in every observation, whatever is played, so its estimators follow
         // the session as they would if it decided
         // behind the shadow session's buffer: the planner's decision, whole
-        let behind = self.shadow.as_mut().is_some_and(|s| obs.buffer.as_secs_f64() < s.advance(obs) - SHADOW_EPS_S);
+        let behind = self.shadow.as_mut().is_some_and(|s| shield_obs.buffer.as_secs_f64() < s.advance(shield_obs) - SHADOW_EPS_S);
         let mut planner_whole = None;
         let cap = self.shield.as_mut().and_then(|(n, at)| {
-            let own = n.decide(obs);
+            let own = n.decide(shield_obs);
+            let own = Decision { rung: to_actor(own.rung), level: own.level };
             if behind {
                 planner_whole = Some(own);
             }
+            let safe_rung = n.safe_rung().map(&to_actor);
             match at {
-                Shield::SafeSet | Shield::Shadow => n.safe_rung(),
+                Shield::SafeSet | Shield::Shadow => safe_rung,
                 Shield::PlannerRung => Some(own.rung),
                 Shield::PlannerClimb => {
                     // the rung last played, as the features remember it (reset with them)
                     let climb = own.rung.max(self.features.last.map_or(0, |d| d.rung));
-                    Some(n.safe_rung().map_or(climb, |safe| safe.min(climb)))
+                    Some(safe_rung.map_or(climb, |safe| safe.min(climb)))
                 }
             }
         });
@@ -510,7 +536,7 @@ impl Policy for Ppo {
     fn decide(&mut self, obs: &Observation<'_>) -> Decision {
         // taken out for the decision (`choose` borrows self), put back after: no copy per decision
         let Some(rows) = self.rows.take() else {
-            return self.choose(obs, |d| d);
+            return self.choose(obs, obs, |r| r, |d| d);
         };
         // the observation in row space: offered rows at the stream's sizes, the others at
         // their nominal cost
@@ -534,7 +560,11 @@ impl Policy for Ppo {
         };
         // The network's first choice, moved to the nearest row the stream offers: only its
         // first choice was trained (on a ladder with every row), not its order of the others.
-        let d = self.choose(&row_obs, |d| Decision { rung: rows.nearest_offered(d.rung), level: d.level });
+        // The shield plans on the stream's own rungs (its planner is built on the stream's
+        // table): over every row it would weigh rungs the stream lacks, and let the actor climb
+        // to a rung the planner on this stream never takes (a battery-saver viewer of screen
+        // content got the top rung where the planner holds the one below).
+        let d = self.choose(&row_obs, obs, |r| rows.of_rung.get(r).copied().unwrap_or(r), |d| Decision { rung: rows.nearest_offered(d.rung), level: d.level });
         let played = Decision { rung: rows.rung_of(d.rung).unwrap_or(0), level: d.level };
         self.rows = Some(rows);
         played
@@ -547,6 +577,21 @@ impl Policy for Ppo {
 #[cfg(feature = "onnx")]
 pub fn default_model() -> Option<std::path::PathBuf> {
     nerve_engine::manifest::manifest_dirs().into_iter().map(|d| d.join("abr").join("ppo.onnx")).find(|p| p.is_file())
+}
+
+/// The quality table a policy was trained with, when it ships one: `<model>.table.json` beside
+/// the actor (`ppo.onnx` -> `ppo.table.json`), a table file as in `nerve-abr/tables`. A policy
+/// trained on one table reads its entries as fixed inputs, and meets any other table as inputs it
+/// never saw (docs/research/2026-12-07-abr-tables-active.md): it then reads this one, while the
+/// shield and the session score with the table the stream plays. `None`: no file (the policy
+/// reads the table it is given).
+pub fn training_table(model: &std::path::Path) -> Result<Option<crate::quality::TableFile>, String> {
+    let path = model.with_extension("table.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::quality::TableFile::parse(&text).map(Some).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The actor as an ONNX model (input: the features, `[1, dim]`; output: one score per action,
@@ -595,6 +640,61 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_policy_reads_the_training_table_shipped_beside_it() {
+        let dir = std::env::temp_dir().join(format!("nerve-abr-training-table-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap(); // ok: test code
+        let model = dir.join("p.onnx");
+        assert!(training_table(&model).unwrap().is_none(), "no file: the policy reads the table it is given"); // ok: test code
+        let sidecar = dir.join("p.table.json");
+        assert_eq!(model.with_extension("table.json"), sidecar);
+        std::fs::write(&sidecar, crate::DEFAULT_TABLE).unwrap(); // ok: test code
+        let file = training_table(&model).unwrap().unwrap(); // ok: test code
+        assert_eq!(file.name, crate::quality::TableFile::parse(crate::DEFAULT_TABLE).unwrap().name); // ok: test code
+
+        // The stream's table: other qualities, a device three times as fast, 1 s segments.
+        let mut stream = file.clone();
+        stream.chunk_s = 1.0;
+        for r in &mut stream.rungs {
+            r.vmaf = (r.vmaf - 7.0).max(1.0);
+            r.levels.iter_mut().for_each(|l| l.fps *= 3.0);
+        }
+        let rungs = file.rungs.len();
+        let bps: Vec<f64> = file.rungs.iter().map(|r| r.bitrate_kbps * 1e3).collect();
+        let features = |t: &crate::quality::TableFile, chunk_s: u64| {
+            let ladder = Ladder { bitrates_bps: bps.clone(), chunk: Duration::from_secs(chunk_s) };
+            let sizes: Vec<f64> = bps.iter().map(|b| b * chunk_s as f64).collect();
+            let o = Observation {
+                chunk_index: 1,
+                total_chunks: 10,
+                buffer: Duration::from_secs(10),
+                buffer_cap: Duration::from_secs(60),
+                enhance_backlog: Duration::ZERO,
+                throughput_bps: Some(3e6),
+                latency: Duration::ZERO,
+                recent_bps: &[3e6],
+                last_rung: Some(0),
+                next_sizes_bits: &sizes,
+                ladder: &ladder,
+                enhance_available: true,
+            };
+            let plain = Features::new(QualityTable::from_file(t, 1.0), rungs);
+            (plain.clone().trained_on(&file).unwrap().vector(&o), plain.vector(&o)) // ok: test code
+        };
+        let (on_stream, stream_alone) = features(&stream, 1);
+        let (_, as_trained) = features(&file, 4);
+        assert_eq!(on_stream, as_trained, "the training table's qualities and speeds, whatever the stream's table and segments");
+        assert_ne!(stream_alone, as_trained, "the stream's table alone reads otherwise");
+
+        let mut shape = file.clone();
+        shape.rungs[0].levels.clear();
+        let err = Features::new(QualityTable::from_file(&file, 1.0), rungs).trained_on(&shape).unwrap_err(); // ok: test code
+        assert!(err.contains("rung 0"), "a table of other levels is refused: {err}");
+        std::fs::write(&sidecar, "{ not a table").unwrap(); // ok: test code
+        assert!(training_table(&model).unwrap_err().contains("p.table.json"), "a broken file is an error, not a silent fallback"); // ok: test code
+        std::fs::remove_dir_all(&dir).ok();
+    }
     use crate::Ladder;
 
     fn table() -> QualityTable {

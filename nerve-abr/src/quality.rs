@@ -173,6 +173,28 @@ impl QualityTable {
         self.compute_s.get(rung).and_then(|r| r.get(level)).copied().unwrap_or(f64::INFINITY)
     }
 
+    /// This table with the displayed qualities of `other` and its own costs: the table a learnt
+    /// policy reads when it was trained on `other` (its quality features are the ones it learnt;
+    /// the speeds stay this device's). Both must have the same rungs and the same levels
+    /// available at each.
+    pub fn with_quality_of(&self, other: &QualityTable) -> Result<QualityTable, String> {
+        if other.rungs() != self.rungs() || other.levels() != self.levels() {
+            return Err(format!(
+                "{} rungs x {} levels where this table has {} x {}",
+                other.rungs(),
+                other.levels(),
+                self.rungs(),
+                self.levels()
+            ));
+        }
+        for (r, (a, b)) in self.quality.iter().zip(&other.quality).enumerate() {
+            if a.iter().map(Option::is_some).ne(b.iter().map(Option::is_some)) {
+                return Err(format!("rung {r} has other enhancement levels"));
+            }
+        }
+        Ok(QualityTable { quality: other.quality.clone(), compute_s: self.compute_s.clone() })
+    }
+
     /// Classical quality of a rung (0 if missing).
     pub fn base(&self, rung: usize) -> f64 {
         self.get(rung, 0).unwrap_or(0.0)
@@ -244,6 +266,21 @@ mod tests {
         // a device twice as fast makes level 2 real time
         let fast = QualityTable::from_file(&file(), 2.0);
         assert_eq!(fast.best_level_within(0, 100.0, 4.0), 2);
+    }
+
+    #[test]
+    fn quality_of_another_table_keeps_the_costs_and_refuses_another_shape() {
+        let ours = QualityTable::from_file(&file(), 2.0);
+        let mut theirs = QualityTable::from_file(&file(), 1.0);
+        theirs.quality[0][0] = Some(11.0);
+        let mixed = ours.with_quality_of(&theirs).unwrap(); // ok: test code
+        assert_eq!(mixed.get(0, 0), Some(11.0));
+        assert_eq!(mixed.compute_s, ours.compute_s, "the device's speeds stay");
+        let classical = QualityTable::classical(&[10.0, 20.0]);
+        assert!(ours.with_quality_of(&classical).is_err());
+        let mut other_levels = theirs.clone();
+        other_levels.quality[0][1] = None;
+        assert!(ours.with_quality_of(&other_levels).unwrap_err().contains("rung 0")); // ok: test code
     }
 
     /// The shipped tables are measured ones for Pensieve's ladder: the simulator's

@@ -98,18 +98,23 @@ pub fn chunk_policy(spec: &PolicySpec, table: &QualityTable, nerve: &NerveConfig
 /// The learned policy on `table` (every row the model was trained on), at the preference's
 /// weight; `rows`: the stream's rungs among them (`None`: the rungs are the table's rows).
 #[cfg(feature = "onnx")]
-fn ppo_policy(table: &QualityTable, rows: Option<crate::learned::Rows>, nerve: &NerveConfig) -> Result<Box<dyn Policy>, String> {
-    use crate::learned::{default_model, Features, OnnxActor, Ppo};
+fn ppo_policy(table: &QualityTable, rows: Option<(crate::learned::Rows, &QualityTable)>, nerve: &NerveConfig) -> Result<Box<dyn Policy>, String> {
+    use crate::learned::{default_model, training_table, Features, OnnxActor, Ppo};
     let path = nerve.ppo_model.clone().or_else(default_model).ok_or("policy ppo: no model (give its path, or put one at models/abr/ppo.onnx)")?;
+    // The table the policy learnt, when it ships one, is what its features read; `table` shields.
     let mut features = Features::new(table.clone(), table.rungs());
+    if let Some(trained) = training_table(&path).map_err(|e| format!("policy ppo: {e}"))? {
+        features = features.trained_on(&trained).map_err(|e| format!("policy ppo: its training table has {e}"))?;
+    }
     features.preference = nerve.preference.weight();
     features.battery = nerve.battery;
     let actor = Box::new(OnnxActor::load(&path, &features).map_err(|e| format!("policy ppo: {e}"))?);
-    let ppo = match rows {
-        Some(rows) => Ppo::on_rows(features, actor, rows),
-        None => Ppo::new(features, actor),
+    // the shield plans on the stream's own rungs (`stream_table`), as the `nerve` policy would
+    let (ppo, shield_table) = match rows {
+        Some((rows, stream_table)) => (Ppo::on_rows(features, actor, rows), stream_table),
+        None => (Ppo::new(features, actor), table),
     };
-    Ok(Box::new(if nerve.ppo_shield { ppo.with_shield(planner(table, nerve)) } else { ppo }))
+    Ok(Box::new(if nerve.ppo_shield { ppo.with_shield(planner(shield_table, nerve)) } else { ppo }))
 }
 
 /// The `nerve` planner on `table` with the configured parameters, preference and battery.
@@ -121,7 +126,7 @@ pub fn planner(table: &QualityTable, nerve: &NerveConfig) -> Nerve {
 }
 
 #[cfg(not(feature = "onnx"))]
-fn ppo_policy(_: &QualityTable, _: Option<crate::learned::Rows>, _: &NerveConfig) -> Result<Box<dyn Policy>, String> {
+fn ppo_policy(_: &QualityTable, _: Option<(crate::learned::Rows, &QualityTable)>, _: &NerveConfig) -> Result<Box<dyn Policy>, String> {
     Err("policy ppo: nerve-abr was built without its `onnx` feature".into())
 }
 
@@ -129,7 +134,7 @@ fn ppo_policy(_: &QualityTable, _: Option<crate::learned::Rows>, _: &NerveConfig
 /// table's every row), and `stream_table` holds the row of each rung. The learned policy decides
 /// on the whole table (its input and actions are the rows it was trained on, so a model trained
 /// on a 6-row ladder plays a 4-rung stream, [`crate::learned::Rows`]); every other policy on the
-/// stream's own rows, as [`chunk_policy`] builds it.
+/// stream's own rows, as [`chunk_policy`] builds it; the learned policy's shield too.
 pub fn stream_policy(
     spec: &PolicySpec,
     table: &QualityTable,
@@ -138,7 +143,7 @@ pub fn stream_policy(
     nerve: &NerveConfig,
 ) -> Result<(Box<dyn Policy>, EnhanceMode), String> {
     if spec.base == "ppo" {
-        Ok((ppo_policy(table, Some(rows), nerve)?, EnhanceMode::Joint))
+        Ok((ppo_policy(table, Some((rows, stream_table)), nerve)?, EnhanceMode::Joint))
     } else {
         chunk_policy(spec, stream_table, nerve)
     }

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use nerve_abr::energy::Network;
-use nerve_abr::learned::{Actor, Features, Ppo, Shield, HISTORY};
+use nerve_abr::learned::{training_table, Actor, Features, Ppo, Shield, HISTORY};
 use nerve_abr::nerve::Preference;
 use nerve_abr::quality::TableFile;
 use nerve_abr::spec::{planner, EnhanceMode};
@@ -402,12 +402,27 @@ impl PyEnv {
     /// planner's own rung), `planner-climb` (climbing no higher than the planner would) or
     /// `shadow` (the planner's decision whole while the actor holds less buffer than the
     /// planner's own session would, else the safe set); `None`: the element's
-    /// (`Shield::default()`).
-    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false, shield_at = None))]
+    /// (`Shield::default()`). `model`: the actor's ONNX file, when it is one: a training table
+    /// shipped beside it (`<model>.table.json`, `nerve_abr::learned::training_table`) is what
+    /// its features read, as in the element; the shield and the scores keep this environment's.
+    #[pyo3(signature = (actor, trace, preference = 0.5, battery = None, shield = false, shield_at = None, model = None))]
     #[allow(clippy::too_many_arguments)]
-    fn run_actor<'py>(&self, py: Python<'py>, actor: Py<PyAny>, trace: usize, preference: f64, battery: Option<f64>, shield: bool, shield_at: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+    fn run_actor<'py>(
+        &self,
+        py: Python<'py>,
+        actor: Py<PyAny>,
+        trace: usize,
+        preference: f64,
+        battery: Option<f64>,
+        shield: bool,
+        shield_at: Option<&str>,
+        model: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let at = shield_at.map_or(Ok(Shield::default()), Shield::parse).map_err(PyValueError::new_err)?;
         let mut features = Features::new(self.env.config.table.clone(), self.env.config.ladder.rungs());
+        if let Some(trained) = model.as_deref().map(training_table).transpose().map_err(value_err)?.flatten() {
+            features = features.trained_on(&trained).map_err(|e| value_err(format!("the actor's training table has {e}")))?;
+        }
         features.preference = preference.clamp(0.0, 1.0);
         features.battery = battery;
         let actions = features.action().count();

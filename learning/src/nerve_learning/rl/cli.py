@@ -50,7 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from . import sim, synthetic
-    from .export import export, inference_time, random_obs, verify
+    from .export import export, inference_time, random_obs, verify, write_training_table
     from .train import save, train
 
     fams = sim.families(Path(args.traces), limit=args.limit)
@@ -63,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         trained = train([f.traces for f in chosen], _train_config(args), label="ppo", log=log)
         out = Path(args.out)
         save(trained, out)
+        config = _train_config(args)
         onnx = export(trained.model, trained.vecnorm, Path(args.onnx) if args.onnx else out / "ppo.onnx")
+        write_training_table(onnx, config.env.tables)
         probe = random_obs(trained.vecnorm, 512, np.random.default_rng(args.seed))
         check = verify(trained.model, trained.vecnorm, onnx, probe)
         timing = inference_time(onnx, probe)

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from . import sim, synthetic
-from .export import OnnxPolicy, export, inference_time, random_obs, verify
+from .export import OnnxPolicy, export, inference_time, random_obs, verify, write_training_table
 from .train import TrainConfig, export_imitated, save, train
 
 # What every fold reports beside PPO: the planner, and the baselines of the simulator's own
@@ -64,7 +64,8 @@ def play(env: Any, policy: OnnxPolicy, trace: int, preference: str, shield: bool
     """One session of the exported policy on one (unaugmented) trace, through the simulator's
     own `run` and nerve-abr's `ppo` policy (the element's code), at a named preference;
     `shield`: capped by the planner's stall constraint, as the element plays it by default."""
-    r = env.run_actor(actor_of(policy), trace, preference=sim.PREFERENCE_WEIGHTS[preference], shield=shield)
+    r = env.run_actor(actor_of(policy), trace, preference=sim.PREFERENCE_WEIGHTS[preference], shield=shield,
+                      model=str(policy.path))
     out = {k: float(r[k]) for k in sim.METRICS}
     if shield:
         out["shielded"] = float(r["shielded"])
@@ -95,11 +96,14 @@ def fold(cfg: LofoConfig, fams: Sequence[sim.Family], left: sim.Family, log: Tex
     trained = train(groups, cfg.train, label=f"fold {left.name}", log=log)
     save(trained, work)
     onnx_path = export(trained.model, trained.vecnorm, work / "ppo.onnx")
+    write_training_table(onnx_path, cfg.train.env.tables)
     rng = np.random.default_rng(cfg.train.seed)
     probe = random_obs(trained.vecnorm, 512, rng)
     check = verify(trained.model, trained.vecnorm, onnx_path, probe)
     timing = inference_time(onnx_path, probe)
     imitated_path = export_imitated(trained, work / "imitated.onnx")
+    if imitated_path is not None:
+        write_training_table(imitated_path, cfg.train.env.tables)
     result: dict[str, Any] = {
         "left_out": left.name, "traces": len(left.traces),
         "trained_on": [f.name for f in fams if f.name != left.name],

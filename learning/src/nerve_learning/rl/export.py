@@ -62,12 +62,35 @@ def export(model: PPO, vecnorm: VecNormalize, path: Path) -> Path:
     return path
 
 
+def training_table_path(onnx: Path) -> Path:
+    """Where a policy's training table sits: `ppo.onnx` -> `ppo.table.json` (the name
+    `nerve_abr::learned::training_table` reads in the element, the simulator and the bindings)."""
+    return onnx.with_suffix(".table.json")
+
+
+def write_training_table(onnx: Path, tables: tuple[str, ...]) -> Path | None:
+    """Ship the table a policy trained on beside its graph, when it trained on one (`tables` empty:
+    the bindings' embedded generic table). The policy's features then read that table wherever
+    it plays, and the stream's table prices and scores (a network that met one table reads any
+    other as inputs it never saw). A policy that drew several tables reads the stream's: a stale
+    file from an earlier export is removed."""
+    path = training_table_path(onnx)
+    if tables:
+        path.unlink(missing_ok=True)
+        return None
+    import nerveabr_py
+
+    path.write_text(nerveabr_py.DEFAULT_TABLE)
+    return path
+
+
 class OnnxPolicy:
     """The exported actor through ONNX Runtime, one thread (as on a phone's spare core)."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
+        self.path = path
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
