@@ -121,9 +121,9 @@ fn both_policies_climb_back_after_a_trough() {
 /// on a 4 Mbit/s link (docs/research/2026-12-07-abr-tables-active.md); given another device's
 /// speeds, the same can happen. So it must climb on a fast link, stay low on a slow one and
 /// come back after the trough with each table and device, as the planner does; at
-/// battery-saver it ends where the planner ends (its shield plans on the stream's own rungs: over
-/// all six rows it let the policy take the top rung on screen content, where the planner holds
-/// the one below).
+/// battery-saver it ends no higher than the planner climbed (its shield plans on the stream's own
+/// rungs: over all six rows it let the policy take the top rung on screen content, where the
+/// planner never went).
 #[test]
 fn the_shipped_policy_climbs_with_every_content_table_and_device() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nerve-abr/tables");
@@ -144,9 +144,14 @@ fn the_shipped_policy_climbs_with_every_content_table_and_device() {
                 for preference in [Preference::Quality, Preference::BatterySaver] {
                     let steady = |policy: &str, rate: f64| played_with(&file, device_speed, policy, segment_s, cap_s, 0.0, &[rate; 12], preference);
                     let (fast, planner) = (steady("ppo", 8e6), steady("nerve", 8e6));
-                    let top = if preference == Preference::Quality { 3 } else { *planner.last().unwrap_or(&0) };
-                    assert!(top >= 2, "{case}, {segment_s} s, {cap_s} s cap, {preference:?}: the planner {planner:?}");
-                    assert_eq!(fast.last(), Some(&top), "{case}, {segment_s} s segments, {cap_s} s cap, {preference:?}, 8 Mbit/s: {fast:?} (planner {planner:?})");
+                    // At battery-saver the planner may climb and settle a rung lower (pricing
+                    // bits and enhancement energy); the shield lets the policy hold a rung the
+                    // planner reached, never climb above it: it ends between the two.
+                    let (end, reached) = (*planner.last().unwrap_or(&0), *planner.iter().max().unwrap_or(&0));
+                    let (low, high) = if preference == Preference::Quality { (3, 3) } else { (end, reached) };
+                    assert!(low >= 2, "{case}, {segment_s} s, {cap_s} s cap, {preference:?}: the planner {planner:?}");
+                    let last = *fast.last().unwrap_or(&0);
+                    assert!((low..=high).contains(&last), "{case}, {segment_s} s segments, {cap_s} s cap, {preference:?}, 8 Mbit/s: {fast:?} (planner {planner:?})");
                     let slow = steady("ppo", 0.2e6);
                     assert!(slow[1..].iter().all(|&r| r == 0), "{case}, {segment_s} s segments, {cap_s} s cap, {preference:?}, 0.2 Mbit/s: {slow:?}");
                 }

@@ -45,8 +45,12 @@ pub struct NerveParams {
     /// device free for later chunks.
     pub compute_price: f64,
     /// Quality points per joule of enhancement energy at `Balanced`; 0 at `Quality`, x10 at
-    /// `BatterySaver`.
+    /// `BatterySaver` (at least `saver_energy_price` there).
     pub energy_price: f64,
+    /// Quality points per joule of enhancement energy at battery-saver (and on a low battery)
+    /// when `energy_price` x 10 is lower: the exchange rate at which the saver still enhances.
+    /// Chosen leave-one-family-out with `saver_bit_price` by scripts/abr_saver_price.py.
+    pub saver_energy_price: f64,
     /// Power drawn while enhancing, watts.
     pub enhance_power_w: f64,
     /// Buffer (s) the plan should not end below; each missing second costs `stall_weight` x
@@ -121,6 +125,7 @@ impl Default for NerveParams {
             switch_weight: 1.0,
             compute_price: 0.25,
             energy_price: 0.0,
+            saver_energy_price: 0.5,
             enhance_power_w: 15.0,
             end_buffer_s: 25.0,
             end_buffer_weight: 0.3,
@@ -152,8 +157,9 @@ impl NerveParams {
     /// the buffer falls below 8 s. Safety 0.7, floor 4 s, no bit price: what the
     /// leave-one-family-out rule picks on all six trace families together, and what it picked
     /// in every fold (docs/research/2026-12-06-abr-generalisation.md). At battery-saver, 1
-    /// quality point per megabit (`saver_bit_price`), chosen the same way
-    /// (scripts/abr_saver_price.py).
+    /// quality point per megabit (`saver_bit_price`) and 0.17 per joule of enhancement energy
+    /// (`saver_energy_price`: on the shipped tables it still enhances the x3 rung, no other),
+    /// chosen the same way, in every fold (scripts/abr_saver_price.py, 2026-12-08).
     pub fn chunk() -> Self {
         Self {
             safety: 0.7,
@@ -169,6 +175,7 @@ impl NerveParams {
             guard_quantile: 0.1,
             collapse: 0.5,
             saver_bit_price: 1.0,
+            saver_energy_price: 0.17,
             ..Self::default()
         }
     }
@@ -320,7 +327,7 @@ impl Nerve {
     /// Quality points per joule charged for enhancement right now.
     fn energy_price(&self) -> f64 {
         if self.saving_battery() {
-            10.0 * self.params.energy_price.max(0.05)
+            (10.0 * self.params.energy_price).max(self.params.saver_energy_price)
         } else if self.preference == Preference::Balanced {
             self.params.energy_price
         } else {
@@ -758,6 +765,25 @@ mod tests {
         let recent = [0.2e6; 5];
         let mut p = Nerve::new(chunk_table(), NerveParams::chunk());
         assert_eq!(p.decide(&chunk_obs(&l, &sizes, &recent, 5.0, 0.2e6)).rung, 0);
+    }
+
+    #[test]
+    fn battery_saver_enhances_where_the_gain_beats_its_energy_price() {
+        // On the shipped generic table a 4 s chunk's enhancement costs (compute price 1 + the
+        // saver's price x 15 W) x its compute seconds: at 0.17 per joule the x3 rung's +5.6 VMAF
+        // still pays, x4's +2.9 and x2's +6.3 (2.5 s of compute) do not; at 0.5 (the saver
+        // until 2026-12-08) nothing does; at quality every level does.
+        let file = crate::quality::TableFile::parse(crate::DEFAULT_TABLE).unwrap(); // ok: test code
+        let table = QualityTable::from_file(&file, 1.0);
+        let levels = |preference, saver_energy_price| {
+            let mut p = Nerve::new(table.clone(), NerveParams { saver_energy_price, ..NerveParams::chunk() });
+            p.preference = preference;
+            (0..4).map(|rung| p.pick_level(rung, 30.0, 0.0, 4.0).0).collect::<Vec<_>>()
+        };
+        let chosen = NerveParams::chunk().saver_energy_price;
+        assert_eq!(levels(Preference::BatterySaver, chosen), [0, 1, 0, 0]);
+        assert_eq!(levels(Preference::BatterySaver, 0.5), [0, 0, 0, 0]);
+        assert_eq!(levels(Preference::Quality, chosen), [1, 1, 1, 1]);
     }
 
     #[test]

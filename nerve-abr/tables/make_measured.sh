@@ -7,12 +7,12 @@
 # (talking_head, sports, animation, texture, screen, generic = all clips) and the raw rows.
 # Run from the repository root: nerve-abr/tables/make_measured.sh
 #
-# nerve-eval now scores the active picture (bars left out) and runs each rung's default model for
-# its rows. The shipped tables predate that (whole frame, nerve-sr-x2-temporal at x2): re-measured
-# on 2026-12-07 (measurements/active_picture_2026-12-07.json) they make the shipped PPO policy keep
-# the lowest rung on a fast link, and no policy retrained on them has passed its climb tests yet
-# (docs/research/2026-12-07-abr-tables-active.md). Running this script replaces them: retrain and
-# check the PPO policy (gst-nerveabr/tests/ppo_shipped.rs, live_dash.rs) with them.
+# Scores are on the active picture (a clip's static bars left out) with each rung's default
+# model for its rows; the tables shipped on 2026-12-08 come from this script (run 2026-12-07).
+# November's whole-frame rows are kept in measurements/whole_frame_2026-11.json: the shipped PPO
+# policy was trained on that generic table and reads it (models/abr/ppo.table.json), so running
+# this script changes what the planner, the shield and the scores read, not the policy's features.
+# Check the policies with the new tables: gst-nerveabr/tests/ppo_shipped.rs, live_dash.rs.
 set -eu
 CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} cargo build --release -p nerve-eval
 nice -n 10 ./target/release/nerve-eval table --display 1280x720 \

@@ -560,7 +560,7 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecEnum::builder_with_default(PROP_PREFERENCE, d.preference)
                     .nick("Preference")
-                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1). battery-saver also downloads in bursts: once the demuxer's buffer is full it resumes below 15 s (its low-watermark-time, at most half its high watermark) so the radio sleeps in between, and nerve charges 1 quality point per megabit, so it leaves the top rung where its gain is small for its bits")
+                    .blurb("What the user favours; used by the nerve and ppo policies (ppo's preference weight: quality 0, balanced 0.5, battery-saver 1). battery-saver also downloads in bursts: once the demuxer's buffer is full it resumes below 15 s (its low-watermark-time, at most half its high watermark) so the radio sleeps in between, and nerve charges 1 quality point per megabit, so it leaves the top rung where its gain is small for its bits, and 0.17 per joule of enhancement energy")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecDouble::builder(PROP_BATTERY_LEVEL)
@@ -601,7 +601,7 @@ impl ObjectImpl for NerveAbr {
                     .build(),
                 glib::ParamSpecString::builder(PROP_PPO_MODEL)
                     .nick("PPO model")
-                    .blurb("The ppo policy's actor: an ONNX file taking the features of nerve_abr::learned ([1, n] float) and giving one score per (rung, enhancement level) ([1, rungs x levels]); the highest is taken. Empty: abr/ppo.onnx in the model directories (NERVE_MODEL_PATH, the installed models, the source tree's models/)")
+                    .blurb("The ppo policy's actor: an ONNX file taking the features of nerve_abr::learned ([1, n] float) and giving one score per (rung, enhancement level) ([1, rungs x levels]); the highest is taken; a quality table beside it (<name>.table.json, the one it was trained on) is what its table features read, while quality-table shields and scores. Empty: abr/ppo.onnx in the model directories (NERVE_MODEL_PATH, the installed models, the source tree's models/)")
                     .default_value(Some(""))
                     .mutable_ready()
                     .build(),

@@ -144,6 +144,10 @@ struct Args {
     /// with bits priced the top-rung shortcut is off.
     #[arg(long)]
     nerve_saver_bit_price: Option<f64>,
+    /// nerve: quality points per joule of enhancement energy at battery-saver (and on a low
+    /// battery): below it the saver stops enhancing.
+    #[arg(long)]
+    nerve_saver_energy_price: Option<f64>,
     /// nerve: chunks after the horizon over which the plan's last choice is assumed to continue.
     #[arg(long)]
     nerve_tail: Option<usize>,
@@ -218,6 +222,9 @@ fn nerve_config(a: &Args) -> NerveConfig {
     }
     if let Some(x) = a.nerve_saver_bit_price {
         p.saver_bit_price = x;
+    }
+    if let Some(x) = a.nerve_saver_energy_price {
+        p.saver_energy_price = x;
     }
     if let Some(x) = a.nerve_tail {
         p.tail = x;
