@@ -32,8 +32,11 @@ const QUALITY_NORM: f64 = 100.0;
 /// 4x real time is as unusable as an absent one.
 const SPEED_CLIP: f64 = 4.0;
 
-/// VMAF points one joule of device energy costs at preference weight 1: the `nerve` planner's
-/// battery-saver price for enhancement energy (10 x 0.05, `nerve::Nerve::energy_price`).
+/// VMAF points one joule of device energy (the energy model's: radio, decoder, enhancement)
+/// costs at preference weight 1. Set in November to the `nerve` planner's battery-saver price
+/// for enhancement energy then (0.5); the planner's price is now chosen leave-one-family-out
+/// (`NerveParams::saver_energy_price`, 0.17) and prices its own 15 W planning estimate of
+/// enhancement alone, so the two no longer coincide. The shipped policy trained with 0.5.
 pub const ENERGY_PRICE_PER_J: f64 = 0.5;
 /// Reward = this x (QoE points - priced energy): about one per chunk.
 pub const REWARD_SCALE: f64 = 0.01;
